@@ -1,0 +1,97 @@
+"""Shared pieces of every architecture: the training search space, optimizers, callbacks and layer blocks."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+from keras import layers
+
+Params = dict[str, Any]
+
+OPTIMIZERS = ("sgd", "sgd_nesterov", "adam", "adadelta")
+BATCH_SIZES = (32, 64, 128, 256)
+ACTIVATIONS = ("relu", "leaky_relu")
+# The notebook's ReduceLROnPlateau settings.
+PLATEAU = {"monitor": "val_accuracy", "patience": 3, "factor": 0.5, "min_lr": 1e-5}
+
+
+def suggest_training(trial: Any) -> Params:
+    """Sample the training hyperparameters that every architecture shares."""
+    return {
+        "optimizer": trial.suggest_categorical("optimizer", OPTIMIZERS),
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 0.3, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", BATCH_SIZES),
+        "reduce_lr": trial.suggest_categorical("reduce_lr", (False, True)),
+    }
+
+
+def suggest_activation(trial: Any, choices: Sequence[str] = ACTIVATIONS) -> Params:
+    """Sample the activation; LeakyReLU brings its slope along."""
+    params: Params = {"activation": trial.suggest_categorical("activation", tuple(choices))}
+    if params["activation"] == "leaky_relu":
+        params["leaky_slope"] = trial.suggest_float("leaky_slope", 0.01, 0.3, log=True)
+    return params
+
+
+def suggest_dropout(trial: Any) -> Params:
+    """Sample the dropout rate applied after pooling blocks and dense layers."""
+    return {"dropout": trial.suggest_float("dropout", 0.0, 0.6, step=0.05)}
+
+
+def suggest_batch_norm(trial: Any) -> Params:
+    """Sample whether convolutions are followed by batch normalization."""
+    return {"batch_norm": trial.suggest_categorical("batch_norm", (False, True))}
+
+
+def make_optimizer(params: Params) -> keras.optimizers.Optimizer:
+    """Build the Keras optimizer named by params (SGD, SGD with Nesterov momentum, Adam, Adadelta)."""
+    name, lr = params["optimizer"], params["learning_rate"]
+    if name == "sgd":
+        return keras.optimizers.SGD(lr)
+    if name == "sgd_nesterov":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    if name == "adam":
+        return keras.optimizers.Adam(lr)
+    if name == "adadelta":
+        return keras.optimizers.Adadelta(lr)
+    raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+
+
+def make_callbacks(params: Params) -> list[keras.callbacks.Callback]:
+    """Training callbacks that params switch on (ReduceLROnPlateau as in the notebook)."""
+    return [keras.callbacks.ReduceLROnPlateau(**PLATEAU, verbose=0)] if params["reduce_lr"] else []
+
+
+def model_input(input_shape: Sequence[int], size: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The model's input, resized inside the model when the architecture wants another size."""
+    inputs = keras.Input(tuple(input_shape))
+    x = inputs if input_shape[0] == size else layers.Resizing(size, size)(inputs)
+    return inputs, x
+
+
+def activation(params: Params) -> layers.Layer:
+    """The activation layer params ask for: ReLU, tanh, or LeakyReLU with its slope."""
+    if params["activation"] == "leaky_relu":
+        return layers.LeakyReLU(negative_slope=params["leaky_slope"])
+    return layers.Activation(params["activation"])
+
+
+def conv_block(x: keras.KerasTensor, filters: int, kernel: int, params: Params, *,
+               strides: int = 1, padding: str = "same", batch_norm: bool | None = None,
+               act: bool = True) -> keras.KerasTensor:
+    """Conv2D, then batch normalization if asked, then the activation."""
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding)(x)
+    if params.get("batch_norm", False) if batch_norm is None else batch_norm:
+        x = layers.BatchNormalization()(x)
+    return activation(params)(x) if act else x
+
+
+def classifier_head(x: keras.KerasTensor, dense_units: Sequence[int], params: Params,
+                    num_classes: int) -> keras.KerasTensor:
+    """Dense layers with activation and dropout, then the softmax output (kept float32)."""
+    for units in dense_units:
+        x = layers.Dense(units)(x)
+        x = activation(params)(x)
+        x = layers.Dropout(params["dropout"])(x)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32")(x)

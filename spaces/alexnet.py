@@ -1,0 +1,50 @@
+"""AlexNet: five convolutions (96@11x11 first) with overlapping max-pools, on images resized to 48x48."""
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+from spaces._common import (Params, classifier_head, conv_block, model_input, suggest_activation,
+                            suggest_batch_norm, suggest_dropout, suggest_training)
+
+NAME = "alexnet"
+INPUT_SIZE = 48
+
+# (filters, kernel, padding, max-pool after). On 48x48 the first convolution runs at stride 1,
+# so 3x3/2 pools leave 3x3x256 for the head: 29,967,045 parameters with a 4096/4096 head.
+LAYERS: list[tuple[int, int, str, bool]] = [
+    (96, 11, "valid", True), (256, 5, "same", True),
+    (384, 3, "same", False), (384, 3, "same", False), (256, 3, "same", True),
+]
+
+_ALEXNET: Params = {"dense_units": 4096, "dropout": 0.5, "batch_norm": False, "activation": "relu",
+                    "optimizer": "sgd_nesterov", "learning_rate": 0.01, "batch_size": 64,
+                    "reduce_lr": False}
+SEED_MODELS: dict[str, Params] = {
+    "model1": _ALEXNET,
+    "model2": {**_ALEXNET, "optimizer": "adam", "learning_rate": 0.0001},
+    "model3": {**_ALEXNET, "batch_size": 128, "reduce_lr": True},
+}
+
+
+def suggest(trial: Any) -> Params:
+    """Sample head width, regularization, activation and training settings."""
+    return {
+        "dense_units": trial.suggest_categorical("dense_units", (512, 1024, 2048, 4096)),
+        **suggest_dropout(trial), **suggest_batch_norm(trial), **suggest_activation(trial),
+        **suggest_training(trial),
+    }
+
+
+def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Build the AlexNet described by params (uncompiled); the input is resized to 48x48 inside."""
+    inputs, x = model_input(input_shape, INPUT_SIZE)
+    for filters, kernel, padding, pool in LAYERS:
+        x = conv_block(x, filters, kernel, params, padding=padding)
+        if pool:
+            x = layers.MaxPooling2D(3, strides=2)(x)
+    units = params["dense_units"]
+    outputs = classifier_head(layers.Flatten()(x), [units, units], params, num_classes)
+    return keras.Model(inputs, outputs, name=NAME)

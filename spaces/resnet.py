@@ -1,0 +1,59 @@
+"""ResNet: a 7x7/2 stem, then stages of two-convolution residual blocks, global pooling and softmax."""
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+from spaces._common import (Params, activation, classifier_head, conv_block, model_input,
+                            suggest_activation, suggest_dropout, suggest_training)
+
+NAME = "resnet"
+INPUT_SIZE = 28
+
+# Model 1 is ResNet-18's body (4 stages x 2 blocks, 64-512 filters) with biased convolutions and
+# an unnormalized 1x1 projection shortcut, as the notebook built it: 11,183,621 parameters.
+_RESNET18: Params = {"stages": 4, "blocks": 2, "base_filters": 64, "stem_maxpool": False,
+                     "dropout": 0.0, "activation": "relu", "optimizer": "adam",
+                     "learning_rate": 0.001, "batch_size": 64, "reduce_lr": True}
+SEED_MODELS: dict[str, Params] = {
+    "model1": _RESNET18,
+    "model2": {**_RESNET18, "stem_maxpool": True},
+    "model3": {**_RESNET18, "optimizer": "sgd_nesterov", "learning_rate": 0.01},
+}
+
+
+def suggest(trial: Any) -> Params:
+    """Sample depth (stages, blocks per stage), width, stem pooling and training settings."""
+    return {
+        "stages": trial.suggest_int("stages", 2, 4),
+        "blocks": trial.suggest_int("blocks", 1, 2),
+        "base_filters": trial.suggest_categorical("base_filters", (16, 32, 64)),
+        "stem_maxpool": trial.suggest_categorical("stem_maxpool", (False, True)),
+        **suggest_dropout(trial), **suggest_activation(trial), **suggest_training(trial),
+    }
+
+
+def _residual_block(x: keras.KerasTensor, filters: int, strides: int, params: Params) -> keras.KerasTensor:
+    """Two 3x3 convolutions with batch norm, added to the input (projected when its shape changes)."""
+    y = conv_block(x, filters, 3, params, strides=strides, batch_norm=True)
+    y = conv_block(y, filters, 3, params, batch_norm=True, act=False)
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides)(x)
+    return activation(params)(layers.Add()([y, shortcut]))
+
+
+def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Build the ResNet described by params (uncompiled)."""
+    inputs, x = model_input(input_shape, INPUT_SIZE)
+    x = conv_block(x, params["base_filters"], 7, params, strides=2, batch_norm=True)
+    if params["stem_maxpool"]:
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    for stage in range(params["stages"]):
+        for block in range(params["blocks"]):
+            strides = 2 if stage > 0 and block == 0 else 1
+            x = _residual_block(x, params["base_filters"] * 2**stage, strides, params)
+    x = layers.Dropout(params["dropout"])(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, classifier_head(x, [], params, num_classes), name=NAME)

@@ -1,0 +1,48 @@
+"""VGG: stacks of 3x3 convolutions between max-pools, on images resized to 48x48; depth from a table."""
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+from spaces._common import (Params, classifier_head, conv_block, model_input, suggest_activation,
+                            suggest_batch_norm, suggest_dropout, suggest_training)
+
+NAME = "vgg16"
+INPUT_SIZE = 48
+
+# One table drives every depth: numbers are conv filters, "M" a 2x2 max-pool (as timm's vgg cfgs).
+CFGS: dict[int, list[int | str]] = {
+    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+}
+
+_VGG16: Params = {"depth": 16, "dense_units": 4096, "dropout": 0.5, "batch_norm": False,
+                  "activation": "relu", "optimizer": "sgd_nesterov", "learning_rate": 0.01,
+                  "batch_size": 64, "reduce_lr": False}
+SEED_MODELS: dict[str, Params] = {
+    "model1": _VGG16,
+    "model3": {**_VGG16, "optimizer": "adam", "learning_rate": 0.0001, "reduce_lr": True},
+}
+
+
+def suggest(trial: Any) -> Params:
+    """Sample depth (11/13/16), head width, regularization, activation and training settings."""
+    return {
+        "depth": trial.suggest_categorical("depth", tuple(CFGS)),
+        "dense_units": trial.suggest_categorical("dense_units", (512, 1024, 2048, 4096)),
+        **suggest_dropout(trial), **suggest_batch_norm(trial), **suggest_activation(trial),
+        **suggest_training(trial),
+    }
+
+
+def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Build the VGG described by params (uncompiled); the input is resized to 48x48 inside."""
+    inputs, x = model_input(input_shape, INPUT_SIZE)
+    for item in CFGS[params["depth"]]:
+        x = layers.MaxPooling2D()(x) if item == "M" else conv_block(x, int(item), 3, params)
+    units = params["dense_units"]
+    outputs = classifier_head(layers.Flatten()(x), [units, units], params, num_classes)
+    return keras.Model(inputs, outputs, name=NAME)
