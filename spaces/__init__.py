@@ -16,8 +16,13 @@ def names() -> list[str]:
     return list(_MODULES)
 
 
-def get(name: str) -> ModuleType:
-    """The module of architecture `name` (NAME, INPUT_SIZE, SEED_MODELS, suggest, build)."""
+def require(name: str) -> None:
+    """Check that `name` is registered, without importing Keras."""
     if name not in _MODULES:
         raise UnknownArchitecture(f"unknown architecture {name!r}; valid: {', '.join(_MODULES)}")
+
+
+def get(name: str) -> ModuleType:
+    """The module of architecture `name` (NAME, INPUT_SIZE, SEED_MODELS, suggest, build)."""
+    require(name)
     return importlib.import_module(f"spaces.{name}")

@@ -1,0 +1,1 @@
+"""hpsearch's engine: data, the training objective, studies, export, reports and the CLI."""

@@ -1,0 +1,120 @@
+"""The hpsearch command line: thin typer commands over the data, study, export and report modules."""
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+import spaces
+from search.errors import UserError
+from search.storage import DEFAULT_STORAGE
+
+app = typer.Typer(help="Find the best hyperparameters for Keras image classifiers with Optuna.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Prepare the built-in Fashion-MNIST data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+Storage = Annotated[str, typer.Option("--storage", help="Optuna storage URL (sqlite:///..., "
+                                      "postgresql+psycopg://..., journal:///path).")]
+Arch = Annotated[str, typer.Argument(help=f"Architecture: {', '.join(spaces.names())}.")]
+StudyName = Annotated[Optional[str], typer.Option("--study-name", help="Study name [default: ARCH].")]
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user's mistake into one line on stderr and exit code 2; Ctrl-C into exit code 130."""
+    try:
+        yield
+    except (UserError, spaces.UnknownArchitecture) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished trials are saved; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+
+
+@data_app.command("prepare")
+def data_prepare(
+    labels: Annotated[str, typer.Option(help="Label set: fashion5 (5 classes) or fashion10.")] = "fashion5",
+    source: Annotated[Optional[Path], typer.Option(help="Folder with the Fashion-MNIST *-idx*-ubyte.gz files "
+                                                   "[default: /usr/share/datasets/fashion-mnist].")] = None,
+    out: Annotated[Path, typer.Option(help="Where to write train.csv, testX.csv, testY.csv.")] = Path("data"),
+) -> None:
+    """Write Fashion-MNIST as Kaggle-format train.csv, testX.csv and testY.csv."""
+    from search.data import prepare
+
+    with user_errors():
+        for path in prepare(source, out, labels):
+            typer.echo(f"wrote {path}")
+
+
+@app.command()
+def study(
+    arch: Arch,
+    trials: Annotated[int, typer.Option(help="Finished trials the study should hold; a rerun adds only "
+                                        "the missing ones.")] = 20,
+    data: Annotated[Path, typer.Option(help="Folder with train.csv (and testX.csv).")] = Path("data"),
+    epochs: Annotated[int, typer.Option(help="Epochs per trial (the pruner may stop a trial earlier).")] = 50,
+    storage: Storage = DEFAULT_STORAGE,
+    study_name: StudyName = None,
+    sampler: Annotated[str, typer.Option(help="tpe or random.")] = "tpe",
+    pruner: Annotated[str, typer.Option(help="hyperband, median or none.")] = "hyperband",
+    seed: Annotated[int, typer.Option(help="Seed of the sampler and of every model's initialization.")] = 1337,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    subset: Annotated[Optional[int], typer.Option(help="Train on the first N training images "
+                                                  "(and N/4 validation images) for quick runs.")] = None,
+    enqueue_seed_models: Annotated[bool, typer.Option(help="Run the notebook's models of ARCH first.")] = False,
+    shuffle: Annotated[bool, typer.Option(help="Shuffle training data each epoch (the notebook did not).")] = False,
+    backend: Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax "
+                                                   "[default: $KERAS_BACKEND, else tensorflow].")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes sharing the study (use a journal or "
+                                         "PostgreSQL storage for many).")] = 1,
+    max_failures: Annotated[int, typer.Option(help="Stop after this many failed trials in one run.")] = 10,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Run (or resume) an Optuna study of ARCH until it holds --trials finished trials."""
+    from search.runner import run_study
+    from search.study import StudyConfig
+
+    config = StudyConfig(arch=arch, data_dir=str(data), trials=trials, epochs=epochs, storage=storage,
+                         study_name=study_name, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
+                         subset=subset, enqueue_seed_models=enqueue_seed_models, shuffle=shuffle,
+                         backend=backend, workers=workers, max_failures=max_failures, quiet=quiet)
+    with user_errors():
+        code = run_study(config)
+    raise typer.Exit(code)
+
+
+@app.command(hidden=True)
+def worker(payload: str) -> None:
+    """Run one worker's share of a study (started by `study --workers K`)."""
+    from search.runtime import use_backend
+    from search.study import worker_main
+
+    with user_errors():
+        use_backend(__import__("json").loads(payload).get("backend"))
+        raise typer.Exit(worker_main(payload))
+
+
+@app.command("trials")
+def trials_table(arch: Arch, storage: Storage = DEFAULT_STORAGE, study_name: StudyName = None) -> None:
+    """Print a study's trials as a table: state, value, seconds, parameters."""
+    from search.tables import trials_frame
+    from search.storage import load_study, open_storage
+
+    with user_errors():
+        frame = trials_frame(load_study(open_storage(storage, readonly=True), study_name or arch))
+    typer.echo(frame.to_string(index=False) if len(frame) else "no trials yet")
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="hpsearch")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Progress lines on stderr: one per finished trial, and a live line per epoch during a trial."""
+from __future__ import annotations
+
+import sys
+
+import optuna
+from optuna.trial import FrozenTrial
+
+
+def format_params(params: dict) -> str:
+    """Params as short key=value pairs for one terminal line."""
+    def short(value: object) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    return " ".join(f"{key}={short(value)}" for key, value in params.items())
+
+
+class Progress:
+    """Writes progress to stderr unless quiet; in a worker, each line starts with [wN]."""
+
+    def __init__(self, quiet: bool = False, worker: int | None = None) -> None:
+        self.quiet = quiet
+        self.prefix = f"[w{worker}] " if worker is not None else ""
+        self.live = sys.stderr.isatty() and worker is None
+
+    def _write(self, text: str, transient: bool = False) -> None:
+        """Write a line; on a terminal an epoch line is overwritten by the next one."""
+        if self.quiet:
+            return
+        if self.live:
+            sys.stderr.write("\r\033[K" + self.prefix + text + ("" if transient else "\n"))
+        else:
+            sys.stderr.write(self.prefix + text + "\n")
+        sys.stderr.flush()
+
+    def epoch(self, number: int | None, row: dict, epochs: int) -> None:
+        """Live line after each epoch of a running trial."""
+        label = f"trial {number}" if number is not None else "training"
+        val = f" val_acc {row['val_accuracy']:.4f}" if "val_accuracy" in row else ""
+        self._write(f"  {label} epoch {row['epoch']}/{epochs} loss {row.get('loss', float('nan')):.4f}"
+                    f"{val} {row['seconds']:.1f}s", transient=True)
+
+    def trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """One line per finished trial: number, state, value, seconds, params."""
+        value = "-" if trial.value is None else f"{trial.value:.4f}"
+        seconds = trial.user_attrs.get("train_seconds", 0.0)
+        reason = f" ({trial.user_attrs['fail_reason']})" if "fail_reason" in trial.user_attrs else ""
+        self._write(f"trial {trial.number:>3} {trial.state.name:<8} val_acc {value} {seconds:6.1f}s "
+                    f"{format_params(trial.params)}{reason}")

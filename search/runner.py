@@ -1,0 +1,52 @@
+"""`hpsearch study` from start to summary: check, load data, open the study, run workers, report."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from search.data import load_dataset
+from search.runtime import use_backend
+from search.study import FINISHED, StudyConfig, count, enqueue_seed_models, open_study, run_worker, run_workers
+
+
+def _say(config: StudyConfig, text: str) -> None:
+    """A status line on stderr unless --quiet."""
+    if not config.quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def run_study(config: StudyConfig) -> int:
+    """Run the study described by config to its trial target; return the exit code."""
+    config.check()
+    use_backend(config.backend)
+    data = load_dataset(Path(config.data_dir), config.subset)  # validates the data before any storage is touched
+    study = open_study(config, data)
+    if config.enqueue_seed_models:
+        enqueue_seed_models(study, config.arch)
+    remaining = config.trials - count(study)
+    _say(config, f"study {config.name!r} in {config.storage}: {count(study)} finished trials, {max(remaining, 0)} "
+                 f"to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
+                 f"{data.num_classes} classes ({data.label_set})")
+    failed_workers = 0
+    if remaining > 0 and config.workers == 1:
+        budget = run_worker(config, remaining, data)
+        failed_workers = int(budget.failed >= config.max_failures)
+    elif remaining > 0:
+        failed_workers = run_workers(config, remaining)
+    study = open_study(config, data)
+    finished, failed = count(study), count(study, (TrialState.FAIL,))
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    best = max(complete, key=lambda t: t.value or 0.0) if complete else None
+    print(f"study {config.name!r}: {finished} finished trials ({count(study, (TrialState.COMPLETE,))} complete, "
+          f"{count(study, (TrialState.PRUNED,))} pruned), {failed} failed")
+    if best is not None:
+        print(f"best: trial {best.number}, val_accuracy {best.value:.4f}, params {best.params}")
+    print(f"results: {config.storage} (study {config.name!r}); see `hpsearch trials {config.arch}`, "
+          f"export with `hpsearch export-best {config.arch}`")
+    if failed_workers:
+        print(f"stopped: {config.max_failures} failed trials in a run (see fail_reason in `hpsearch trials`)",
+              file=sys.stderr)
+        return 1
+    return 0 if finished >= config.trials or config.timeout else 1

@@ -1,0 +1,186 @@
+"""Creating and resuming studies, choosing sampler and pruner, and running trials in one or K workers."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+import spaces
+from search.data import Dataset, load_dataset
+from search.errors import UserError
+from search.progress import Progress
+from search.storage import DEFAULT_STORAGE, HEARTBEAT_SECONDS, open_storage
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("hyperband", "median", "none")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SPLIT = "train_test_split(test_size=0.2, random_state=42)"
+
+
+@dataclass
+class StudyConfig:
+    """Everything that defines a run of `hpsearch study`; workers receive it as JSON."""
+
+    arch: str
+    data_dir: str = "data"
+    trials: int = 20
+    epochs: int = 50
+    storage: str = DEFAULT_STORAGE
+    study_name: str | None = None
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    seed: int = 1337
+    timeout: float | None = None
+    subset: int | None = None
+    enqueue_seed_models: bool = False
+    shuffle: bool = False
+    backend: str | None = None
+    workers: int = 1
+    max_failures: int = 10
+    quiet: bool = False
+    heartbeat_seconds: int = HEARTBEAT_SECONDS
+
+    @property
+    def name(self) -> str:
+        """The study's name: given, or the architecture's."""
+        return self.study_name or self.arch
+
+    def check(self) -> None:
+        """Reject impossible settings with one line each, before anything is loaded or written."""
+        spaces.require(self.arch)
+        for option, value in (("--trials", self.trials), ("--epochs", self.epochs),
+                              ("--workers", self.workers), ("--max-failures", self.max_failures)):
+            if value <= 0:
+                raise UserError(f"{option} must be at least 1, got {value}")
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        if self.pruner not in PRUNERS:
+            raise UserError(f"unknown pruner {self.pruner!r}; valid: {', '.join(PRUNERS)}")
+        if self.subset is not None and self.subset <= 0:
+            raise UserError(f"--subset must be at least 1, got {self.subset}")
+
+
+def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler by name, seeded."""
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
+
+
+def make_pruner(kind: str, epochs: int) -> optuna.pruners.BasePruner:
+    """The pruner by name; Hyperband's budget is the epoch count."""
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0) -> optuna.Study:
+    """Create or resume the study; its attributes must match this architecture and dataset."""
+    storage = open_storage(config.storage, config.heartbeat_seconds)
+    study = optuna.create_study(storage=storage, study_name=config.name, direction="maximize",
+                                load_if_exists=True, pruner=make_pruner(config.pruner, config.epochs),
+                                sampler=optuna.samplers.RandomSampler())
+    expected = {"arch": config.arch, "data_fingerprint": data.fingerprint, "label_set": data.label_set,
+                "split": SPLIT, "subset": config.subset}
+    attrs = study.user_attrs
+    for key, value in expected.items():
+        if key in attrs and attrs[key] != value:
+            raise UserError(f"study {config.name!r} holds {key} {attrs[key]!r}, not {value!r}; "
+                            "choose another --study-name")
+    for key, value in expected.items():
+        if key not in attrs:
+            study.set_user_attr(key, value)
+    optuna.storages.fail_stale_trials(study)
+    # A resumed study must not replay the sampler's first draws: offset the seed by the trials so far.
+    study.sampler = make_sampler(config.sampler, config.seed + len(study.trials) + 1000 * seed_offset)
+    return study
+
+
+def count(study: optuna.Study, states: tuple[TrialState, ...] = FINISHED) -> int:
+    """How many trials of the study are in the given states."""
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def enqueue_seed_models(study: optuna.Study, arch: str) -> int:
+    """Queue the notebook's models of arch as the first trials (once; finished ones are not rerun)."""
+    seeds = spaces.get(arch).SEED_MODELS
+    for name, params in seeds.items():
+        study.enqueue_trial(params, user_attrs={"seed_model": name}, skip_if_exists=True)
+    return len(seeds)
+
+
+class Budget:
+    """Optuna callback: stops the study after `quota` finished trials or `max_failures` failed ones."""
+
+    def __init__(self, quota: int, max_failures: int) -> None:
+        self.quota, self.max_failures = quota, max_failures
+        self.finished = self.failed = 0
+        self.last_failure = ""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Count the trial and stop the study when the budget is spent."""
+        if trial.state in FINISHED:
+            self.finished += 1
+        elif trial.state == TrialState.FAIL:
+            self.failed += 1
+            self.last_failure = str(trial.user_attrs.get("fail_reason", "unknown"))
+        if self.finished >= self.quota or self.failed >= self.max_failures:
+            study.stop()
+
+
+def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, worker: int = 0) -> Budget:
+    """Run trials in this process until `quota` of them finish (or the failure/time limit)."""
+    from search.objective import make_objective  # imports Keras: only once the backend is chosen
+
+    data = data or load_dataset(Path(config.data_dir), config.subset)
+    study = open_study(config, data, seed_offset=worker)
+    progress = Progress(config.quiet, worker if config.workers > 1 else None)
+    objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,
+                               shuffle=config.shuffle, progress=progress.epoch)
+    budget = Budget(quota, config.max_failures)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, timeout=config.timeout, catch=(Exception,),
+                   callbacks=[budget, progress.trial])
+    return budget
+
+
+def _shares(total: int, workers: int) -> list[int]:
+    """Split a trial budget as evenly as possible over workers (no empty shares)."""
+    return [n for n in (total // workers + (i < total % workers) for i in range(workers)) if n]
+
+
+def run_workers(config: StudyConfig, remaining: int) -> int:
+    """Start one process per share of the remaining trials on the shared storage; return failures."""
+    procs = []
+    for index, quota in enumerate(_shares(remaining, config.workers)):
+        payload = json.dumps({**dataclasses.asdict(config), "quota": quota, "worker": index})
+        procs.append(subprocess.Popen([sys.executable, "-m", "search", "worker", payload]))
+    try:
+        codes = [proc.wait() for proc in procs]
+    except KeyboardInterrupt:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            proc.wait()
+        raise
+    return sum(code != 0 for code in codes)
+
+
+def worker_main(payload: str) -> int:
+    """Entry point of a worker process: run its quota; exit 1 if it stopped on failures."""
+    fields: dict[str, Any] = json.loads(payload)
+    quota, worker = fields.pop("quota"), fields.pop("worker")
+    config = StudyConfig(**fields)
+    budget = run_worker(config, quota, worker=worker)
+    return 1 if budget.failed >= config.max_failures else 0
