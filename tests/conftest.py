@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny real Fashion-MNIST data in the Kaggle format, and the CPU backend."""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search.data import DEFAULT_SOURCE, IDX_FILES, prepare, read_idx
+from search.runtime import use_backend
+
+use_backend("tensorflow")  # before any test imports Keras
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an array as a gzipped IDX file, the format Fashion-MNIST ships in."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """IDX files holding the first 500 training and 100 test images of the real Fashion-MNIST."""
+    out = tmp_path_factory.mktemp("idx")
+    sizes = {"train_x": 500, "train_y": 500, "test_x": 100, "test_y": 100}
+    for key, name in IDX_FILES.items():
+        write_idx(out / name, read_idx(DEFAULT_SOURCE / name)[: sizes[key]])
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder (train.csv, testX.csv, testY.csv) made by `prepare` from the tiny IDX files."""
+    out = tmp_path_factory.mktemp("data")
+    prepare(tiny_source, out, "fashion5")
+    return out
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite storage URL in the test's temporary folder."""
+    return f"sqlite:///{tmp_path / 'studies.db'}"

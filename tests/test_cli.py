@@ -1,0 +1,74 @@
+"""The command line through typer's CliRunner and a real subprocess: outputs, exit codes, one-line errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from search.cli import app
+
+runner = CliRunner()
+
+
+def test_python_m_search_is_the_cli() -> None:
+    done = subprocess.run([sys.executable, "-m", "search", "--help"], capture_output=True, text=True, check=True)
+    for command in ("data", "study", "trials"):
+        assert command in done.stdout
+
+
+def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
+    data, url = tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}"
+    result = runner.invoke(app, ["data", "prepare", "--source", str(tiny_source), "--out", str(data)])
+    assert result.exit_code == 0 and "train.csv" in result.stdout
+    result = runner.invoke(app, ["study", "lenet", "--trials", "2", "--epochs", "1", "--subset", "100",
+                                 "--data", str(data), "--storage", url])
+    assert result.exit_code == 0, result.output
+    assert "trial   0" in result.stderr and "epoch 1/1" in result.stderr
+    assert "2 finished trials" in result.stdout and "hpsearch export-best lenet" in result.stdout
+    result = runner.invoke(app, ["trials", "lenet", "--storage", url])
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[:4] == ["number", "state", "val_accuracy", "seconds"] and len(lines) == 3
+    quiet = runner.invoke(app, ["study", "lenet", "--trials", "3", "--epochs", "1", "--subset", "100",
+                                "--data", str(data), "--storage", url, "--quiet"])
+    assert quiet.exit_code == 0 and quiet.stderr == "" and "3 finished trials" in quiet.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["study", "mlp"], "unknown architecture 'mlp'; valid: cnn, resnet, lenet, vgg16, alexnet"),
+    (["study", "cnn", "--trials", "0"], "--trials must be at least 1"),
+    (["study", "cnn", "--epochs", "-1"], "--epochs must be at least 1"),
+    (["study", "cnn", "--sampler", "grid"], "unknown sampler 'grid'"),
+    (["study", "cnn", "--pruner", "wilcoxon"], "unknown pruner 'wilcoxon'"),
+    (["study", "cnn", "--storage", "nonsense"], "storage 'nonsense': not a storage URL"),
+    (["study", "cnn", "--storage", "redis://localhost"], "unsupported database 'redis'"),
+    (["study", "cnn", "--subset", "100000"], "--subset 100000: must be between 1 and 400"),
+    (["study", "cnn", "--backend", "theano"], "unknown backend 'theano'"),
+    (["trials", "cnn"], "no study 'cnn' in this storage"),
+    (["trials", "cnn", "--storage", "sqlite:///missing/nothing.db"], "no such database file"),
+])
+def test_bad_input_gives_one_line_and_exit_2(args: list[str], message: str, tiny_data: Path,
+                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    if "--storage" not in args:
+        args = args + ["--storage", f"sqlite:///{tmp_path / 'db.sqlite'}"]
+    if args[0] == "study":
+        args = args + ["--data", str(tiny_data)]
+    if args[0] == "trials" and "missing" not in args[-1]:
+        runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "20", "-q",
+                            "--data", str(tiny_data), "--storage", args[-1]])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {result.stderr.strip().removeprefix('error: ')}"
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_missing_data_says_where(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["study", "cnn", "--data", str(tmp_path / "none"),
+                                 "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}"])
+    assert result.exit_code == 2 and "train.csv: file not found" in result.stderr
+    assert not (tmp_path / "db.sqlite").exists()  # nothing written

@@ -1,0 +1,132 @@
+"""Data: prepare from IDX files, validation with one-line errors, the binary cache and the split."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from search.data import DataError, load_dataset, load_test, prepare, read_table
+
+
+def test_prepare_writes_kaggle_format_with_fashion5_labels(tiny_source: Path, tmp_path: Path) -> None:
+    paths = prepare(tiny_source, tmp_path, "fashion5")
+    assert [p.name for p in paths] == ["train.csv", "testX.csv", "testY.csv"]
+    train, test, truth = (pd.read_csv(p) for p in paths)
+    assert list(train.columns[:3]) == ["Id", "Label", "pixel0"] and train.shape == (500, 786)
+    assert list(test.columns[:2]) == ["Id", "pixel0"] and test.shape == (100, 785)
+    assert list(truth.columns) == ["Id", "Label"] and list(truth["Id"]) == list(range(100))
+    # Fashion-MNIST's first training image is an ankle boot (9) -> footwear (3); second a T-shirt -> tops (0).
+    assert train["Label"].iloc[:2].tolist() == [3, 0]
+    assert set(train["Label"]) == {0, 1, 2, 3, 4}
+
+
+def test_prepare_fashion10_keeps_original_labels(tiny_source: Path, tmp_path: Path) -> None:
+    prepare(tiny_source, tmp_path, "fashion10")
+    assert pd.read_csv(tmp_path / "train.csv")["Label"].iloc[:2].tolist() == [9, 0]
+    assert load_dataset(tmp_path).num_classes == 10
+
+
+def test_prepare_without_source_says_how_to_get_it(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="pass --source"):
+        prepare(tmp_path / "nowhere", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_load_dataset_scales_shapes_and_splits(tiny_data: Path) -> None:
+    data = load_dataset(tiny_data)
+    assert data.x_train.shape == (400, 28, 28, 1) and data.x_val.shape == (100, 28, 28, 1)
+    assert data.x_train.dtype == np.float32 and 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0
+    assert data.num_classes == 5 and data.label_set == "fashion5" and data.class_names[0] == "tops"
+    sub = load_dataset(tiny_data, subset=40)
+    assert len(sub.x_train) == 40 and len(sub.x_val) == 10
+    np.testing.assert_array_equal(sub.x_train, data.x_train[:40])  # same 80:20 split, then the first N
+    with pytest.raises(DataError, match="--subset 401"):
+        load_dataset(tiny_data, subset=401)
+
+
+def test_cache_is_used_and_invalidated_when_the_csv_changes(tiny_data: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "train.csv"
+    csv.write_bytes((tiny_data / "train.csv").read_bytes())
+    first = read_table(csv, labelled=True)
+    cache = tmp_path / ".train.csv.cache.npz"
+    assert cache.is_file()
+    again = read_table(csv, labelled=True)
+    assert again.fingerprint == first.fingerprint
+    np.testing.assert_array_equal(again.pixels, first.pixels)
+    frame = pd.read_csv(csv)
+    frame.loc[0, "Label"] = (frame.loc[0, "Label"] + 1) % 5
+    frame.to_csv(csv, index=False)
+    os.utime(csv, ns=(time.time_ns(), time.time_ns() + 10**9))
+    changed = read_table(csv, labelled=True)
+    assert changed.fingerprint != first.fingerprint and changed.labels[0] != first.labels[0]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+HEADER = "Id,Label," + ",".join(f"pixel{i}" for i in range(4))
+GOOD = [HEADER, "0,0,0,10,20,255", "1,1,1,2,3,4", "2,1,0,0,0,0"]
+# (lines of train.csv, what the error message must say); pixels are 2x2 images
+BAD_TRAIN = {
+    "empty": ([], "file is empty"),
+    "header only": ([HEADER], "no data rows"),
+    "extra column": (GOOD[:2] + ["1,1,1,2,3,4,5"], "line 3: 7 columns, expected 6"),
+    "no Id": ([HEADER.replace("Id", "Key")] + GOOD[1:], "column 1 must be 'Id'"),
+    "no Label": ([HEADER.replace("Label", "Class")] + GOOD[1:], "column 2 must be 'Label'"),
+    "not square": ([HEADER + ",pixel4"] + [line + ",0" for line in GOOD[1:]], "5 pixel columns"),
+    "text pixel": (GOOD[:2] + ["1,1,1,x,3,4"], "line 3, column 'pixel1': 'x'"),
+    "fractional pixel": (GOOD[:2] + ["1,1,1,2.5,3,4"], "line 3, column 'pixel1': '2.5'"),
+    "negative pixel": (GOOD[:2] + ["1,1,1,2,-3,4"], "line 3, column 'pixel2': '-3'"),
+    "pixel over 255": (GOOD[:2] + ["1,1,1,2,3,256"], "line 3, column 'pixel3': '256'"),
+    "blank pixel": (GOOD[:2] + ["1,1,1,,3,4"], "line 3, column 'pixel1': a blank cell"),
+    "NaN pixel": (GOOD[:2] + ["1,1,1,NaN,3,4"], "line 3, column 'pixel1': a blank cell"),
+    "fractional label": (GOOD[:2] + ["1,1.5,1,2,3,4"], "column 'Label': '1.5'"),
+    "negative label": (GOOD[:2] + ["1,-1,1,2,3,4"], "column 'Label': '-1'"),
+    "one class": ([HEADER, "0,1,0,0,0,0", "1,1,0,0,0,0"], "at least 2"),
+    "duplicate Id": (GOOD[:2] + ["0,1,1,2,3,4"], "line 3, column 'Id': duplicate Id 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRAIN))
+def test_bad_train_csv_gives_one_line_naming_the_place(case: str, tmp_path: Path) -> None:
+    lines, expected = BAD_TRAIN[case]
+    csv = _write(tmp_path / "train.csv", "\n".join(lines) + ("\n" if lines else ""))
+    with pytest.raises(DataError) as info:
+        read_table(csv, labelled=True)
+    message = str(info.value)
+    assert expected in message and str(csv) in message and "\n" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv"]  # no cache written
+
+
+def test_missing_and_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="file not found"):
+        read_table(tmp_path / "train.csv", labelled=True)
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x01" * 50)
+    with pytest.raises(DataError, match=str(binary)):
+        read_table(binary, labelled=True)
+
+
+def test_testx_must_match_train_pixel_count(tmp_path: Path) -> None:
+    _write(tmp_path / "testX.csv", "Id,p0,p1,p2,p3,p4,p5,p6,p7,p8\n0,1,2,3,4,5,6,7,8,9\n")
+    with pytest.raises(DataError, match="9 pixel columns, expected 4"):
+        load_test(tmp_path, 4)
+    ids, x = load_test(tmp_path, 9)
+    assert ids.tolist() == [0] and x.shape == (1, 3, 3, 1)
+
+
+def test_second_load_of_full_fashion_mnist_reads_only_the_cache(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real 60,000-row train.csv: after one parse, loads come from the cache (timed in bench/)."""
+    prepare(None, tmp_path)
+    first = load_dataset(tmp_path)
+    monkeypatch.setattr("search.data._parse", lambda *args: pytest.fail("CSV parsed again"))
+    data = load_dataset(tmp_path)
+    assert len(data.x_train) == 48_000 and len(data.x_val) == 12_000
+    np.testing.assert_array_equal(data.y_val, first.y_val)

@@ -1,0 +1,104 @@
+"""Studies end to end on tiny real data: attributes, resume, pruning, failures and seed models."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import spaces
+from search.data import load_dataset
+from search.errors import UserError
+from search.objective import make_objective
+from search.runner import run_study
+from search.storage import open_storage
+from search.study import StudyConfig
+
+HISTORY_KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
+
+
+def _config(data: Path, url: str, arch: str = "lenet", **changes: object) -> StudyConfig:
+    return dataclasses.replace(StudyConfig(arch=arch, data_dir=str(data), trials=2, epochs=1, storage=url,
+                                           quiet=True, heartbeat_seconds=2), **changes)
+
+
+def _study(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+@pytest.mark.parametrize("arch", spaces.names())
+def test_two_trial_study_records_history_and_time(arch: str, tiny_data: Path, sqlite_url: str) -> None:
+    assert run_study(_config(tiny_data, sqlite_url, arch, subset=200)) == 0
+    study = _study(sqlite_url, arch)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == 2
+    for trial in finished:
+        attrs = trial.user_attrs
+        assert len(attrs["history"]) == 1 and set(attrs["history"][0]) == HISTORY_KEYS
+        assert attrs["train_seconds"] > 0 and attrs["n_params"] > 0 and attrs["best_epoch"] == 1
+        assert attrs["backend"] == "tensorflow" and attrs["device"] == "cpu"
+        assert trial.value == pytest.approx(attrs["history"][0]["val_accuracy"])
+    assert study.user_attrs["arch"] == arch and study.user_attrs["label_set"] == "fashion5"
+
+
+def test_rerun_resumes_without_repeating_finished_trials(tiny_data: Path, sqlite_url: str) -> None:
+    config = _config(tiny_data, sqlite_url, subset=100)
+    run_study(config)
+    before = {t.number: t.params for t in _study(sqlite_url, "lenet").trials}
+    run_study(config)  # the same command: nothing left to do
+    assert len(_study(sqlite_url, "lenet").trials) == 2
+    run_study(dataclasses.replace(config, trials=4))
+    after = _study(sqlite_url, "lenet").trials
+    assert len(after) == 4 and {t.number: t.params for t in after[:2]} == before
+    assert after[2].params != after[0].params  # the resumed sampler does not replay its first draws
+
+
+def test_seed_models_run_first(tiny_data: Path, sqlite_url: str) -> None:
+    seeds = spaces.get("lenet").SEED_MODELS
+    run_study(_config(tiny_data, sqlite_url, trials=len(seeds), subset=100, enqueue_seed_models=True))
+    trials = _study(sqlite_url, "lenet").trials
+    assert [t.user_attrs["seed_model"] for t in trials] == list(seeds)
+    assert [t.params for t in trials] == list(seeds.values())
+    assert trials[0].user_attrs["n_params"] == 245_601
+    run_study(_config(tiny_data, sqlite_url, trials=len(seeds), subset=100, enqueue_seed_models=True))
+    assert len(_study(sqlite_url, "lenet").trials) == len(seeds)  # not queued twice
+
+
+def test_pruner_stops_a_trial_after_its_report(tiny_data: Path) -> None:
+    """A pruner that prunes everything below 101% accuracy stops the trial after epoch 1 of 3."""
+    data = load_dataset(tiny_data, subset=100)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.01))
+    study.optimize(make_objective(spaces.get("lenet"), data, epochs=3, seed=1), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.PRUNED
+    assert len(trial.user_attrs["history"]) == 1 and list(trial.intermediate_values) == [1]
+
+
+def test_hyperband_prunes_in_a_real_study(tiny_data: Path, sqlite_url: str) -> None:
+    run_study(_config(tiny_data, sqlite_url, trials=8, epochs=3, subset=100, sampler="random"))
+    states = [t.state for t in _study(sqlite_url, "lenet").trials]
+    assert states.count(TrialState.PRUNED) >= 1 and states.count(TrialState.COMPLETE) >= 1
+
+
+def test_nan_loss_fails_the_trial_within_the_first_epoch(tiny_data: Path) -> None:
+    data = load_dataset(tiny_data, subset=100)
+    data.x_train[0] = np.nan  # poisons the first batch's loss (tanh and average pooling keep the NaN)
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(spaces.get("lenet").SEED_MODELS["model1"])
+    study.optimize(make_objective(spaces.get("lenet"), data, epochs=5, seed=1), n_trials=1, catch=(Exception,))
+    trial = study.trials[0]
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == "TrialFailed: loss became nan in epoch 1"
+    assert len(trial.user_attrs["history"]) == 1 and math.isnan(trial.user_attrs["history"][0]["loss"])
+
+
+def test_study_name_holding_another_architecture_is_refused(tiny_data: Path, sqlite_url: str) -> None:
+    run_study(_config(tiny_data, sqlite_url, trials=1, subset=50))
+    with pytest.raises(UserError, match="holds arch 'lenet', not 'cnn'"):
+        run_study(_config(tiny_data, sqlite_url, "cnn", trials=1, subset=50, study_name="lenet"))
+    with pytest.raises(UserError, match="holds subset 50, not 60"):
+        run_study(_config(tiny_data, sqlite_url, trials=1, subset=60))
