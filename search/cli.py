@@ -111,6 +111,78 @@ def trials_table(arch: Arch, storage: Storage = DEFAULT_STORAGE, study_name: Stu
     typer.echo(frame.to_string(index=False) if len(frame) else "no trials yet")
 
 
+@app.command("export-best")
+def export_best(
+    arch: Arch,
+    storage: Storage = DEFAULT_STORAGE,
+    study_name: StudyName = None,
+    data: Annotated[Path, typer.Option(help="Folder with the study's train.csv and testX.csv.")] = Path("data"),
+    out: Annotated[Optional[Path], typer.Option(help="Output folder [default: studies/ARCH/best].")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs to retrain [default: the best trial's best "
+                                                  "epoch].")] = None,
+    full_train: Annotated[bool, typer.Option(help="Retrain on all labelled rows (validation included).")] = False,
+    backend: Annotated[Optional[str], typer.Option(help="Keras backend [default: $KERAS_BACKEND, "
+                                                   "else tensorflow].")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Retrain the best trial and write submission.csv, model.keras, params.json, history.csv, report.html."""
+    from search.runtime import use_backend
+    from search.storage import load_study, open_storage
+
+    with user_errors():
+        spaces.require(arch)
+        if epochs is not None and epochs <= 0:
+            raise UserError(f"--epochs must be at least 1, got {epochs}")
+        use_backend(backend)
+        from search.export import export_best as run_export
+
+        study_obj = load_study(open_storage(storage, readonly=True), study_name or arch)
+        result = run_export(study_obj, data, out or Path("studies") / arch / "best", epochs=epochs,
+                            full_train=full_train, quiet=quiet)
+    typer.echo(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}")
+    for path in result.files:
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def report(
+    storage: Storage = DEFAULT_STORAGE,
+    out: Annotated[Path, typer.Option(help="HTML file; a CSV of the table is written beside it.")]
+    = Path("studies/report.html"),
+) -> None:
+    """Compare every architecture study in a storage: table, CSV and HTML with curves and timings."""
+    from search.runtime import use_backend
+    from search.storage import open_storage
+
+    with user_errors():
+        use_backend(None)
+        from search.compare import arch_studies, write_report
+
+        studies = arch_studies(open_storage(storage, readonly=True))
+        if not studies:
+            raise UserError(f"no hpsearch studies in {storage}; run `hpsearch study ARCH` first")
+        table, csv_path, html_path = write_report(studies, out)
+    typer.echo(table.drop(columns=["best_params"], errors="ignore").to_string(index=False, na_rep=""))
+    typer.echo(f"wrote {csv_path}\nwrote {html_path}")
+
+
+@app.command()
+def score(
+    submission: Annotated[Path, typer.Argument(help="A submission.csv (Id,Label).")],
+    labels: Annotated[Path, typer.Option(help="The true labels (Id,Label), e.g. data/testY.csv.")]
+    = Path("data/testY.csv"),
+) -> None:
+    """Accuracy, per-class accuracy and confusion matrix of a submission against true labels."""
+    from search.score import score as run_score
+
+    with user_errors():
+        result = run_score(submission, labels)
+    typer.echo(f"accuracy: {result.accuracy:.4f} on {int(result.per_class['support'].sum())} rows")
+    typer.echo(result.per_class.to_string(index=False))
+    typer.echo("confusion matrix (rows: true, columns: predicted)")
+    typer.echo(result.confusion.to_string())
+
+
 def main() -> None:
     """Console entry point."""
     app(prog_name="hpsearch")

@@ -124,6 +124,7 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
         params = arch.suggest(trial)
         trial.set_user_attr("backend", backend)
         trial.set_user_attr("device", device)
+        trial.set_user_attr("seed", seed)
         recorder = EpochRecorder(trial, progress, epochs)
         try:
             train(arch, params, data, epochs, seed, recorder=recorder, shuffle=shuffle)

@@ -1,0 +1,105 @@
+"""`hpsearch report`: the notebook's comparison at a glance across every architecture study in a storage."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+import spaces
+from search.report import Section, write_html
+from search.storage import study_names
+
+LAYER_KINDS = {"conv": ("Conv2D",), "pooling": ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"),
+               "dense": ("Dense",)}
+
+
+def _best(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial, if any."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(complete, key=lambda t: t.value) if complete else None
+
+
+def layer_counts(arch: str, params: dict) -> dict[str, int]:
+    """How many conv, pooling and dense layers the model of params has."""
+    model = spaces.get(arch).build(params, (28, 28, 1), 5)
+    names = [type(layer).__name__ for layer in model.layers]
+    return {kind: sum(name in classes for name in names) for kind, classes in LAYER_KINDS.items()}
+
+
+def arch_studies(storage: BaseStorage) -> list[optuna.Study]:
+    """Every study in the storage that hpsearch made (it has an `arch` attribute)."""
+    studies = [optuna.load_study(study_name=name, storage=storage) for name in study_names(storage)]
+    return [s for s in studies if s.user_attrs.get("arch") in spaces.names()]
+
+
+def summary_row(study: optuna.Study) -> dict:
+    """One row of the comparison: best accuracy and loss, times, trial counts, size, layers, params."""
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    row: dict = {"study": study.study_name, "arch": study.user_attrs["arch"],
+                 "complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
+                 "failed": states.count(TrialState.FAIL),
+                 "study_seconds": round(sum(t.duration.total_seconds() for t in trials if t.duration), 1)}
+    best = _best(study)
+    if best is None:
+        return row
+    epoch = int(best.user_attrs.get("best_epoch") or 1)
+    history = best.user_attrs.get("history") or [{}]
+    row.update(best_trial=best.number, best_val_accuracy=round(best.value, 4),
+               best_val_loss=round(history[min(epoch, len(history)) - 1].get("val_loss", float("nan")), 4),
+               best_train_seconds=best.user_attrs.get("train_seconds"), n_params=best.user_attrs.get("n_params"),
+               **layer_counts(row["arch"], best.params), best_params=best.params)
+    return row
+
+
+def comparison(studies: list[optuna.Study]) -> pd.DataFrame:
+    """The comparison table, best architecture first."""
+    frame = pd.DataFrame([summary_row(s) for s in studies])
+    return frame.sort_values("best_val_accuracy", ascending=False, na_position="last") if \
+        "best_val_accuracy" in frame else frame
+
+
+def best_curves(studies: list[optuna.Study]) -> pd.DataFrame:
+    """Per-epoch validation accuracy of each study's best trial (long format)."""
+    rows = []
+    for study in studies:
+        best = _best(study)
+        for epoch in (best.user_attrs.get("history", []) if best else []):
+            rows.append({"study": study.study_name, "epoch": epoch["epoch"], "val_accuracy": epoch.get("val_accuracy")})
+    return pd.DataFrame(rows, columns=["study", "epoch", "val_accuracy"])
+
+
+def trial_points(studies: list[optuna.Study]) -> pd.DataFrame:
+    """Every finished trial: its architecture, state, value and training seconds."""
+    rows = [{"study": s.study_name, "arch": s.user_attrs["arch"], "trial": t.number, "state": t.state.name,
+             "val_accuracy": t.value, "train_seconds": t.user_attrs.get("train_seconds")}
+            for s in studies for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))]
+    return pd.DataFrame(rows, columns=["study", "arch", "trial", "state", "val_accuracy", "train_seconds"])
+
+
+def comparison_sections(curves: pd.DataFrame, points: pd.DataFrame) -> list[Section]:
+    """The two charts: best learning curves on one chart, accuracy vs training time of all trials."""
+    curve_fig = px.line(curves, x="epoch", y="val_accuracy", color="study", markers=True)
+    scatter = px.scatter(points, x="train_seconds", y="val_accuracy", color="arch", symbol="state",
+                         hover_data=["study", "trial"])
+    return [Section("Best learning curve of each architecture", go.Figure(curve_fig)),
+            Section("Validation accuracy vs training time, all trials", go.Figure(scatter))]
+
+
+def write_report(studies: list[optuna.Study], out: Path) -> tuple[pd.DataFrame, Path, Path]:
+    """Write the comparison as CSV (beside out) and HTML; return the table and both paths."""
+    table = comparison(studies)
+    csv_path = out.with_suffix(".csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(csv_path, index=False)
+    shown = table.drop(columns=["best_params"], errors="ignore")
+    intro = shown.to_html(index=False, na_rep="") + (
+        "<h3>Best params</h3>" + table[["study", "best_params"]].to_html(index=False) if "best_params" in table else "")
+    html_path = write_html(comparison_sections(best_curves(studies), trial_points(studies)), out,
+                           "hpsearch: comparison at a glance", intro)
+    return table, csv_path, html_path

@@ -1,0 +1,107 @@
+"""export-best: retrain the study's winner, predict testX, and write model, submission, params, history, report."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import keras
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.metrics import confusion_matrix
+
+import spaces
+from search.data import DataError, Dataset, load_dataset, load_test
+from search.errors import UserError
+from search.objective import EpochRecorder, train
+from search.progress import Progress
+from search.report import Section, confusion_figure, run_figure, study_sections, write_html
+
+PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
+
+
+@dataclass(frozen=True)
+class Export:
+    """Where the artefacts went and the retrained model's validation accuracy."""
+
+    out_dir: Path
+    val_accuracy: float
+    files: tuple[Path, ...]
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The study's best complete trial, or a one-line error when it has none."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        raise UserError(f"study {study.study_name!r} has no complete trial yet; run `hpsearch study` first")
+    return study.best_trial
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages that shape a model's numbers."""
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def study_data(study: optuna.Study, data_dir: Path) -> Dataset:
+    """The data the study searched on (same subset), refusing data that changed since."""
+    data = load_dataset(data_dir, study.user_attrs.get("subset"))
+    expected = study.user_attrs.get("data_fingerprint")
+    if expected and expected != data.fingerprint:
+        raise DataError(f"{data_dir / 'train.csv'} changed since study {study.study_name!r} ran "
+                        f"(fingerprint {data.fingerprint}, study has {expected})")
+    return data
+
+
+def predict_labels(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """Class predictions (argmax of the softmax) in batches."""
+    return np.argmax(model.predict(x, batch_size=1024, verbose=0), axis=1)
+
+
+def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: int | None = None,
+                full_train: bool = False, quiet: bool = False) -> Export:
+    """Retrain the best trial's params with its seed, evaluate, predict testX and write the five files."""
+    trial = best_trial(study)
+    arch = spaces.get(study.user_attrs.get("arch", study.study_name))
+    data = study_data(study, data_dir)
+    test_ids, x_test = load_test(data_dir, int(np.prod(data.input_shape)))
+    seed = int(trial.user_attrs.get("seed", 1337))
+    epochs = epochs or int(trial.user_attrs.get("best_epoch") or len(trial.intermediate_values) or 1)
+    if not quiet:
+        print(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {trial.value:.4f}) "
+              f"for {epochs} epochs{' on all labelled rows' if full_train else ''}", file=sys.stderr)
+    recorder = EpochRecorder(progress=None if quiet else Progress().epoch)
+    run = train(arch, trial.params, data, epochs, seed, recorder=recorder, full_train=full_train)
+    val_pred = predict_labels(run.model, data.x_val)
+    val_accuracy = float(np.mean(val_pred == data.y_val))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    submission = out_dir / "submission.csv"
+    pd.DataFrame({"Id": test_ids, "Label": predict_labels(run.model, x_test)}).to_csv(submission, index=False)
+    model_path = out_dir / "model.keras"
+    run.model.save(model_path)
+    history = pd.DataFrame(recorder.history)
+    history.to_csv(out_dir / "history.csv", index=False)
+    params = {"arch": arch.NAME, "study": study.study_name, "trial": trial.number, "value": trial.value,
+              "params": trial.params, "seed": seed, "epochs": epochs, "full_train": full_train,
+              "val_accuracy": val_accuracy, "data_fingerprint": data.fingerprint, "label_set": data.label_set,
+              "class_names": list(data.class_names), "subset": study.user_attrs.get("subset"),
+              "backend": keras.backend.backend(), "versions": versions()}
+    (out_dir / "params.json").write_text(json.dumps(params, indent=1))
+    matrix = confusion_matrix(data.y_val, val_pred, labels=range(data.num_classes))
+    caveat = " (validation rows were also trained on)" if full_train else ""
+    sections = [Section("The exported run: the notebook's six plots", run_figure(history)),
+                Section(f"Validation confusion matrix, accuracy {val_accuracy:.4f}{caveat}",
+                        confusion_figure(matrix, data.class_names, "Validation confusion matrix")),
+                *study_sections(study)]
+    report = write_html(sections, out_dir / "report.html", f"hpsearch: {study.study_name}, trial {trial.number}",
+                        f"<pre>{json.dumps(trial.params, indent=1)}</pre>")
+    return Export(out_dir, val_accuracy, (submission, model_path, out_dir / "params.json",
+                                          out_dir / "history.csv", report))

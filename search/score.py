@@ -1,0 +1,60 @@
+"""`hpsearch score`: accuracy, per-class accuracy and confusion matrix of a submission against true labels."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix
+
+from search.data import DataError, describe
+
+
+@dataclass(frozen=True)
+class Score:
+    """A submission's accuracy, per-class accuracy and confusion matrix (rows true, columns predicted)."""
+
+    accuracy: float
+    per_class: pd.DataFrame
+    confusion: pd.DataFrame
+
+
+def _read_id_label(path: Path) -> pd.DataFrame:
+    """An Id,Label CSV with integer columns, or a one-line error."""
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable Id,Label CSV ({str(exc).strip().splitlines()[-1]})") from None
+    if list(frame.columns[:2]) != ["Id", "Label"]:
+        raise DataError(f"{path}: columns must be Id,Label, found {','.join(map(str, frame.columns))}")
+    for column in ("Id", "Label"):
+        if not pd.api.types.is_integer_dtype(frame[column]):
+            raise DataError(f"{path}: column {column!r} must hold integers only")
+    if frame["Id"].duplicated().any():
+        raise DataError(f"{path}: duplicate Id {frame['Id'][frame['Id'].duplicated()].iloc[0]}")
+    return frame
+
+
+def score(submission: Path, labels: Path) -> Score:
+    """Compare a submission with the true labels; Ids must match one to one."""
+    pred, truth = _read_id_label(submission), _read_id_label(labels)
+    if len(pred) != len(truth):
+        raise DataError(f"{submission}: {len(pred)} rows, but {labels} has {len(truth)}")
+    merged = truth.merge(pred, on="Id", how="left", suffixes=("_true", "_pred"))
+    missing = merged["Label_pred"].isna()
+    if missing.any():
+        raise DataError(f"{submission}: no prediction for Id {merged['Id'][missing].iloc[0]} "
+                        f"({int(missing.sum())} Ids of {labels} missing)")
+    y_true, y_pred = merged["Label_true"].to_numpy(), merged["Label_pred"].astype(int).to_numpy()
+    n_classes = int(max(y_true.max(), y_pred.max())) + 1
+    _, names = describe(labels.parent, n_classes)
+    matrix = confusion_matrix(y_true, y_pred, labels=range(n_classes))
+    support = matrix.sum(axis=1)
+    per_class = pd.DataFrame({"class": names, "support": support,
+                              "accuracy": np.divide(np.diag(matrix), support, out=np.full(n_classes, np.nan),
+                                                    where=support > 0).round(4)})
+    confusion = pd.DataFrame(matrix, index=pd.Index(names, name="true"), columns=names)
+    return Score(float(np.mean(y_true == y_pred)), per_class, confusion)

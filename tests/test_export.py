@@ -1,0 +1,176 @@
+"""export-best, score, the cross-architecture report and optuna-dashboard, on tiny real studies."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import keras
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from search.cli import app
+from search.compare import best_curves, comparison, trial_points
+from search.data import load_test
+from search.storage import open_storage
+
+runner = CliRunner()
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def studies(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A storage with a 3-trial lenet study and a 2-trial cnn study (no pruning: all complete)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'db.sqlite'}"
+    for arch, trials in (("lenet", 3), ("cnn", 2)):
+        result = runner.invoke(app, ["study", arch, "--trials", str(trials), "--epochs", str(EPOCHS), "--subset", "200",
+                                     "--pruner", "none", "--data", str(tiny_data), "--storage", url, "-q"])
+        assert result.exit_code == 0, result.output
+    return url
+
+
+def _figures_in(html: str) -> int:
+    return html.count("Plotly.newPlot(")
+
+
+@pytest.fixture(scope="module")
+def exported(studies: str, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", studies, "--data", str(tiny_data),
+                                 "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_export_writes_five_wellformed_files(exported: Path, studies: str, tiny_data: Path) -> None:
+    assert sorted(p.name for p in exported.iterdir()) == sorted(
+        ["submission.csv", "model.keras", "params.json", "history.csv", "report.html"])
+    submission = pd.read_csv(exported / "submission.csv")
+    test_ids = pd.read_csv(tiny_data / "testX.csv")["Id"]
+    assert list(submission.columns) == ["Id", "Label"] and submission["Id"].tolist() == test_ids.tolist()
+    assert submission["Label"].between(0, 4).all()
+    params = json.loads((exported / "params.json").read_text())
+    best = optuna.load_study(study_name="lenet", storage=open_storage(studies)).best_trial
+    assert params["trial"] == best.number and params["params"] == best.params and params["arch"] == "lenet"
+    assert params["epochs"] == best.user_attrs["best_epoch"] and params["seed"] == 1337
+    assert {"data_fingerprint", "label_set", "backend", "versions", "value"} <= set(params)
+    assert "keras" in params["versions"] and "optuna" in params["versions"]
+    history = pd.read_csv(exported / "history.csv")
+    assert len(history) == params["epochs"] and {"loss", "val_accuracy", "learning_rate"} <= set(history)
+    # Retraining with the trial's seed reproduces the trial's validation accuracy on CPU.
+    assert params["val_accuracy"] == pytest.approx(best.value, abs=0.02)
+
+
+def test_reloaded_model_predicts_identically(exported: Path, tiny_data: Path) -> None:
+    model = keras.saving.load_model(exported / "model.keras")
+    _, x_test = load_test(tiny_data, 784)
+    labels = np.argmax(model.predict(x_test, verbose=0), axis=1)
+    assert labels.tolist() == pd.read_csv(exported / "submission.csv")["Label"].tolist()
+
+
+def test_report_html_is_offline_and_holds_every_figure(exported: Path) -> None:
+    html = (exported / "report.html").read_text()
+    assert not re.search(r"<script[^>]+src=", html)  # plotly.js is inline: nothing to fetch
+    # six run plots (one grid), confusion matrix, and five study plots
+    assert _figures_in(html) == 7 and "not drawn" not in html
+    for title in ("Training loss vs epoch", "Validation accuracy vs validation loss", "Validation confusion matrix",
+                  "Optimization history", "Learning curves", "Hyperparameter importances", "Parallel coordinates",
+                  "Trial timeline"):
+        assert title in html
+
+
+def test_report_draws_in_headless_chromium(exported: Path) -> None:
+    """Every figure container gets plotly's SVG once the page's own inline script has run."""
+    browser = shutil.which("chromium")
+    assert browser, "install Debian's chromium (bash .ci/run does)"
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          "--virtual-time-budget=10000", "--dump-dom", (exported / "report.html").as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    drawn = re.findall(r'class="plotly-graph-div js-plotly-plot".*?class="main-svg"', dom, re.S)
+    assert dom.count('class="plotly-graph-div') == 7 and len(drawn) == 7
+
+
+def test_score_against_true_labels(exported: Path, tiny_data: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["score", str(exported / "submission.csv"), "--labels", str(tiny_data / "testY.csv")])
+    assert result.exit_code == 0, result.output
+    truth = pd.read_csv(tiny_data / "testY.csv")
+    expected = float((pd.read_csv(exported / "submission.csv")["Label"] == truth["Label"]).mean())
+    assert f"accuracy: {expected:.4f} on 100 rows" in result.stdout
+    assert "confusion matrix" in result.stdout and "footwear" in result.stdout
+    perfect = tmp_path / "perfect.csv"
+    truth.sample(frac=1, random_state=0).to_csv(perfect, index=False)  # order does not matter, Ids do
+    assert "accuracy: 1.0000" in runner.invoke(app, ["score", str(perfect), "--labels",
+                                                     str(tiny_data / "testY.csv")]).stdout
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.iloc[:-1], "99 rows, but"),
+    (lambda f: f.assign(Id=f["Id"] + 1000), "no prediction for Id 0"),
+    (lambda f: f.rename(columns={"Label": "Class"}), "columns must be Id,Label"),
+])
+def test_score_refuses_mismatched_submissions(change, message: str, tiny_data: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    change(pd.read_csv(tiny_data / "testY.csv")).to_csv(bad, index=False)
+    result = runner.invoke(app, ["score", str(bad), "--labels", str(tiny_data / "testY.csv")])
+    assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_comparison_data_step(studies: str) -> None:
+    storage = open_storage(studies)
+    loaded = [optuna.load_study(study_name=n, storage=storage) for n in ("lenet", "cnn")]
+    table = comparison(loaded).set_index("arch")
+    for study in loaded:
+        row, best = table.loc[study.study_name], study.best_trial
+        assert row["best_val_accuracy"] == pytest.approx(best.value, abs=1e-4)
+        assert row["n_params"] == best.user_attrs["n_params"] and row["complete"] == len(study.trials)
+        assert row["best_params"] == best.params and row["study_seconds"] > 0
+    assert (table.loc["cnn", "conv"], table.loc["cnn", "pooling"], table.loc["cnn", "dense"]) == (4, 2, 2)
+    assert (table.loc["lenet", "conv"], table.loc["lenet", "pooling"], table.loc["lenet", "dense"]) == (2, 2, 3)
+    assert len(best_curves(loaded)) == 2 * EPOCHS and len(trial_points(loaded)) == 5
+
+
+def test_report_command_writes_table_csv_and_html(studies: str, tmp_path: Path) -> None:
+    out = tmp_path / "cmp.html"
+    result = runner.invoke(app, ["report", "--storage", studies, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "best_val_accuracy" in result.stdout and "lenet" in result.stdout
+    assert len(pd.read_csv(out.with_suffix(".csv"))) == 2
+    assert _figures_in(out.read_text()) == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_optuna_dashboard_lists_the_studies(studies: str) -> None:
+    port = _free_port()
+    command = str(Path(sys.executable).with_name("optuna-dashboard"))  # the `dashboard` extra's script
+    dashboard = subprocess.Popen([command, studies, "--host", "127.0.0.1",
+                                  "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, body = time.monotonic() + 60, None
+        while body is None and time.monotonic() < deadline:
+            try:
+                body = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5).read())
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, "dashboard did not answer"
+        assert {s["study_name"] for s in body["study_summaries"]} == {"lenet", "cnn"}
+        study_id = next(s["study_id"] for s in body["study_summaries"] if s["study_name"] == "lenet")
+        detail = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study_id}", timeout=5).read())
+        assert "history" in json.dumps(detail["trials"][0]["user_attrs"])
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
