@@ -74,6 +74,8 @@ def study(
     workers: Annotated[int, typer.Option(help="Worker processes sharing the study (use a journal or "
                                          "PostgreSQL storage for many).")] = 1,
     max_failures: Annotated[int, typer.Option(help="Stop after this many failed trials in one run.")] = 10,
+    heartbeat: Annotated[int, typer.Option(help="Seconds between a worker's heartbeats (SQLite/PostgreSQL); "
+                                           "a trial silent for 3 beats is failed and retried once.")] = 10,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Run (or resume) an Optuna study of ARCH until it holds --trials finished trials."""
@@ -83,7 +85,8 @@ def study(
     config = StudyConfig(arch=arch, data_dir=str(data), trials=trials, epochs=epochs, storage=storage,
                          study_name=study_name, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
                          subset=subset, enqueue_seed_models=enqueue_seed_models, shuffle=shuffle,
-                         backend=backend, workers=workers, max_failures=max_failures, quiet=quiet)
+                         backend=backend, workers=workers, max_failures=max_failures, quiet=quiet,
+                         heartbeat_seconds=heartbeat)
     with user_errors():
         code = run_study(config)
     raise typer.Exit(code)

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -107,6 +109,15 @@ def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: in
     return TrainRun(model, recorder)
 
 
+def resident_mb() -> float:
+    """This process's resident memory in MiB (Linux /proc; 0 elsewhere), to spot growth across trials."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
 def _reason(exc: BaseException) -> str:
     """One line that says why a trial failed."""
     if isinstance(exc, KeyboardInterrupt):
@@ -139,6 +150,7 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
             trial.set_user_attr("train_seconds", round(recorder.train_seconds, 3))
             trial.set_user_attr("n_params", recorder.n_params)
             trial.set_user_attr("best_epoch", best_epoch)
+            trial.set_user_attr("rss_mb", resident_mb())
         return recorder.best_epoch()[1]
 
     return objective

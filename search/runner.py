@@ -6,8 +6,9 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from search.data import load_dataset
+from search.data import load_dataset, load_test
 from search.runtime import use_backend
+from search.storage import display_url
 from search.study import FINISHED, StudyConfig, count, enqueue_seed_models, open_study, run_worker, run_workers
 
 
@@ -22,11 +23,13 @@ def run_study(config: StudyConfig) -> int:
     config.check()
     use_backend(config.backend)
     data = load_dataset(Path(config.data_dir), config.subset)  # validates the data before any storage is touched
+    if (Path(config.data_dir) / "testX.csv").is_file():  # found now rather than at export, hours later
+        load_test(Path(config.data_dir), int(data.x_train[0].size))
     study = open_study(config, data)
     if config.enqueue_seed_models:
         enqueue_seed_models(study, config.arch)
     remaining = config.trials - count(study)
-    _say(config, f"study {config.name!r} in {config.storage}: {count(study)} finished trials, {max(remaining, 0)} "
+    _say(config, f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, {max(remaining, 0)} "
                  f"to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
                  f"{data.num_classes} classes ({data.label_set})")
     failed_workers = 0
@@ -43,7 +46,7 @@ def run_study(config: StudyConfig) -> int:
           f"{count(study, (TrialState.PRUNED,))} pruned), {failed} failed")
     if best is not None:
         print(f"best: trial {best.number}, val_accuracy {best.value:.4f}, params {best.params}")
-    print(f"results: {config.storage} (study {config.name!r}); see `hpsearch trials {config.arch}`, "
+    print(f"results: {display_url(config.storage)} (study {config.name!r}); see `hpsearch trials {config.arch}`, "
           f"export with `hpsearch export-best {config.arch}`")
     if failed_workers:
         print(f"stopped: {config.max_failures} failed trials in a run (see fail_reason in `hpsearch trials`)",

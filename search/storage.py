@@ -41,6 +41,13 @@ def check_url(url: str) -> None:
         raise UserError(f"storage {url!r}: an SQLite URL needs a file, e.g. {DEFAULT_STORAGE}")
 
 
+def display_url(url: str) -> str:
+    """The URL with any password masked, for printing."""
+    if url.startswith(JOURNAL_PREFIX):
+        return url
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readonly: bool = False) -> BaseStorage:
     """The storage behind url; RDB storages get heartbeats so a killed worker's trial is failed and retried."""
     check_url(url)

@@ -57,7 +57,8 @@ class StudyConfig:
         """Reject impossible settings with one line each, before anything is loaded or written."""
         spaces.require(self.arch)
         for option, value in (("--trials", self.trials), ("--epochs", self.epochs),
-                              ("--workers", self.workers), ("--max-failures", self.max_failures)):
+                              ("--workers", self.workers), ("--max-failures", self.max_failures),
+                              ("--heartbeat", self.heartbeat_seconds)):
             if value <= 0:
                 raise UserError(f"{option} must be at least 1, got {value}")
         if self.sampler not in SAMPLERS:
@@ -148,7 +149,8 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,
                                shuffle=config.shuffle, progress=progress.epoch)
     budget = Budget(quota, config.max_failures)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study.optimize(objective, timeout=config.timeout, catch=(Exception,),
                    callbacks=[budget, progress.trial])
     return budget

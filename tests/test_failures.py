@@ -1,0 +1,113 @@
+"""Failure isolation, the failure limit, memory across trials, reproducibility, and bad input at the CLI."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import tensorflow as tf
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+import search.objective
+from search.cli import app
+from search.runner import run_study
+from search.storage import open_storage
+from search.study import StudyConfig
+from tests.test_data import BAD_TRAIN
+
+runner = CliRunner()
+
+
+def _config(data: Path, url: str, **changes: object) -> StudyConfig:
+    return dataclasses.replace(StudyConfig(arch="lenet", data_dir=str(data), trials=3, epochs=1, subset=60,
+                                           storage=url, quiet=True, pruner="none"), **changes)
+
+
+def _trials(url: str, name: str = "lenet") -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=open_storage(url)).trials
+
+
+def test_out_of_memory_fails_one_trial_and_the_study_goes_on(tiny_data: Path, sqlite_url: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    real_train, calls = search.objective.train, []
+
+    def oom_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[4096,4096]")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(search.objective, "train", oom_once)
+    assert run_study(_config(tiny_data, sqlite_url)) == 0
+    trials = _trials(sqlite_url)
+    assert [t.state for t in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
+    assert trials[0].user_attrs["fail_reason"] == ("ResourceExhaustedError: OOM when allocating tensor "
+                                                   "with shape[4096,4096]")
+
+
+def test_max_failures_stops_a_study_that_keeps_failing(tiny_data: Path, sqlite_url: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("the GPU fell off the bus")
+
+    monkeypatch.setattr(search.objective, "train", broken)
+    assert run_study(_config(tiny_data, sqlite_url, trials=10, max_failures=3)) == 1
+    trials = _trials(sqlite_url)
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3
+    assert trials[-1].user_attrs["fail_reason"] == "RuntimeError: the GPU fell off the bus"
+
+
+def test_memory_does_not_grow_across_trials(tiny_data: Path, tmp_path: Path) -> None:
+    """Resident memory after 20 tiny trials is at most 1.3x what it was after 2 (one fresh process)."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    done = subprocess.run([sys.executable, "-m", "search", "study", "lenet", "--trials", "20", "--epochs", "1",
+                           "--subset", "60", "--pruner", "none", "--data", str(tiny_data), "--storage", url, "-q"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rss = [t.user_attrs["rss_mb"] for t in _trials(url)]
+    assert len(rss) == 20 and rss[1] > 0
+    assert rss[19] <= 1.3 * rss[1], rss
+
+
+def test_same_seed_same_params_and_first_epoch(tiny_data: Path, sqlite_url: str) -> None:
+    """Same seed: the same sampled params in order, and the same first-epoch validation accuracy."""
+    runs = []
+    for name in ("first", "second"):
+        run_study(_config(tiny_data, sqlite_url, study_name=name, trials=4, subset=100, seed=7, pruner="none"))
+        runs.append(_trials(sqlite_url, name))
+    assert [t.params for t in runs[0]] == [t.params for t in runs[1]]
+    for a, b in zip(*runs):
+        # measured on this 2-core CPU with TensorFlow: identical; 1e-6 allows for float printing only
+        assert a.user_attrs["history"][0]["val_accuracy"] == pytest.approx(
+            b.user_attrs["history"][0]["val_accuracy"], abs=1e-6)
+    run_study(_config(tiny_data, sqlite_url, study_name="other", trials=4, subset=100, seed=8, pruner="none"))
+    assert [t.params for t in _trials(sqlite_url, "other")] != [t.params for t in runs[0]]
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRAIN))
+def test_bad_train_csv_at_the_cli(case: str, tmp_path: Path) -> None:
+    """One line on stderr, exit 2, and nothing written: no cache, no storage."""
+    lines, expected = BAD_TRAIN[case]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("\n".join(lines) + ("\n" if lines else ""))
+    db = tmp_path / "studies" / "db.sqlite"
+    result = runner.invoke(app, ["study", "lenet", "--data", str(data), "--storage", f"sqlite:///{db}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in data.iterdir()) == ["train.csv"] and not db.parent.exists()
+
+
+def test_testx_with_other_pixel_count_is_refused_before_the_study(tiny_data: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_bytes((tiny_data / "train.csv").read_bytes())
+    (data / "testX.csv").write_text("Id," + ",".join(f"pixel{i}" for i in range(100)) + "\n0" + ",0" * 100 + "\n")
+    db = tmp_path / "db.sqlite"
+    result = runner.invoke(app, ["study", "lenet", "--data", str(data), "--storage", f"sqlite:///{db}"])
+    assert result.exit_code == 2 and "testX.csv: 100 pixel columns, expected 784 as in train.csv" in result.stderr
+    assert not db.exists()

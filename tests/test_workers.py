@@ -1,0 +1,109 @@
+"""Many workers on real storages (journal, SQLite, PostgreSQL), killed and interrupted workers."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.storage import open_storage
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def hpsearch(*args: str) -> list[str]:
+    """The command line of a real hpsearch process."""
+    return [sys.executable, "-m", "search", *args]
+
+
+def _postgres_url() -> str:
+    url = os.environ.get("HPSEARCH_TEST_POSTGRES")
+    assert url, "set HPSEARCH_TEST_POSTGRES to a PostgreSQL URL (bash .ci/run starts a server and sets it)"
+    return url
+
+
+@pytest.fixture(params=["journal", "sqlite", "postgresql"])
+def shared_storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A storage URL that several worker processes share."""
+    return {"journal": lambda: f"journal:///{tmp_path / 'journal.log'}",
+            "sqlite": lambda: f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "postgresql": _postgres_url}[request.param]()
+
+
+def test_four_workers_times_five_trials(shared_storage: str, tiny_data: Path) -> None:
+    name = f"w{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(hpsearch("study", "lenet", "--trials", "20", "--workers", "4", "--epochs", "1",
+                                   "--subset", "40", "--data", str(tiny_data), "--storage", shared_storage,
+                                   "--study-name", name), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr
+    trials = optuna.load_study(study_name=name, storage=open_storage(shared_storage)).trials
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)) == 20
+    assert sum(t.state in FINISHED for t in trials) == 20
+    assert {f"[w{i}]" for i in range(4)} <= {line[:4] for line in done.stderr.splitlines()}
+
+
+def _wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, epochs: int = 2) -> optuna.trial.FrozenTrial:
+    """Poll the storage until a trial is RUNNING and has reported `epochs` epochs."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the study ended before it could be stopped"
+        try:
+            study = optuna.load_study(study_name=name, storage=open_storage(url))
+            running = study.get_trials(states=(TrialState.RUNNING,))
+            if running and len(running[0].intermediate_values) >= epochs:
+                return running[0]
+        except KeyError:
+            pass  # the study is not created yet
+        time.sleep(0.2)
+    raise AssertionError("no trial got under way")
+
+
+def test_killed_worker_trial_is_failed_and_retried_and_rerun_completes(tiny_data: Path, tmp_path: Path) -> None:
+    url, name = f"sqlite:///{tmp_path / 'db.sqlite'}", "lenet"
+    command = hpsearch("study", "lenet", "--trials", "3", "--epochs", "20", "--subset", "200", "--pruner", "none",
+                       "--heartbeat", "1", "--data", str(tiny_data), "--storage", url, "-q")
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = _wait_for_running_trial(url, name, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # Watch it with the workers' heartbeat settings (1 s beats, 3 s grace period).
+    study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_seconds=1))
+    assert study.trials[victim.number].state == TrialState.RUNNING  # a zombie until the grace period passes
+    time.sleep(3 * 1 + 1)
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[victim.number].state == TrialState.FAIL
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).trials
+    assert sum(t.state in FINISHED for t in trials) == 3
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retries) == 1 and retries[0].params == victim.params and retries[0].state in FINISHED
+
+
+def test_ctrl_c_records_interrupted_trial_and_rerun_resumes(tiny_data: Path, tmp_path: Path) -> None:
+    url, name = f"sqlite:///{tmp_path / 'db.sqlite'}", "lenet"
+    command = hpsearch("study", "lenet", "--trials", "2", "--epochs", "20", "--subset", "200", "--pruner", "none",
+                       "--data", str(tiny_data), "--storage", url)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = _wait_for_running_trial(url, name, proc, epochs=1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert "interrupted: finished trials are saved" in stderr
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    stopped = study.trials[victim.number]
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["fail_reason"] == "interrupted"
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    rerun = subprocess.run(command + ["-q"], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert len(optuna.load_study(study_name=name, storage=open_storage(url)).get_trials(states=FINISHED)) == 2
