@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import search.objective
 from search.cli import app
-from search.runner import run_study
+from search.runner import TRIALS_PER_PROCESS, run_study
 from search.storage import open_storage
 from search.study import StudyConfig
 from tests.test_data import BAD_TRAIN
@@ -62,15 +62,18 @@ def test_max_failures_stops_a_study_that_keeps_failing(tiny_data: Path, sqlite_u
 
 
 def test_memory_does_not_grow_across_trials(tiny_data: Path, tmp_path: Path) -> None:
-    """Resident memory after 20 tiny trials is at most 1.3x what it was after 2 (one fresh process)."""
+    """Resident memory stays within 1.3x of its level after 2 trials, over 30 tiny trials.
+
+    TensorFlow keeps memory per fitted model, so past TRIALS_PER_PROCESS trials a fresh worker takes over."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    done = subprocess.run([sys.executable, "-m", "search", "study", "lenet", "--trials", "20", "--epochs", "1",
+    done = subprocess.run([sys.executable, "-m", "search", "study", "lenet", "--trials", "30", "--epochs", "1",
                            "--subset", "60", "--pruner", "none", "--data", str(tiny_data), "--storage", url, "-q"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     rss = [t.user_attrs["rss_mb"] for t in _trials(url)]
-    assert len(rss) == 20 and rss[1] > 0
-    assert rss[19] <= 1.3 * rss[1], rss
+    assert len(rss) == 30 and rss[1] > 0
+    assert rss[19] <= 1.3 * rss[1] and max(rss) <= 1.3 * rss[1], rss
+    assert rss[TRIALS_PER_PROCESS] < rss[TRIALS_PER_PROCESS - 1], rss  # the fresh process starts lower
 
 
 def test_same_seed_same_params_and_first_epoch(tiny_data: Path, sqlite_url: str) -> None:
