@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from search.data import Dataset, load_dataset, load_test
 from search.runtime import use_backend
-from search.storage import display_url
+from search.storage import DEFAULT_STORAGE, display_url
 from search.study import FINISHED, StudyConfig, count, enqueue_seed_models, open_study, run_worker, run_workers
 
 
@@ -69,8 +69,10 @@ def run_study(config: StudyConfig) -> int:
           f"{count(study, (TrialState.PRUNED,))} pruned), {failed} failed")
     if best is not None:
         print(f"best: trial {best.number}, val_accuracy {best.value:.4f}, params {best.params}")
-    print(f"results: {display_url(config.storage)} (study {config.name!r}); see `hpsearch trials {config.arch}`, "
-          f"export with `hpsearch export-best {config.arch}`")
+    where = ("" if config.storage == DEFAULT_STORAGE else f" --storage {display_url(config.storage)}") + (
+        "" if config.name == config.arch else f" --study-name {config.name}")
+    print(f"results: {display_url(config.storage)} (study {config.name!r}); see `hpsearch trials {config.arch}"
+          f"{where}`, export with `hpsearch export-best {config.arch}{where}`")
     if failed_workers:
         print(f"stopped: {config.max_failures} failed trials in a run (see fail_reason in `hpsearch trials`)",
               file=sys.stderr)

@@ -5,10 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 from typer.testing import CliRunner
 
 from search.cli import app
+from search.storage import open_storage
 
 runner = CliRunner()
 
@@ -27,7 +29,7 @@ def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
                                  "--data", str(data), "--storage", url])
     assert result.exit_code == 0, result.output
     assert "trial   0" in result.stderr and "epoch 1/1" in result.stderr
-    assert "2 finished trials" in result.stdout and "hpsearch export-best lenet" in result.stdout
+    assert "2 finished trials" in result.stdout and f"hpsearch export-best lenet --storage {url}" in result.stdout
     result = runner.invoke(app, ["trials", "lenet", "--storage", url])
     assert result.exit_code == 0
     lines = result.stdout.strip().splitlines()
@@ -72,3 +74,14 @@ def test_missing_data_says_where(tmp_path: Path) -> None:
                                  "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}"])
     assert result.exit_code == 2 and "train.csv: file not found" in result.stderr
     assert not (tmp_path / "db.sqlite").exists()  # nothing written
+
+
+def test_jax_backend_runs_a_study(tiny_data: Path, tmp_path: Path) -> None:
+    """Keras' JAX backend (the GPU machine's) runs the same objective, in its own process."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    done = subprocess.run([sys.executable, "-m", "search", "study", "lenet", "--backend", "jax", "--trials", "1",
+                           "--epochs", "1", "--subset", "50", "--data", str(tiny_data), "--storage", url, "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    trial = optuna.load_study(study_name="lenet", storage=open_storage(url)).trials[0]
+    assert trial.user_attrs["backend"] == "jax" and len(trial.user_attrs["history"]) == 1
