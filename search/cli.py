@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,7 +100,7 @@ def worker(payload: str) -> None:
     from search.study import worker_main
 
     with user_errors():
-        use_backend(__import__("json").loads(payload).get("backend"))
+        use_backend(json.loads(payload).get("backend"))
         raise typer.Exit(worker_main(payload))
 
 

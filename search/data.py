@@ -100,7 +100,7 @@ def prepare(source: Path | None, out: Path, labels: str = "fashion5") -> list[Pa
     test.insert(0, "Id", np.arange(len(test)))
     truth = pd.DataFrame({"Id": np.arange(len(test)), "Label": relabel[arrays["test_y"]]})
     paths = [out / "train.csv", out / "testX.csv", out / "testY.csv"]
-    for frame, path in zip((train, test, truth), paths):
+    for frame, path in zip((train, test, truth), paths, strict=True):
         _write_csv(frame, path)
     (out / META_FILE).write_text(json.dumps({"label_set": labels, "class_names": names}, indent=1))
     return paths

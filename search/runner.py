@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from search.data import Dataset, load_dataset, load_test
 from search.runtime import use_backend
 from search.storage import DEFAULT_STORAGE, display_url
-from search.study import FINISHED, StudyConfig, count, enqueue_seed_models, open_study, run_worker, run_workers
+from search.study import StudyConfig, count, enqueue_seed_models, open_study, run_worker, run_workers
 
 
 # TensorFlow keeps ~13 MB per fitted model even after clear_session (measured: 803 -> 1064 MB over 20 tiny
@@ -57,11 +57,10 @@ def run_study(config: StudyConfig) -> int:
     if config.enqueue_seed_models:
         enqueue_seed_models(study, config.arch)
     remaining = config.trials - count(study)
-    _say(config, f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, {max(remaining, 0)} "
-                 f"to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
+    _say(config, f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, "
+                 f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
                  f"{data.num_classes} classes ({data.label_set})")
     failed_workers = _run_trials(config, study, data) if remaining > 0 else False
-    study = open_study(config, data)
     finished, failed = count(study), count(study, (TrialState.FAIL,))
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     best = max(complete, key=lambda t: t.value or 0.0) if complete else None

@@ -83,7 +83,7 @@ def test_same_seed_same_params_and_first_epoch(tiny_data: Path, sqlite_url: str)
         run_study(_config(tiny_data, sqlite_url, study_name=name, trials=4, subset=100, seed=7, pruner="none"))
         runs.append(_trials(sqlite_url, name))
     assert [t.params for t in runs[0]] == [t.params for t in runs[1]]
-    for a, b in zip(*runs):
+    for a, b in zip(*runs, strict=True):
         # measured on this 2-core CPU with TensorFlow: identical; 1e-6 allows for float printing only
         assert a.user_attrs["history"][0]["val_accuracy"] == pytest.approx(
             b.user_attrs["history"][0]["val_accuracy"], abs=1e-6)
