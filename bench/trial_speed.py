@@ -1,6 +1,7 @@
 """Benchmark: plain `model.fit` against hpsearch's trial path, per architecture and batch size; prints JSON.
 
-Both train the architecture's first seed model on the same data for the same epochs. `fixed_s` is
+On JAX a third path, `device_loop`, is hpsearch's on-device training loop (`--device-loop`).
+All paths train the architecture's first seed model on the same data for the same epochs. `fixed_s` is
 everything beyond the steady epochs (build, compile, first-epoch compilation, transfers);
 `steady_epoch_s` is the median of epochs 2..E. Run it on the machine you want numbers for, e.g.
     KERAS_BACKEND=jax python bench/trial_speed.py --data /tmp/data --epochs 4
@@ -13,7 +14,10 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from search.runtime import device_name, use_backend
 
@@ -34,6 +38,31 @@ def summarize(runs: list[tuple[float, float]], n_train: int) -> dict[str, float]
             "steady_runs_s": [round(r[1], 4) for r in runs]}
 
 
+def plain_fit(arch: ModuleType, params: dict, data: Any, epochs: int) -> list[float]:
+    """Plain Keras: build, compile, `model.fit` with validation; the epoch seconds."""
+    import keras
+
+    from search.objective import EpochRecorder
+    from spaces._common import make_optimizer
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(1337)
+    model = arch.build(params, data.input_shape, data.num_classes)
+    model.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    timer = EpochRecorder()
+    model.fit(data.x_train, data.y_train, batch_size=params["batch_size"], epochs=epochs, shuffle=False,
+              validation_data=(data.x_val, data.y_val), verbose=0, callbacks=[timer])
+    return [row["seconds"] for row in timer.history]
+
+
+def trial_path(arch: ModuleType, params: dict, data: Any, epochs: int, device_loop: bool) -> list[float]:
+    """hpsearch's own training (search.objective.train); the epoch seconds."""
+    from search.objective import train
+
+    run = train(arch, params, data, epochs, 1337, device_loop=device_loop)
+    return [row["seconds"] for row in run.recorder.history]
+
+
 def main() -> None:
     """Measure every requested (architecture, batch) pair with both paths and print one JSON object."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,13 +75,9 @@ def main() -> None:
     parser.add_argument("--backend", default=None)
     args = parser.parse_args()
     backend = use_backend(args.backend)
-    import keras
-
     import spaces
     from search.data import load_dataset
     from search.export import versions
-    from search.objective import EpochRecorder, train
-    from spaces._common import make_optimizer
 
     data = load_dataset(args.data, args.subset)
     rows = []
@@ -62,30 +87,23 @@ def main() -> None:
         for batch in map(int, args.batches.split(",")):
             params = {**base, "batch_size": batch}
 
-            def plain() -> list[float]:
-                keras.backend.clear_session()
-                keras.utils.set_random_seed(1337)
-                model = arch.build(params, data.input_shape, data.num_classes)
-                model.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy",
-                              metrics=["accuracy"])
-                timer = EpochRecorder()
-                model.fit(data.x_train, data.y_train, batch_size=batch, epochs=args.epochs, shuffle=False,
-                          validation_data=(data.x_val, data.y_val), verbose=0, callbacks=[timer])
-                return [row["seconds"] for row in timer.history]
-
-            def hpsearch() -> list[float]:
-                run = train(arch, params, data, args.epochs, 1337)
-                return [row["seconds"] for row in run.recorder.history]
-
-            runs: dict[str, list[tuple[float, float]]] = {"plain_fit": [], "hpsearch": []}
-            for _ in range(args.repeats):  # interleaved, so drift in machine load hits both paths alike
-                runs["plain_fit"].append(measure_once(plain, args.epochs))
-                runs["hpsearch"].append(measure_once(hpsearch, args.epochs))
+            paths: dict[str, Callable[[], list[float]]] = {
+                "plain_fit": partial(plain_fit, arch, params, data, args.epochs),
+                "hpsearch": partial(trial_path, arch, params, data, args.epochs, False)}
+            if backend == "jax":
+                paths["device_loop"] = partial(trial_path, arch, params, data, args.epochs, True)
+            runs: dict[str, list[tuple[float, float]]] = {path: [] for path in paths}
+            for _ in range(args.repeats):  # interleaved, so drift in machine load hits every path alike
+                for path, fn in paths.items():
+                    runs[path].append(measure_once(fn, args.epochs))
             measured = {path: summarize(found, len(data.x_train)) for path, found in runs.items()}
-            fast, slow = measured["hpsearch"], measured["plain_fit"]
-            rows.append({"arch": name, "batch": batch, **{f"{p}_{k}": v for p, m in measured.items() for k, v in m.items()},
-                         "steady_speedup": round(slow["steady_epoch_s"] / fast["steady_epoch_s"], 2),
-                         "fixed_ratio": round(fast["fixed_s"] / slow["fixed_s"], 2) if slow["fixed_s"] > 0 else None})
+            slow = measured["plain_fit"]
+            row = {"arch": name, "batch": batch, **{f"{p}_{k}": v for p, m in measured.items() for k, v in m.items()}}
+            for path in list(paths)[1:]:
+                row[f"{path}_steady_speedup"] = round(slow["steady_epoch_s"] / measured[path]["steady_epoch_s"], 2)
+                row[f"{path}_fixed_ratio"] = round(measured[path]["fixed_s"] / slow["fixed_s"], 2) \
+                    if slow["fixed_s"] > 0 else None
+            rows.append(row)
             print(json.dumps(rows[-1]), flush=True)
     print(json.dumps({"bench": "trial_speed", "device": device_name(), "backend": backend,
                       "date": time.strftime("%Y-%m-%d"), "versions": versions(), "train_images": len(data.x_train),

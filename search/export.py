@@ -79,7 +79,10 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
         print(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {trial.value:.4f}) "
               f"for {epochs} epochs{' on all labelled rows' if full_train else ''}", file=sys.stderr)
     recorder = EpochRecorder(progress=None if quiet else Progress().epoch)
-    run = train(arch, trial.params, data, epochs, seed, recorder=recorder, full_train=full_train)
+    # Retrain the way the trial trained where this backend allows (both ways give the same numbers on JAX).
+    device_loop = bool(trial.user_attrs.get("device_loop")) and keras.backend.backend() == "jax"
+    run = train(arch, trial.params, data, epochs, seed, recorder=recorder, full_train=full_train,
+                device_loop=device_loop)
     val_pred = predict_labels(run.model, data.x_val)
     val_accuracy = float(np.mean(val_pred == data.y_val))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import numpy as np
 import optuna
 
 from search.data import Dataset
+from search.errors import UserError
 from search.runtime import device_name
 from spaces._common import Params, make_callbacks, make_optimizer
 
@@ -87,7 +88,8 @@ class TrainRun:
 
 
 def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: int, *,
-          recorder: EpochRecorder | None = None, shuffle: bool = False, full_train: bool = False) -> TrainRun:
+          recorder: EpochRecorder | None = None, shuffle: bool = False, full_train: bool = False,
+          device_loop: bool = False) -> TrainRun:
     """Build arch from params, compile, and fit with validation every epoch; fails on a NaN/inf loss."""
     keras.backend.clear_session()  # each trial starts from an empty graph, so memory does not pile up
     gc.collect()
@@ -101,8 +103,16 @@ def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: in
     if full_train:
         x, y = np.concatenate([x, data.x_val]), np.concatenate([y, data.y_val])
     callbacks = [keras.callbacks.TerminateOnNaN(), recorder, *make_callbacks(params)]
-    model.fit(x, y, batch_size=int(params["batch_size"]), epochs=epochs, shuffle=shuffle, verbose=0,
-              validation_data=(data.x_val, data.y_val), callbacks=callbacks)
+    if device_loop:
+        if keras.backend.backend() != "jax":
+            raise UserError("the on-device training loop needs the JAX backend (--backend jax)")
+        from search.device_loop import fit_on_device  # imports jax
+
+        fit_on_device(model, x, y, (data.x_val, data.y_val), int(params["batch_size"]), epochs, callbacks,
+                      shuffle=shuffle, seed=seed)
+    else:
+        model.fit(x, y, batch_size=int(params["batch_size"]), epochs=epochs, shuffle=shuffle, verbose=0,
+                  validation_data=(data.x_val, data.y_val), callbacks=callbacks)
     bad = [row for row in recorder.history if not math.isfinite(row.get("loss", 0.0))]
     if bad:
         raise TrialFailed(f"loss became {bad[0]['loss']} in epoch {bad[0]['epoch']}")
@@ -127,7 +137,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, shuffle: bool = False,
-                   progress: ProgressFn | None = None) -> Callable[[optuna.Trial], float]:
+                   progress: ProgressFn | None = None,
+                   device_loop: bool = False) -> Callable[[optuna.Trial], float]:
     """The Optuna objective for `arch`: the trial's value is its best validation accuracy."""
     backend, device = keras.backend.backend(), device_name()
 
@@ -136,9 +147,10 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
         trial.set_user_attr("backend", backend)
         trial.set_user_attr("device", device)
         trial.set_user_attr("seed", seed)
+        trial.set_user_attr("device_loop", device_loop)
         recorder = EpochRecorder(trial, progress, epochs)
         try:
-            train(arch, params, data, epochs, seed, recorder=recorder, shuffle=shuffle)
+            train(arch, params, data, epochs, seed, recorder=recorder, shuffle=shuffle, device_loop=device_loop)
         except optuna.TrialPruned:
             raise
         except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt too: the trial says why it ended

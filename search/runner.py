@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.data import Dataset, load_dataset, load_test
+from search.errors import UserError
 from search.runtime import use_backend
 from search.storage import DEFAULT_STORAGE, display_url
 from search.study import StudyConfig, count, enqueue_seed_models, open_study, run_worker, run_workers
@@ -49,7 +50,8 @@ def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> bool
 def run_study(config: StudyConfig) -> int:
     """Run the study described by config to its trial target; return the exit code."""
     config.check()
-    use_backend(config.backend)
+    if use_backend(config.backend) != "jax" and config.device_loop:
+        raise UserError("--device-loop needs the JAX backend (--backend jax)")
     data = load_dataset(Path(config.data_dir), config.subset)  # validates the data before any storage is touched
     if (Path(config.data_dir) / "testX.csv").is_file():  # found now rather than at export, hours later
         load_test(Path(config.data_dir), int(data.x_train[0].size))

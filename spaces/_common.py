@@ -13,7 +13,7 @@ OPTIMIZERS = ("sgd", "sgd_nesterov", "adam", "adadelta")
 BATCH_SIZES = (32, 64, 128, 256)
 ACTIVATIONS = ("relu", "leaky_relu")
 # The notebook's ReduceLROnPlateau settings.
-PLATEAU = {"monitor": "val_accuracy", "patience": 3, "factor": 0.5, "min_lr": 1e-5}
+PLATEAU = {"monitor": "val_accuracy", "mode": "max", "patience": 3, "factor": 0.5, "min_lr": 1e-5}
 
 
 def suggest_training(trial: Any) -> Params:
