@@ -22,7 +22,7 @@ app.add_typer(data_app, name="data")
 Storage = Annotated[str, typer.Option("--storage", help="Optuna storage URL (sqlite:///..., "
                                       "postgresql+psycopg://..., journal:///path).")]
 Arch = Annotated[str, typer.Argument(help=f"Architecture: {', '.join(spaces.names())}.")]
-StudyName = Annotated[Optional[str], typer.Option("--study-name", help="Study name [default: ARCH].")]
+StudyName = Annotated[Optional[str], typer.Option("--study-name", help="Study name (default: ARCH).")]
 
 
 @contextlib.contextmanager
@@ -42,7 +42,7 @@ def user_errors() -> Iterator[None]:
 def data_prepare(
     labels: Annotated[str, typer.Option(help="Label set: fashion5 (5 classes) or fashion10.")] = "fashion5",
     source: Annotated[Optional[Path], typer.Option(help="Folder with the Fashion-MNIST *-idx*-ubyte.gz files "
-                                                   "[default: /usr/share/datasets/fashion-mnist].")] = None,
+                                                   "(default: /usr/share/datasets/fashion-mnist).")] = None,
     out: Annotated[Path, typer.Option(help="Where to write train.csv, testX.csv, testY.csv.")] = Path("data"),
 ) -> None:
     """Write Fashion-MNIST as Kaggle-format train.csv, testX.csv and testY.csv."""
@@ -71,7 +71,7 @@ def study(
     enqueue_seed_models: Annotated[bool, typer.Option(help="Run the notebook's models of ARCH first.")] = False,
     shuffle: Annotated[bool, typer.Option(help="Shuffle training data each epoch (the notebook did not).")] = False,
     backend: Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax "
-                                                   "[default: $KERAS_BACKEND, else tensorflow].")] = None,
+                                                   "(default: $KERAS_BACKEND, else tensorflow).")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes sharing the study (use a journal or "
                                          "PostgreSQL storage for many).")] = 1,
     max_failures: Annotated[int, typer.Option(help="Stop after this many failed trials in one run.")] = 10,
@@ -124,12 +124,12 @@ def export_best(
     storage: Storage = DEFAULT_STORAGE,
     study_name: StudyName = None,
     data: Annotated[Path, typer.Option(help="Folder with the study's train.csv and testX.csv.")] = Path("data"),
-    out: Annotated[Optional[Path], typer.Option(help="Output folder [default: studies/ARCH/best].")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs to retrain [default: the best trial's best "
-                                                  "epoch].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: studies/ARCH/best).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs to retrain (default: the best trial's best "
+                                                  "epoch).")] = None,
     full_train: Annotated[bool, typer.Option(help="Retrain on all labelled rows (validation included).")] = False,
-    backend: Annotated[Optional[str], typer.Option(help="Keras backend [default: $KERAS_BACKEND, "
-                                                   "else tensorflow].")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="Keras backend (default: $KERAS_BACKEND, "
+                                                   "else tensorflow).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Retrain the best trial and write submission.csv, model.keras, params.json, history.csv, report.html."""

@@ -107,6 +107,10 @@ def test_bad_train_csv_gives_one_line_naming_the_place(case: str, tmp_path: Path
 def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="file not found"):
         read_table(tmp_path / "train.csv", labelled=True)
+    folder = tmp_path / "folder.csv"
+    folder.mkdir()
+    with pytest.raises(DataError, match=f"{folder}: cannot read"):
+        read_table(folder, labelled=True)
     binary = tmp_path / "bin.csv"
     binary.write_bytes(b"\xff\xfe\x00\x01" * 50)
     with pytest.raises(DataError, match=str(binary)):

@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 import spaces
-from search.data import load_dataset
+from search.data import load_dataset, prepare
 from search.errors import UserError
 from search.objective import make_objective
 from search.runner import run_study
@@ -102,3 +102,13 @@ def test_study_name_holding_another_architecture_is_refused(tiny_data: Path, sql
         run_study(_config(tiny_data, sqlite_url, "cnn", trials=1, subset=50, study_name="lenet"))
     with pytest.raises(UserError, match="holds subset 50, not 60"):
         run_study(_config(tiny_data, sqlite_url, trials=1, subset=60))
+
+
+def test_study_name_holding_another_dataset_is_refused(tiny_data: Path, tiny_source: Path, tmp_path: Path,
+                                                       sqlite_url: str) -> None:
+    run_study(_config(tiny_data, sqlite_url, trials=1, subset=50))
+    other = tmp_path / "fashion10"
+    prepare(tiny_source, other, "fashion10")
+    with pytest.raises(UserError, match="holds data_fingerprint"):
+        run_study(_config(other, sqlite_url, trials=2, subset=50))
+    assert len(_study(sqlite_url, "lenet").trials) == 1
