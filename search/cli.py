@@ -152,6 +152,40 @@ def export_best(
 
 
 @app.command()
+def confirm(
+    arch: Arch,
+    top: Annotated[int, typer.Option(help="How many of the best complete trials to confirm.")] = 3,
+    seeds: Annotated[int, typer.Option(help="Runs per configuration, its original run included.")] = 3,
+    storage: Storage = DEFAULT_STORAGE,
+    study_name: StudyName = None,
+    data: Annotated[Path, typer.Option(help="Folder with the study's train.csv.")] = Path("data"),
+    backend: Annotated[Optional[str], typer.Option(help="Keras backend (default: $KERAS_BACKEND, "
+                                                   "else tensorflow).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Retrain the best configurations with more seeds; export-best then picks the best mean."""
+    from search.runtime import use_backend
+    from search.storage import load_study, open_storage
+
+    with user_errors():
+        spaces.require(arch)
+        for option, value in (("--top", top), ("--seeds", seeds)):
+            if value <= 0:
+                raise UserError(f"{option} must be at least 1, got {value}")
+        use_backend(backend)
+        from search.confirm import confirm as run_confirm
+        from search.export import best_trial, study_data
+        from search.progress import Progress
+
+        study_obj = load_study(open_storage(storage, readonly=True), study_name or arch)
+        best_trial(study_obj)  # a clear error when nothing is complete yet
+        progress = Progress(quiet)
+        table = run_confirm(study_obj, study_data(study_obj, data), top, seeds, progress=progress.epoch,
+                            say=lambda text: None if quiet else typer.echo(text, err=True))
+    typer.echo(table.to_string(index=False))
+
+
+@app.command()
 def report(
     storage: Storage = DEFAULT_STORAGE,
     out: Annotated[Path, typer.Option(help="HTML file; a CSV of the table is written beside it.")]

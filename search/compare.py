@@ -11,7 +11,8 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 import spaces
-from search.report import Section, write_html
+from search.confirm import confirmation_table
+from search.report import Section, confirmed_figure, write_html
 from search.storage import study_names
 
 LAYER_KINDS = {"conv": ("Conv2D",), "pooling": ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"),
@@ -48,6 +49,10 @@ def summary_row(study: optuna.Study) -> dict:
     best = _best(study)
     if best is None:
         return row
+    chosen = confirmation_table(study)
+    if len(chosen):
+        row.update(confirmed_trial=int(chosen["trial"][0]), confirmed_mean=chosen["mean"][0],
+                   confirmed_std=chosen["std"][0], confirmed_seeds=int(chosen["seeds"][0]))
     epoch = int(best.user_attrs.get("best_epoch") or 1)
     history = best.user_attrs.get("history") or [{}]
     row.update(best_trial=best.number, best_val_accuracy=round(best.value, 4),
@@ -82,13 +87,26 @@ def trial_points(studies: list[optuna.Study]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["study", "arch", "trial", "state", "val_accuracy", "train_seconds"])
 
 
-def comparison_sections(curves: pd.DataFrame, points: pd.DataFrame) -> list[Section]:
-    """The two charts: best learning curves on one chart, accuracy vs training time of all trials."""
+def confirmed_points(studies: list[optuna.Study]) -> pd.DataFrame:
+    """Every confirmed configuration of every study: mean and spread over seeds."""
+    frames = []
+    for study in studies:
+        table = confirmation_table(study)
+        frames.append(table.assign(group=study.user_attrs["arch"],
+                                   label=[f"{study.study_name} #{n}" for n in table["trial"]]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def comparison_sections(curves: pd.DataFrame, points: pd.DataFrame, confirmed: pd.DataFrame) -> list[Section]:
+    """The charts: best learning curves, accuracy vs training time of all trials, confirmed configurations."""
     curve_fig = px.line(curves, x="epoch", y="val_accuracy", color="study", markers=True)
     scatter = px.scatter(points, x="train_seconds", y="val_accuracy", color="arch", symbol="state",
                          hover_data=["study", "trial"])
-    return [Section("Best learning curve of each architecture", go.Figure(curve_fig)),
-            Section("Validation accuracy vs training time, all trials", go.Figure(scatter))]
+    sections = [Section("Best learning curve of each architecture", go.Figure(curve_fig)),
+                Section("Validation accuracy vs training time, all trials", go.Figure(scatter))]
+    if len(confirmed):
+        sections.append(Section("Confirmed configurations (hpsearch confirm)", confirmed_figure(confirmed)))
+    return sections
 
 
 def write_report(studies: list[optuna.Study], out: Path) -> tuple[pd.DataFrame, Path, Path]:
@@ -100,6 +118,7 @@ def write_report(studies: list[optuna.Study], out: Path) -> tuple[pd.DataFrame, 
     shown = table.drop(columns=["best_params"], errors="ignore")
     intro = shown.to_html(index=False, na_rep="") + (
         "<h3>Best params</h3>" + table[["study", "best_params"]].to_html(index=False) if "best_params" in table else "")
-    html_path = write_html(comparison_sections(best_curves(studies), trial_points(studies)), out,
+    html_path = write_html(comparison_sections(best_curves(studies), trial_points(studies),
+                                               confirmed_points(studies)), out,
                            "hpsearch: comparison at a glance", intro)
     return table, csv_path, html_path

@@ -18,7 +18,8 @@ from search.data import DataError, Dataset, load_dataset, load_test
 from search.errors import UserError
 from search.objective import EpochRecorder, train
 from search.progress import Progress
-from search.report import Section, confusion_figure, run_figure, study_sections, write_html
+from search.confirm import best_by_mean, confirmation_table
+from search.report import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
 
@@ -37,7 +38,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise UserError(f"study {study.study_name!r} has no complete trial yet; run `hpsearch study` first")
-    return study.best_trial
+    return best_by_mean(study) or study.best_trial  # after `hpsearch confirm`, a lucky single run does not win
 
 
 def versions() -> dict[str, str]:
@@ -97,13 +98,19 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
               "val_accuracy": val_accuracy, "data_fingerprint": data.fingerprint, "label_set": data.label_set,
               "class_names": list(data.class_names), "subset": study.user_attrs.get("subset"),
               "backend": keras.backend.backend(), "versions": versions()}
-    (out_dir / "params.json").write_text(json.dumps(params, indent=1))
+    confirmations = confirmation_table(study)
+    if len(confirmations):
+        params["confirmed"] = confirmations[confirmations["trial"] == trial.number].iloc[0].to_dict()
+    (out_dir / "params.json").write_text(json.dumps(params, indent=1, default=int))  # default: NumPy ints
     matrix = confusion_matrix(data.y_val, val_pred, labels=range(data.num_classes))
     caveat = " (validation rows were also trained on)" if full_train else ""
     sections = [Section("The exported run: the notebook's six plots", run_figure(history)),
                 Section(f"Validation confusion matrix, accuracy {val_accuracy:.4f}{caveat}",
                         confusion_figure(matrix, data.class_names, "Validation confusion matrix")),
                 *study_sections(study)]
+    if len(confirmations):
+        labelled = confirmations.assign(label=[f"trial {n}" for n in confirmations["trial"]], group=study.study_name)
+        sections.append(Section("Confirmed configurations", confirmed_figure(labelled)))
     report = write_html(sections, out_dir / "report.html", f"hpsearch: {study.study_name}, trial {trial.number}",
                         f"<pre>{json.dumps(trial.params, indent=1)}</pre>")
     return Export(out_dir, val_accuracy, (submission, model_path, out_dir / "params.json",

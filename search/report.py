@@ -52,6 +52,16 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str)
                              yaxis_autorange="reversed")
 
 
+def confirmed_figure(table: pd.DataFrame) -> go.Figure:
+    """Mean validation accuracy over seeds with one-standard-deviation error bars, per configuration."""
+    fig = go.Figure()
+    for group, rows in table.groupby("group", sort=False):
+        fig.add_trace(go.Bar(x=rows["label"], y=rows["mean"], name=str(group),
+                             error_y={"type": "data", "array": rows["std"], "visible": True}))
+    return fig.update_layout(title="Confirmed configurations: mean validation accuracy over seeds (±1 sd)",
+                             yaxis_title="val_accuracy", xaxis_title="configuration")
+
+
 def study_sections(study: optuna.Study) -> list[Section]:
     """Optuna's own plots of a study: history, learning curves, importances, coordinates, timeline."""
     plots = (("Optimization history", optuna.visualization.plot_optimization_history),

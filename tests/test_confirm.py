@@ -1,0 +1,82 @@
+"""hpsearch confirm: more seeds for the best configurations, resumable, and used by export-best and report."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+import search.confirm
+from search.cli import app
+from search.compare import comparison
+from search.confirm import confirmation_table, confirmed
+from search.storage import open_storage
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def study_url(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('confirm') / 'db.sqlite'}"
+    result = runner.invoke(app, ["study", "lenet", "--trials", "3", "--epochs", "2", "--subset", "200",
+                                 "--pruner", "none", "--data", str(tiny_data), "--storage", url, "-q"])
+    assert result.exit_code == 0, result.output
+    return url
+
+
+def _study(url: str) -> optuna.Study:
+    return optuna.load_study(study_name="lenet", storage=open_storage(url))
+
+
+def _confirm(url: str, data: Path, seeds: int) -> object:
+    return runner.invoke(app, ["confirm", "lenet", "--top", "2", "--seeds", str(seeds), "--storage", url,
+                               "--data", str(data), "-q"])
+
+
+def test_confirm_runs_each_top_configuration_with_more_seeds(study_url: str, tiny_data: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _confirm(study_url, tiny_data, 3)
+    assert result.exit_code == 0, result.output
+    study = _study(study_url)
+    ranked = sorted(study.trials, key=lambda t: t.value, reverse=True)[:2]
+    entries = confirmed(study)
+    assert sorted(entries) == sorted(t.number for t in ranked)
+    for trial in ranked:
+        entry = entries[trial.number]
+        assert entry["seeds"] == [1337, 1338, 1339] and entry["scores"][0] == trial.value
+        assert all(0.0 <= score <= 1.0 for score in entry["scores"])
+    table = confirmation_table(study)
+    assert list(table["seeds"]) == [3, 3] and table["mean"].is_monotonic_decreasing
+    assert "mean" in result.stdout and "std" in result.stdout
+
+    def must_not_train(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished confirmation run was repeated")
+
+    monkeypatch.setattr(search.confirm, "train", must_not_train)
+    assert _confirm(study_url, tiny_data, 3).exit_code == 0  # the same command again: nothing to do
+
+
+def test_export_best_uses_the_best_mean_and_report_draws_error_bars(study_url: str, tiny_data: Path,
+                                                                    tmp_path: Path) -> None:
+    if not confirmed(_study(study_url)):
+        assert _confirm(study_url, tiny_data, 3).exit_code == 0
+    table = confirmation_table(_study(study_url))
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", study_url, "--data", str(tiny_data),
+                                 "--out", str(tmp_path / "best"), "-q"])
+    assert result.exit_code == 0, result.output
+    params = json.loads((tmp_path / "best" / "params.json").read_text())
+    assert params["trial"] == int(table["trial"][0]) and params["confirmed"]["mean"] == table["mean"][0]
+    html = (tmp_path / "best" / "report.html").read_text()
+    assert "Confirmed configurations" in html and html.count("Plotly.newPlot(") == 8
+    row = comparison([_study(study_url)]).iloc[0]
+    assert row["confirmed_trial"] == table["trial"][0] and row["confirmed_std"] == table["std"][0]
+    out = tmp_path / "cmp.html"
+    assert runner.invoke(app, ["report", "--storage", study_url, "--out", str(out)]).exit_code == 0
+    assert out.read_text().count("Plotly.newPlot(") == 3
+
+
+def test_confirm_needs_positive_counts(study_url: str) -> None:
+    result = runner.invoke(app, ["confirm", "lenet", "--seeds", "0", "--storage", study_url])
+    assert result.exit_code == 2 and "--seeds must be at least 1" in result.stderr
