@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 import spaces
-from search.errors import UserError
+from search.errors import UserError, require_positive
 from search.storage import DEFAULT_STORAGE
 
 app = typer.Typer(help="Find the best hyperparameters for Keras image classifiers with Optuna.",
@@ -138,8 +138,7 @@ def export_best(
 
     with user_errors():
         spaces.require(arch)
-        if epochs is not None and epochs <= 0:
-            raise UserError(f"--epochs must be at least 1, got {epochs}")
+        require_positive(("--epochs", epochs))
         use_backend(backend)
         from search.export import export_best as run_export
 
@@ -169,9 +168,7 @@ def confirm(
 
     with user_errors():
         spaces.require(arch)
-        for option, value in (("--top", top), ("--seeds", seeds)):
-            if value <= 0:
-                raise UserError(f"{option} must be at least 1, got {value}")
+        require_positive(("--top", top), ("--seeds", seeds))
         use_backend(backend)
         from search.confirm import confirm as run_confirm
         from search.export import best_trial, study_data

@@ -4,3 +4,10 @@ from __future__ import annotations
 
 class UserError(ValueError):
     """A problem with the user's input (files, options, storage) rather than a bug."""
+
+
+def require_positive(*options: tuple[str, int | None]) -> None:
+    """Reject counts below 1, naming the option: e.g. ("--trials", 0) -> "--trials must be at least 1"."""
+    for option, value in options:
+        if value is not None and value <= 0:
+            raise UserError(f"{option} must be at least 1, got {value}")

@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import spaces
 from search.data import Dataset, load_dataset
-from search.errors import UserError
+from search.errors import UserError, require_positive
 from search.progress import Progress
 from search.storage import DEFAULT_STORAGE, HEARTBEAT_SECONDS, open_storage
 
@@ -57,17 +57,13 @@ class StudyConfig:
     def check(self) -> None:
         """Reject impossible settings with one line each, before anything is loaded or written."""
         spaces.require(self.arch)
-        for option, value in (("--trials", self.trials), ("--epochs", self.epochs),
-                              ("--workers", self.workers), ("--max-failures", self.max_failures),
-                              ("--heartbeat", self.heartbeat_seconds)):
-            if value <= 0:
-                raise UserError(f"{option} must be at least 1, got {value}")
+        require_positive(("--trials", self.trials), ("--epochs", self.epochs), ("--workers", self.workers),
+                         ("--max-failures", self.max_failures), ("--heartbeat", self.heartbeat_seconds),
+                         ("--subset", self.subset))
         if self.sampler not in SAMPLERS:
             raise UserError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
             raise UserError(f"unknown pruner {self.pruner!r}; valid: {', '.join(PRUNERS)}")
-        if self.subset is not None and self.subset <= 0:
-            raise UserError(f"--subset must be at least 1, got {self.subset}")
 
 
 def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
