@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,9 @@ def study_sections(study: optuna.Study) -> list[Section]:
     sections = []
     for title, plot in plots:
         try:
-            sections.append(Section(title, plot(study)))
+            with warnings.catch_warnings():  # e.g. "some regimes have less than 2 trials": fine for a picture
+                warnings.simplefilter("ignore", UserWarning)
+                sections.append(Section(title, plot(study)))
         except (ValueError, RuntimeError) as exc:  # e.g. importances need two complete trials
             sections.append(Section(title, note=f"not drawn: {exc}"))
     return sections

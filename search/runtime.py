@@ -23,7 +23,9 @@ def use_backend(name: str | None) -> str:
         raise UserError(f"Keras is already running on {sys.modules['keras'].backend.backend()}; "
                         f"start a new process for {chosen}")
     os.environ["KERAS_BACKEND"] = chosen
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
+    # TensorFlow's C++ log (start-up lines, a harmless grappler "remapper failed" for LeakyReLU) stays off
+    # the terminal; its errors still surface as Python exceptions. TF_CPP_MIN_LOG_LEVEL=0 shows it all.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # Don't grab the whole GPU in one process: several workers share one card.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if chosen == "jax":
