@@ -6,13 +6,16 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 import spaces
 from search.errors import UserError, require_positive
 from search.storage import DEFAULT_STORAGE
+
+if TYPE_CHECKING:
+    import optuna
 
 app = typer.Typer(help="Find the best hyperparameters for Keras image classifiers with Optuna.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -23,6 +26,9 @@ Storage = Annotated[str, typer.Option("--storage", help="Optuna storage URL (sql
                                       "postgresql+psycopg://..., journal:///path).")]
 Arch = Annotated[str, typer.Argument(help=f"Architecture: {', '.join(spaces.names())}.")]
 StudyName = Annotated[Optional[str], typer.Option("--study-name", help="Study name (default: ARCH).")]
+Backend = Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax "
+                                                "(default: $KERAS_BACKEND, else tensorflow).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
 @contextlib.contextmanager
@@ -70,8 +76,7 @@ def study(
                                                   "(and N/4 validation images) for quick runs.")] = None,
     enqueue_seed_models: Annotated[bool, typer.Option(help="Run the notebook's models of ARCH first.")] = False,
     shuffle: Annotated[bool, typer.Option(help="Shuffle training data each epoch (the notebook did not).")] = False,
-    backend: Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax "
-                                                   "(default: $KERAS_BACKEND, else tensorflow).")] = None,
+    backend: Backend = None,
     workers: Annotated[int, typer.Option(help="Worker processes sharing the study (use a journal or "
                                          "PostgreSQL storage for many).")] = 1,
     max_failures: Annotated[int, typer.Option(help="Stop after this many failed trials in one run.")] = 10,
@@ -80,7 +85,7 @@ def study(
     = False,
     heartbeat: Annotated[int, typer.Option(help="Seconds between a worker's heartbeats (SQLite/PostgreSQL); "
                                            "a trial silent for 3 beats is failed and retried once.")] = 10,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Run (or resume) an Optuna study of ARCH until it holds --trials finished trials."""
     from search.runner import run_study
@@ -118,6 +123,16 @@ def trials_table(arch: Arch, storage: Storage = DEFAULT_STORAGE, study_name: Stu
     typer.echo(frame.to_string(index=False) if len(frame) else "no trials yet")
 
 
+def _study_for_training(arch: str, storage: str, study_name: str | None, backend: str | None) -> optuna.Study:
+    """Check the architecture, start the Keras backend, and load an existing study to retrain from."""
+    from search.runtime import use_backend
+    from search.storage import load_study, open_storage
+
+    spaces.require(arch)
+    use_backend(backend)
+    return load_study(open_storage(storage, readonly=True), study_name or arch)
+
+
 @app.command("export-best")
 def export_best(
     arch: Arch,
@@ -128,21 +143,15 @@ def export_best(
     epochs: Annotated[Optional[int], typer.Option(help="Epochs to retrain (default: the best trial's best "
                                                   "epoch).")] = None,
     full_train: Annotated[bool, typer.Option(help="Retrain on all labelled rows (validation included).")] = False,
-    backend: Annotated[Optional[str], typer.Option(help="Keras backend (default: $KERAS_BACKEND, "
-                                                   "else tensorflow).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    backend: Backend = None,
+    quiet: Quiet = False,
 ) -> None:
     """Retrain the best trial and write submission.csv, model.keras, params.json, history.csv, report.html."""
-    from search.runtime import use_backend
-    from search.storage import load_study, open_storage
-
     with user_errors():
-        spaces.require(arch)
         require_positive(("--epochs", epochs))
-        use_backend(backend)
+        study_obj = _study_for_training(arch, storage, study_name, backend)
         from search.export import export_best as run_export
 
-        study_obj = load_study(open_storage(storage, readonly=True), study_name or arch)
         result = run_export(study_obj, data, out or Path("studies") / arch / "best", epochs=epochs,
                             full_train=full_train, quiet=quiet)
     typer.echo(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}")
@@ -158,23 +167,17 @@ def confirm(
     storage: Storage = DEFAULT_STORAGE,
     study_name: StudyName = None,
     data: Annotated[Path, typer.Option(help="Folder with the study's train.csv.")] = Path("data"),
-    backend: Annotated[Optional[str], typer.Option(help="Keras backend (default: $KERAS_BACKEND, "
-                                                   "else tensorflow).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    backend: Backend = None,
+    quiet: Quiet = False,
 ) -> None:
     """Retrain the best configurations with more seeds; export-best then picks the best mean."""
-    from search.runtime import use_backend
-    from search.storage import load_study, open_storage
-
     with user_errors():
-        spaces.require(arch)
         require_positive(("--top", top), ("--seeds", seeds))
-        use_backend(backend)
+        study_obj = _study_for_training(arch, storage, study_name, backend)
         from search.confirm import confirm as run_confirm
         from search.export import best_trial, study_data
         from search.progress import Progress
 
-        study_obj = load_study(open_storage(storage, readonly=True), study_name or arch)
         best_trial(study_obj)  # a clear error when nothing is complete yet
         progress = Progress(quiet)
         table = run_confirm(study_obj, study_data(study_obj, data), top, seeds, progress=progress.epoch,
