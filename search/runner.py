@@ -78,4 +78,8 @@ def run_study(config: StudyConfig) -> int:
         print(f"stopped: {config.max_failures} failed trials in a run (see fail_reason in `hpsearch trials`)",
               file=sys.stderr)
         return 1
-    return 0 if finished >= config.trials or config.timeout else 1
+    running = count(study, (TrialState.RUNNING,))
+    if finished < config.trials and running:
+        print(f"{running} trials still running in other processes or machines", file=sys.stderr)
+    # Short of the target with nothing running and no timeout: workers died; say so in the exit code.
+    return 0 if finished + running >= config.trials or config.timeout else 1

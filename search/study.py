@@ -118,12 +118,12 @@ def enqueue_seed_models(study: optuna.Study, arch: str) -> int:
 
 
 class Budget:
-    """Optuna callback: stops the study after `quota` finished trials or `max_failures` failed ones."""
+    """Optuna callback: stops this worker after `quota` finished trials, `max_failures` failed ones, or
+    once the study as a whole holds `target` finished or running trials (other machines count too)."""
 
-    def __init__(self, quota: int, max_failures: int) -> None:
-        self.quota, self.max_failures = quota, max_failures
+    def __init__(self, quota: int, max_failures: int, target: int) -> None:
+        self.quota, self.max_failures, self.target = quota, max_failures, target
         self.finished = self.failed = 0
-        self.last_failure = ""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Count the trial and stop the study when the budget is spent."""
@@ -131,8 +131,8 @@ class Budget:
             self.finished += 1
         elif trial.state == TrialState.FAIL:
             self.failed += 1
-            self.last_failure = str(trial.user_attrs.get("fail_reason", "unknown"))
-        if self.finished >= self.quota or self.failed >= self.max_failures:
+        if (self.finished >= self.quota or self.failed >= self.max_failures
+                or count(study, (*FINISHED, TrialState.RUNNING)) >= self.target):
             study.stop()
 
 
@@ -145,7 +145,7 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     progress = Progress(config.quiet, worker if config.workers > 1 else None)
     objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,
                                shuffle=config.shuffle, progress=progress.epoch, device_loop=config.device_loop)
-    budget = Budget(quota, config.max_failures)
+    budget = Budget(quota, config.max_failures, config.trials)
     # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study.optimize(objective, timeout=config.timeout, catch=(Exception,),

@@ -107,3 +107,19 @@ def test_ctrl_c_records_interrupted_trial_and_rerun_resumes(tiny_data: Path, tmp
     rerun = subprocess.run(command + ["-q"], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert len(optuna.load_study(study_name=name, storage=open_storage(url)).get_trials(states=FINISHED)) == 2
+
+
+def test_machines_running_the_same_command_stop_together_at_the_target(tiny_data: Path, tmp_path: Path) -> None:
+    """Two independent commands (two machines) on one storage: together they stop at --trials, give or take
+    the one trial the other was running at that moment."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    command = hpsearch("study", "lenet", "--trials", "6", "--epochs", "10", "--subset", "100", "--pruner", "none",
+                       "--data", str(tiny_data), "--storage", url, "-q")
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)  # the first has created the study and started; the second sees 6 trials to go as well
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0 and second.returncode == 0, first_err[-2000:] + second.stderr[-2000:]
+    finished = [t for t in optuna.load_study(study_name="lenet", storage=open_storage(url)).trials
+                if t.state in FINISHED]
+    assert 6 <= len(finished) <= 7
