@@ -8,21 +8,16 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 import spaces
 from search.confirm import confirmation_table
 from search.report import Section, confirmed_figure, write_html
 from search.storage import study_names
+from search.study import best_complete
 
 LAYER_KINDS = {"conv": ("Conv2D",), "pooling": ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"),
                "dense": ("Dense",)}
-
-
-def _best(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial, if any."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return max(complete, key=lambda t: t.value) if complete else None
 
 
 def layer_counts(arch: str, params: dict) -> dict[str, int]:
@@ -46,7 +41,7 @@ def summary_row(study: optuna.Study) -> dict:
                  "complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
                  "failed": states.count(TrialState.FAIL),
                  "study_seconds": round(sum(t.duration.total_seconds() for t in trials if t.duration), 1)}
-    best = _best(study)
+    best = best_complete(study)
     if best is None:
         return row
     chosen = confirmation_table(study)
@@ -73,7 +68,7 @@ def best_curves(studies: list[optuna.Study]) -> pd.DataFrame:
     """Per-epoch validation accuracy of each study's best trial (long format)."""
     rows = []
     for study in studies:
-        best = _best(study)
+        best = best_complete(study)
         for epoch in (best.user_attrs.get("history", []) if best else []):
             rows.append({"study": study.study_name, "epoch": epoch["epoch"], "val_accuracy": epoch.get("val_accuracy")})
     return pd.DataFrame(rows, columns=["study", "epoch", "val_accuracy"])

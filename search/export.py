@@ -20,6 +20,7 @@ from search.objective import EpochRecorder, train
 from search.progress import Progress
 from search.confirm import best_by_mean, confirmation_table
 from search.report import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
+from search.study import best_complete
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
 
@@ -35,10 +36,10 @@ class Export:
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The study's best complete trial, or a one-line error when it has none."""
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not complete:
+    best = best_complete(study)
+    if best is None:
         raise UserError(f"study {study.study_name!r} has no complete trial yet; run `hpsearch study` first")
-    return best_by_mean(study) or study.best_trial  # after `hpsearch confirm`, a lucky single run does not win
+    return best_by_mean(study) or best  # after `hpsearch confirm`, a lucky single run does not win
 
 
 def versions() -> dict[str, str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections import Counter
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from search.data import Dataset, load_dataset, load_test
 from search.errors import UserError
 from search.runtime import use_backend
 from search.storage import DEFAULT_STORAGE, display_url
-from search.study import StudyConfig, count, enqueue_seed_models, open_study, run_worker, run_workers
+from search.study import StudyConfig, best_complete, count, enqueue_seed_models, open_study, run_worker, run_workers
 
 
 # TensorFlow keeps ~13 MB per fitted model even after clear_session (measured: 803 -> 1064 MB over 20 tiny
@@ -31,7 +32,7 @@ def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> bool
     """Run the missing trials in this process, or in rounds of fresh worker processes; True if stopped on failures."""
     remaining = config.trials - count(study)
     if config.workers == 1 and remaining <= TRIALS_PER_PROCESS:
-        return run_worker(config, remaining, data).failed >= config.max_failures
+        return run_worker(config, remaining, data).stopped_on_failures
     deadline = time.monotonic() + config.timeout if config.timeout else None
     while remaining > 0:
         left = deadline - time.monotonic() if deadline else None
@@ -63,11 +64,11 @@ def run_study(config: StudyConfig) -> int:
                  f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
                  f"{data.num_classes} classes ({data.label_set})")
     failed_workers = _run_trials(config, study, data) if remaining > 0 else False
-    finished, failed = count(study), count(study, (TrialState.FAIL,))
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    best = max(complete, key=lambda t: t.value or 0.0) if complete else None
-    print(f"study {config.name!r}: {finished} finished trials ({count(study, (TrialState.COMPLETE,))} complete, "
-          f"{count(study, (TrialState.PRUNED,))} pruned), {failed} failed")
+    states = Counter(t.state for t in study.get_trials(deepcopy=False))  # one read of the storage
+    finished, running = states[TrialState.COMPLETE] + states[TrialState.PRUNED], states[TrialState.RUNNING]
+    best = best_complete(study)
+    print(f"study {config.name!r}: {finished} finished trials ({states[TrialState.COMPLETE]} complete, "
+          f"{states[TrialState.PRUNED]} pruned), {states[TrialState.FAIL]} failed")
     if best is not None:
         print(f"best: trial {best.number}, val_accuracy {best.value:.4f}, params {best.params}")
     where = ("" if config.storage == DEFAULT_STORAGE else f" --storage {display_url(config.storage)}") + (
@@ -78,7 +79,6 @@ def run_study(config: StudyConfig) -> int:
         print(f"stopped: {config.max_failures} failed trials in a run (see fail_reason in `hpsearch trials`)",
               file=sys.stderr)
         return 1
-    running = count(study, (TrialState.RUNNING,))
     if finished < config.trials and running:
         print(f"{running} trials still running in other processes or machines", file=sys.stderr)
     # Short of the target with nothing running and no timeout: workers died; say so in the exit code.

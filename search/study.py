@@ -109,6 +109,12 @@ def count(study: optuna.Study, states: tuple[TrialState, ...] = FINISHED) -> int
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+def best_complete(study: optuna.Study) -> FrozenTrial | None:
+    """The complete trial with the highest validation accuracy, or None before any completes."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(complete, key=lambda t: t.value) if complete else None
+
+
 def enqueue_seed_models(study: optuna.Study, arch: str) -> int:
     """Queue the notebook's models of arch as the first trials (once; finished ones are not rerun)."""
     seeds = spaces.get(arch).SEED_MODELS
@@ -125,13 +131,18 @@ class Budget:
         self.quota, self.max_failures, self.target = quota, max_failures, target
         self.finished = self.failed = 0
 
+    @property
+    def stopped_on_failures(self) -> bool:
+        """Whether this worker gave up because too many trials failed."""
+        return self.failed >= self.max_failures
+
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Count the trial and stop the study when the budget is spent."""
         if trial.state in FINISHED:
             self.finished += 1
         elif trial.state == TrialState.FAIL:
             self.failed += 1
-        if (self.finished >= self.quota or self.failed >= self.max_failures
+        if (self.finished >= self.quota or self.stopped_on_failures
                 or count(study, (*FINISHED, TrialState.RUNNING)) >= self.target):
             study.stop()
 
@@ -182,4 +193,4 @@ def worker_main(payload: str) -> int:
     quota, worker = fields.pop("quota"), fields.pop("worker")
     config = StudyConfig(**fields)
     budget = run_worker(config, quota, worker=worker)
-    return 1 if budget.failed >= config.max_failures else 0
+    return 1 if budget.stopped_on_failures else 0
