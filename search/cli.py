@@ -101,6 +101,45 @@ def study(
     raise typer.Exit(code)
 
 
+@app.command()
+def replay(
+    arch: Arch,
+    models: Annotated[Optional[str], typer.Option(help="Comma-separated notebook models, e.g. model1,model7 "
+                                                  "(default: all of ARCH's).")] = None,
+    epochs_scale: Annotated[float, typer.Option(help="Train each model for this fraction of its notebook "
+                                                "epochs (0 < F <= 1, at least one epoch).")] = 1.0,
+    subset: Annotated[Optional[int], typer.Option(help="Train on the first N training images "
+                                                  "(and N/4 validation images).")] = None,
+    data: Annotated[Path, typer.Option(help="Folder with train.csv.")] = Path("data"),
+    storage: Storage = DEFAULT_STORAGE,
+    study_name: Annotated[Optional[str], typer.Option("--study-name", help="Study name "
+                                                      "(default: ARCH-notebook).")] = None,
+    backend: Backend = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train the notebook's models of ARCH with their own settings and epochs; compare with what it reported."""
+    from search.runtime import use_backend
+    from search.study import StudyConfig
+
+    with user_errors():
+        from search.replay import choose_models, replay as run_replay, replay_name, replay_table
+        from spaces._notebook import scaled_epochs
+
+        chosen = choose_models(arch, models)
+        use_backend(backend)
+        longest = max(scaled_epochs(m.epochs, epochs_scale) for m in chosen.values()) if 0 < epochs_scale <= 1 else 1
+        config = StudyConfig(arch=arch, data_dir=str(data), epochs=longest, storage=storage,
+                             study_name=study_name or replay_name(arch), pruner="none", subset=subset,
+                             backend=backend, quiet=quiet)
+        study_obj = run_replay(config, chosen, epochs_scale)
+    from search.storage import display_url
+    from spaces._notebook import NOTEBOOK_SETUP
+
+    typer.echo(f"study {study_obj.study_name!r} in {display_url(storage)}: the notebook's models measured here "
+               f"vs as the notebook reported them ({NOTEBOOK_SETUP})")
+    typer.echo(replay_table(study_obj, chosen).to_string(index=False, na_rep="-"))
+
+
 @app.command(hidden=True)
 def worker(payload: str) -> None:
     """Run one worker's share of a study (started by `study --workers K`)."""
