@@ -237,12 +237,17 @@ def report(
     with user_errors():
         use_backend(None)
         from search.compare import arch_studies, write_report
+        from search.notebook import glance_lines, replay_studies
 
-        studies = arch_studies(open_storage(storage, readonly=True))
+        opened = open_storage(storage, readonly=True)
+        studies = arch_studies(opened)
         if not studies:
             raise UserError(f"no hpsearch studies in {storage}; run `hpsearch study ARCH` first")
-        table, csv_path, html_path = write_report(studies, out)
+        table, notebook, csv_path, html_path = write_report(studies, out, replay_studies(opened))
     typer.echo(table.drop(columns=["best_params"], errors="ignore").to_string(index=False, na_rep=""))
+    typer.echo("\nThe notebook at a glance (its best reported model, its replay here, the search's best):")
+    typer.echo(notebook.drop(columns=["search_vs_notebook"]).to_string(index=False, na_rep="-"))
+    typer.echo("\n".join(glance_lines(notebook)))
     typer.echo(f"wrote {csv_path}\nwrote {html_path}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pandas as pd
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -39,3 +40,22 @@ def test_replay_rejects_unknown_models_and_scales(tiny_data: Path, sqlite_url: s
     assert result.output.strip() == ("error: unknown model 'model9' for lenet; "
                                      "valid: model1, model2, model3, model4, model5")
     assert _replay(tiny_data, sqlite_url, "--epochs-scale", "1.5").exit_code == 2
+
+
+def test_report_shows_notebook_replay_and_search_side_by_side(tiny_data: Path, sqlite_url: str,
+                                                              tmp_path: Path) -> None:
+    assert _replay(tiny_data, sqlite_url, "--models", "model1", "--epochs-scale", "0.0125").exit_code == 0
+    searched = CliRunner().invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "60",
+                                        "--data", str(tiny_data), "--storage", sqlite_url, "--quiet"])
+    assert searched.exit_code == 0, searched.output
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", "--storage", sqlite_url, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert list(table["study"]) == ["lenet"]  # the replay study is not a search study
+    row = table.iloc[0]
+    assert (row["notebook_model"], row["notebook_val_accuracy"], row["notebook_params"]) == ("model4", 0.8721, 368_749)
+    assert row["replay_model"] == "model1" and row["replay_epochs"] == 1 and row["replay_params"] == 245_601
+    assert row["search_vs_notebook"].startswith("search LOSES to the notebook by")  # 60 images, 1 epoch
+    assert "lenet: search LOSES to the notebook by" in result.output
+    assert "The notebook at a glance: accuracy vs seconds" in out.read_text()
