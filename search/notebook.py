@@ -50,7 +50,8 @@ def _search_columns(studies: list[optuna.Study]) -> dict:
     study, trial = max(best, key=lambda pair: pair[1].value)
     return {"search_study": study.study_name, "search_trial": trial.number,
             "search_val_accuracy": round(trial.value, 4), "search_seconds": trial.user_attrs.get("train_seconds"),
-            "search_epochs": len(trial.user_attrs.get("history", [])), "search_params": trial.user_attrs.get("n_params")}
+            "search_epochs": len(trial.user_attrs.get("history", [])), "search_params": trial.user_attrs.get("n_params"),
+            "search_subset": study.user_attrs.get("subset")}
 
 
 def verdict(search_accuracy: float | None, notebook_accuracy: float) -> str:
@@ -98,6 +99,15 @@ def glance_figure(table: pd.DataFrame) -> go.Figure:
 
 
 def glance_lines(table: pd.DataFrame) -> list[str]:
-    """One line per architecture saying whether the search beat the notebook's reported best."""
-    return [f"{row['arch']}: {row['search_vs_notebook']} ({row['notebook_model']} reported "
-            f"{row['notebook_val_accuracy']:.4f} on {NOTEBOOK_SETUP})" for row in table.to_dict("records")]
+    """One line per architecture: did the search beat the notebook's reported best, and on what footing."""
+    lines = []
+    for row in table.to_dict("records"):
+        line = (f"{row['arch']}: {row['search_vs_notebook']} (notebook {row['notebook_model']}: "
+                f"{row['notebook_val_accuracy']:.4f} after {row['notebook_epochs']} epochs on its own data, "
+                f"{NOTEBOOK_SETUP}")
+        if pd.notna(row.get("search_val_accuracy")):
+            images = "all" if pd.isna(row.get("search_subset")) else f"{int(row['search_subset'])}"
+            line += (f"; search trial {int(row['search_trial'])}: {row['search_val_accuracy']:.4f} after "
+                     f"{int(row['search_epochs'])} epochs on {images} training images here")
+        lines.append(line + ")")
+    return lines
