@@ -119,22 +119,18 @@ def replay(
 ) -> None:
     """Train the notebook's models of ARCH with their own settings and epochs; compare with what it reported."""
     from search.runtime import use_backend
-    from search.study import StudyConfig
+    from search.storage import display_url
 
     with user_errors():
-        from search.replay import choose_models, replay as run_replay, replay_name, replay_table
-        from spaces._notebook import scaled_epochs
+        spaces.require(arch)
+        use_backend(backend)  # before the architecture's module imports Keras
+        from search.replay import choose_models, replay as run_replay, replay_config, replay_table
+        from spaces._notebook import NOTEBOOK_SETUP
 
         chosen = choose_models(arch, models)
-        use_backend(backend)
-        longest = max(scaled_epochs(m.epochs, epochs_scale) for m in chosen.values()) if 0 < epochs_scale <= 1 else 1
-        config = StudyConfig(arch=arch, data_dir=str(data), epochs=longest, storage=storage,
-                             study_name=study_name or replay_name(arch), pruner="none", subset=subset,
-                             backend=backend, quiet=quiet)
+        config = replay_config(arch, chosen, epochs_scale, study_name, data_dir=str(data), storage=storage,
+                               subset=subset, backend=backend, quiet=quiet)
         study_obj = run_replay(config, chosen, epochs_scale)
-    from search.storage import display_url
-    from spaces._notebook import NOTEBOOK_SETUP
-
     typer.echo(f"study {study_obj.study_name!r} in {display_url(storage)}: the notebook's models measured here "
                f"vs as the notebook reported them ({NOTEBOOK_SETUP})")
     typer.echo(replay_table(study_obj, chosen).to_string(index=False, na_rep="-"))

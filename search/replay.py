@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -50,10 +51,18 @@ def _check_scale(study: optuna.Study, epochs_scale: float) -> None:
     study.set_user_attr(REPLAY_ATTR, True)
 
 
-def replay(config: StudyConfig, models: dict[str, NotebookModel], epochs_scale: float) -> optuna.Study:
-    """Train every chosen model not yet complete in the replay study, each for its (scaled) notebook epochs."""
+def replay_config(arch: str, models: dict[str, NotebookModel], epochs_scale: float, study_name: str | None = None,
+                  **options: Any) -> StudyConfig:
+    """The study settings of a replay: study ARCH-notebook, no pruning, epochs up to the longest scaled model's."""
     if not 0 < epochs_scale <= 1:
         raise UserError(f"--epochs-scale must be in (0, 1], got {epochs_scale}")
+    longest = max(scaled_epochs(model.epochs, epochs_scale) for model in models.values())
+    return StudyConfig(arch=arch, epochs=longest, pruner="none", study_name=study_name or replay_name(arch),
+                       **options)
+
+
+def replay(config: StudyConfig, models: dict[str, NotebookModel], epochs_scale: float) -> optuna.Study:
+    """Train every chosen model not yet complete in the replay study, each for its (scaled) notebook epochs."""
     config.check()
     data = load_dataset(Path(config.data_dir), config.subset)
     study = open_study(config, data)
