@@ -40,6 +40,7 @@ NOTEBOOK: dict[str, NotebookModel] = {
     "model4": NotebookModel({**_PLATEAU, "head_leaky_relu": True}, 50,
                             Reported(0.9048, 0.3230, 618.72, 886_245, train_accuracy=0.9684)),
     "model5": NotebookModel(_SGD_N, 50, Reported(0.9078, 0.2696, 534.04, 886_245, train_accuracy=0.9530)),
+    # Batch 128 as its heading and the notebook's text say (its result line repeats "BS: 32"; its time is a third).
     "model6": NotebookModel({**_SGD_N, "batch_size": 128}, 50,
                             Reported(0.9073, 0.2311, 201.29, 886_245, train_accuracy=0.920)),
     "model7": NotebookModel({**_SGD_N, "batch_norm": True, "batch_norm_layout": "notebook"}, 50,
