@@ -101,6 +101,41 @@ def study(
     raise typer.Exit(code)
 
 
+@app.command()
+def replay(
+    arch: Arch,
+    models: Annotated[Optional[str], typer.Option(help="Comma-separated notebook models, e.g. model1,model7 "
+                                                  "(default: all of ARCH's).")] = None,
+    epochs_scale: Annotated[float, typer.Option(help="Train each model for this fraction of its notebook "
+                                                "epochs (0 < F <= 1, at least one epoch).")] = 1.0,
+    subset: Annotated[Optional[int], typer.Option(help="Train on the first N training images "
+                                                  "(and N/4 validation images).")] = None,
+    data: Annotated[Path, typer.Option(help="Folder with train.csv.")] = Path("data"),
+    storage: Storage = DEFAULT_STORAGE,
+    study_name: Annotated[Optional[str], typer.Option("--study-name", help="Study name "
+                                                      "(default: ARCH-notebook).")] = None,
+    backend: Backend = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train the notebook's models of ARCH with their own settings and epochs; compare with what it reported."""
+    from search.runtime import use_backend
+    from search.storage import display_url
+
+    with user_errors():
+        spaces.require(arch)
+        use_backend(backend)  # before the architecture's module imports Keras
+        from search.replay import choose_models, replay as run_replay, replay_config, replay_table
+        from spaces._notebook import NOTEBOOK_SETUP
+
+        chosen = choose_models(arch, models)
+        config = replay_config(arch, chosen, epochs_scale, study_name, data_dir=str(data), storage=storage,
+                               subset=subset, backend=backend, quiet=quiet)
+        study_obj = run_replay(config, chosen, epochs_scale)
+    typer.echo(f"study {study_obj.study_name!r} in {display_url(storage)}: the notebook's models measured here "
+               f"vs as the notebook reported them ({NOTEBOOK_SETUP})")
+    typer.echo(replay_table(study_obj, chosen).to_string(index=False, na_rep="-"))
+
+
 @app.command(hidden=True)
 def worker(payload: str) -> None:
     """Run one worker's share of a study (started by `study --workers K`)."""
@@ -198,12 +233,17 @@ def report(
     with user_errors():
         use_backend(None)
         from search.compare import arch_studies, write_report
+        from search.notebook import glance_lines, replay_studies
 
-        studies = arch_studies(open_storage(storage, readonly=True))
+        opened = open_storage(storage, readonly=True)
+        studies = arch_studies(opened)
         if not studies:
             raise UserError(f"no hpsearch studies in {storage}; run `hpsearch study ARCH` first")
-        table, csv_path, html_path = write_report(studies, out)
+        table, notebook, csv_path, html_path = write_report(studies, out, replay_studies(opened))
     typer.echo(table.drop(columns=["best_params"], errors="ignore").to_string(index=False, na_rep=""))
+    typer.echo("\nThe notebook at a glance (its best reported model, its replay here, the search's best):")
+    typer.echo(notebook.drop(columns=["search_vs_notebook"]).to_string(index=False, na_rep="-"))
+    typer.echo("\n".join(glance_lines(notebook)))
     typer.echo(f"wrote {csv_path}\nwrote {html_path}")
 
 

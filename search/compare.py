@@ -12,6 +12,8 @@ from optuna.trial import TrialState
 
 import spaces
 from search.confirm import confirmation_table
+from search.notebook import glance, glance_figure
+from search.replay import REPLAY_ATTR
 from search.report import Section, confirmed_figure, write_html
 from search.storage import study_names
 from search.study import best_complete
@@ -28,9 +30,9 @@ def layer_counts(arch: str, params: dict) -> dict[str, int]:
 
 
 def arch_studies(storage: BaseStorage) -> list[optuna.Study]:
-    """Every study in the storage that hpsearch made (it has an `arch` attribute)."""
+    """Every search study in the storage that hpsearch made (it has an `arch` attribute; replays are apart)."""
     studies = [optuna.load_study(study_name=name, storage=storage) for name in study_names(storage)]
-    return [s for s in studies if s.user_attrs.get("arch") in spaces.names()]
+    return [s for s in studies if s.user_attrs.get("arch") in spaces.names() and not s.user_attrs.get(REPLAY_ATTR)]
 
 
 def summary_row(study: optuna.Study) -> dict:
@@ -104,16 +106,21 @@ def comparison_sections(curves: pd.DataFrame, points: pd.DataFrame, confirmed: p
     return sections
 
 
-def write_report(studies: list[optuna.Study], out: Path) -> tuple[pd.DataFrame, Path, Path]:
-    """Write the comparison as CSV (beside out) and HTML; return the table and both paths."""
-    table = comparison(studies)
+def write_report(studies: list[optuna.Study], out: Path, replays: dict[str, optuna.Study] | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, Path, Path]:
+    """Write the comparison as CSV (beside out, with the notebook's columns per architecture) and HTML;
+    return the comparison, the notebook-at-a-glance table and both paths."""
+    table, notebook = comparison(studies), glance(studies, replays or {})
     csv_path = out.with_suffix(".csv")
     out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(csv_path, index=False)
+    notebook_columns = notebook.drop(columns=[c for c in notebook if c.startswith("search_") and
+                                              c != "search_vs_notebook"])
+    table.merge(notebook_columns, on="arch", how="left").to_csv(csv_path, index=False)
     shown = table.drop(columns=["best_params"], errors="ignore")
     intro = shown.to_html(index=False, na_rep="") + (
         "<h3>Best params</h3>" + table[["study", "best_params"]].to_html(index=False) if "best_params" in table else "")
-    html_path = write_html(comparison_sections(best_curves(studies), trial_points(studies),
-                                               confirmed_points(studies)), out,
-                           "hpsearch: comparison at a glance", intro)
-    return table, csv_path, html_path
+    intro += "<h2>The notebook at a glance</h2>" + notebook.to_html(index=False, na_rep="")
+    sections = [Section("The notebook at a glance: accuracy vs seconds", glance_figure(notebook)),
+                *comparison_sections(best_curves(studies), trial_points(studies), confirmed_points(studies))]
+    html_path = write_html(sections, out, "hpsearch: comparison at a glance", intro)
+    return table, notebook, csv_path, html_path

@@ -139,7 +139,9 @@ def _reason(exc: BaseException) -> str:
 def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, shuffle: bool = False,
                    progress: ProgressFn | None = None,
                    device_loop: bool = False) -> Callable[[optuna.Trial], float]:
-    """The Optuna objective for `arch`: the trial's value is its best validation accuracy."""
+    """The Optuna objective for `arch`: the trial's value is its best validation accuracy.
+
+    Trials train for `epochs`, or for the `epochs` user attribute an enqueued trial carries."""
     backend, device = keras.backend.backend(), device_name()
 
     def objective(trial: optuna.Trial) -> float:
@@ -148,9 +150,12 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
         trial.set_user_attr("device", device)
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("device_loop", device_loop)
-        recorder = EpochRecorder(trial, progress, epochs)
+        # A replayed notebook model is enqueued with its own epoch count (see search.replay).
+        trial_epochs = int(trial.user_attrs.get("epochs", epochs))
+        recorder = EpochRecorder(trial, progress, trial_epochs)
         try:
-            train(arch, params, data, epochs, seed, recorder=recorder, shuffle=shuffle, device_loop=device_loop)
+            train(arch, params, data, trial_epochs, seed, recorder=recorder, shuffle=shuffle,
+                  device_loop=device_loop)
         except optuna.TrialPruned:
             raise
         except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt too: the trial says why it ended

@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,8 +148,15 @@ class Budget:
             study.stop()
 
 
-def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, worker: int = 0) -> Budget:
-    """Run trials in this process until `quota` of them finish (or the failure/time limit)."""
+def stop_when_queue_empty(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna callback: stop once no enqueued trial is waiting (a replay runs only what it queued)."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        study.stop()
+
+
+def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, worker: int = 0,
+               callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> Budget:
+    """Run trials in this process until `quota` of them finish (or the failure/time limit, or a callback)."""
     from search.objective import make_objective  # imports Keras: only once the backend is chosen
 
     data = data or load_dataset(Path(config.data_dir), config.subset)
@@ -160,7 +168,7 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study.optimize(objective, timeout=config.timeout, catch=(Exception,),
-                   callbacks=[budget, progress.trial])
+                   callbacks=[budget, progress.trial, *callbacks])
     return budget
 
 

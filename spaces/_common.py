@@ -7,9 +7,21 @@ from typing import Any
 import keras
 from keras import layers
 
+from spaces._keras2 import DecayedSGD
+
 Params = dict[str, Any]
 
-OPTIMIZERS = ("sgd", "sgd_nesterov", "adam", "adadelta")
+# The notebook's optimizers by name: (Keras class, fixed arguments). "sgd_nesterov" is the notebook's SGD-N,
+# SGD(lr, decay=1e-6, momentum=0.9, nesterov=True) in Keras 2; its `decay` lives on in DecayedSGD.
+OPTIMIZER_TABLE: dict[str, tuple[type[keras.optimizers.Optimizer], dict[str, Any]]] = {
+    "sgd": (keras.optimizers.SGD, {}),
+    "sgd_nesterov": (DecayedSGD, {"momentum": 0.9, "nesterov": True, "decay": 1e-6}),
+    "adam": (keras.optimizers.Adam, {}),
+    "adadelta": (keras.optimizers.Adadelta, {}),
+}
+OPTIMIZERS = tuple(OPTIMIZER_TABLE)
+# Up to 1.0 so that the notebook's Adadelta() (Keras 2's default rate 1.0) is a point of the space.
+LEARNING_RATES = (1e-4, 1.0)
 BATCH_SIZES = (32, 64, 128, 256)
 ACTIVATIONS = ("relu", "leaky_relu")
 # The notebook's ReduceLROnPlateau settings.
@@ -20,7 +32,7 @@ def suggest_training(trial: Any) -> Params:
     """Sample the training hyperparameters that every architecture shares."""
     return {
         "optimizer": trial.suggest_categorical("optimizer", OPTIMIZERS),
-        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 0.3, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", *LEARNING_RATES, log=True),
         "batch_size": trial.suggest_categorical("batch_size", BATCH_SIZES),
         "reduce_lr": trial.suggest_categorical("reduce_lr", (False, True)),
     }
@@ -45,17 +57,11 @@ def suggest_batch_norm(trial: Any) -> Params:
 
 
 def make_optimizer(params: Params) -> keras.optimizers.Optimizer:
-    """Build the Keras optimizer named by params (SGD, SGD with Nesterov momentum, Adam, Adadelta)."""
-    name, lr = params["optimizer"], params["learning_rate"]
-    if name == "sgd":
-        return keras.optimizers.SGD(lr)
-    if name == "sgd_nesterov":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
-    if name == "adam":
-        return keras.optimizers.Adam(lr)
-    if name == "adadelta":
-        return keras.optimizers.Adadelta(lr)
-    raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    """Build the Keras optimizer named by params at its learning rate (see OPTIMIZER_TABLE)."""
+    if params["optimizer"] not in OPTIMIZER_TABLE:
+        raise ValueError(f"unknown optimizer {params['optimizer']!r}; expected one of {', '.join(OPTIMIZERS)}")
+    optimizer_class, arguments = OPTIMIZER_TABLE[params["optimizer"]]
+    return optimizer_class(learning_rate=params["learning_rate"], **arguments)
 
 
 def make_callbacks(params: Params) -> list[keras.callbacks.Callback]:
@@ -87,11 +93,16 @@ def conv_block(x: keras.KerasTensor, filters: int, kernel: int, params: Params, 
     return activation(params)(x) if act else x
 
 
-def classifier_head(x: keras.KerasTensor, dense_units: Sequence[int], params: Params,
-                    num_classes: int) -> keras.KerasTensor:
-    """Dense layers with activation and dropout, then the softmax output (kept float32)."""
+def classifier_head(x: keras.KerasTensor, dense_units: Sequence[int], params: Params, num_classes: int, *,
+                    dropout: float | None = None, leaky_after: float | None = None) -> keras.KerasTensor:
+    """Dense layers with activation and dropout (params' unless given), then the softmax output (float32).
+
+    `leaky_after` adds a LeakyReLU with that slope after each dense layer's activation, as the notebook's
+    CNN model 4 did after its relu Dense(256)."""
     for units in dense_units:
         x = layers.Dense(units)(x)
         x = activation(params)(x)
-        x = layers.Dropout(params["dropout"])(x)
+        if leaky_after is not None:
+            x = layers.LeakyReLU(negative_slope=leaky_after)(x)
+        x = layers.Dropout(params["dropout"] if dropout is None else dropout)(x)
     return layers.Dense(num_classes, activation="softmax", dtype="float32")(x)

@@ -1,6 +1,7 @@
 """The command line through typer's CliRunner and a real subprocess: outputs, exit codes, one-line errors."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,16 @@ def test_jax_backend_runs_a_study(tiny_data: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     trial = optuna.load_study(study_name="lenet", storage=open_storage(url)).trials[0]
     assert trial.user_attrs["backend"] == "jax" and len(trial.user_attrs["history"]) == 1
+
+
+def test_readme_first_command_is_the_timed_demo_search() -> None:
+    """One copy-pasteable line ending in .ci/demo: a real search (>= 10 sampled trials), export-best, report."""
+    root = Path(__file__).parents[1]
+    commands = [line for line in (root / "README.md").read_text().split("```bash")[1].splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert commands[0].endswith("&& bash .ci/demo")
+    demo = (root / ".ci" / "demo").read_text()
+    found = re.search(r"study (\w+) --trials (\d+) --epochs (\d+)", demo)
+    assert found and found[1] == "lenet" and int(found[2]) >= 10 and int(found[3]) >= 3  # Hyperband needs rungs
+    assert "--enqueue-seed-models" not in demo and "export-best lenet" in demo and "report" in demo
+    assert "bash .ci/demo" in (root / ".ci" / "run").read_text()

@@ -26,8 +26,8 @@ from search.objective import TrialFailed, train
 data = load_dataset(Path(sys.argv[1]), 120)
 arch = spaces.get("lenet")
 out = {}
-for name, params in (("dropout", arch.SEED_MODELS["model2"]),   # dropout 0.25, batch 64: a partial last batch
-                     ("plateau", {**arch.SEED_MODELS["model4"], "learning_rate": 1e-4})):  # ReduceLROnPlateau
+for name, params in (("dropout", {**arch.SEED_MODELS["model2"], "dropout": 0.25}),  # batch 64: a partial last batch
+                     ("plateau", {**arch.SEED_MODELS["model4"], "learning_rate": 1e-4, "reduce_lr": True})):
     runs = [train(arch, params, data, 8, 7, device_loop=loop).recorder.history for loop in (False, True)]
     out[name] = runs
 poisoned = load_dataset(Path(sys.argv[1]), 120)

@@ -145,7 +145,7 @@ def test_report_command_writes_table_csv_and_html(studies: str, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert "best_val_accuracy" in result.stdout and "lenet" in result.stdout
     assert len(pd.read_csv(out.with_suffix(".csv"))) == 2
-    assert _figures_in(out.read_text()) == 2
+    assert _figures_in(out.read_text()) == 3  # notebook at a glance, best curves, accuracy vs time
 
 
 def _free_port() -> int:

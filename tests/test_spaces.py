@@ -1,11 +1,14 @@
 """Every registered architecture builds from sampled params, and the notebook's models exactly."""
 from __future__ import annotations
 
+import keras
 import numpy as np
 import optuna
 import pytest
 
 import spaces
+from spaces._common import make_callbacks, make_optimizer
+from spaces._keras2 import DecayedSGD
 
 # The parameter counts the notebook printed (5 classes, 28x28x1 input).
 NOTEBOOK_PARAMS = {
@@ -55,6 +58,7 @@ def test_seed_model_has_the_notebooks_parameter_count(name: str, model: str) -> 
     params = arch.SEED_MODELS[model]
     built = arch.build(params, (28, 28, 1), 5)
     assert built.count_params() == NOTEBOOK_PARAMS[(name, model)]
+    assert arch.NOTEBOOK[model].reported.n_params == NOTEBOOK_PARAMS[(name, model)]
 
 
 @pytest.mark.parametrize("name", spaces.names())
@@ -71,3 +75,75 @@ def test_large_input_models_resize_inside(name: str) -> None:
     model = spaces.get(name).build(spaces.get(name).SEED_MODELS["model1"], (28, 28, 1), 5)
     assert model.input_shape == (None, 28, 28, 1)
     assert model.layers[1].__class__.__name__ == "Resizing"
+
+
+# The notebook's training settings, read off its code cells: (optimizer, learning rate, batch, epochs, ReduceLR).
+SGD_N = ("sgd_nesterov", 0.01)
+NOTEBOOK_TRAINING = {
+    ("cnn", "model1"): ("adam", 0.001, 32, 50, False), ("cnn", "model2"): ("adam", 0.001, 32, 50, True),
+    ("cnn", "model3"): ("adam", 0.001, 32, 50, True), ("cnn", "model4"): ("adam", 0.001, 32, 50, True),
+    ("cnn", "model5"): (*SGD_N, 32, 50, True), ("cnn", "model6"): (*SGD_N, 128, 50, True),
+    ("cnn", "model7"): (*SGD_N, 32, 50, True),
+    ("vgg16", "model1"): ("sgd", 0.01, 64, 50, False), ("vgg16", "model3"): ("adam", 0.001, 64, 50, False),
+    ("alexnet", "model1"): ("sgd", 0.01, 64, 50, False), ("alexnet", "model2"): ("adam", 0.001, 64, 50, False),
+    ("alexnet", "model3"): ("adadelta", 1.0, 64, 50, False),
+    ("lenet", "model1"): ("adam", 0.001, 64, 80, False), ("lenet", "model2"): ("adam", 0.0005, 64, 80, False),
+    ("lenet", "model3"): ("adam", 0.01, 64, 80, False), ("lenet", "model4"): ("adam", 0.001, 32, 150, False),
+    ("lenet", "model5"): ("sgd", 0.0001, 32, 200, False),
+    ("resnet", "model1"): ("adam", 0.001, 64, 50, False), ("resnet", "model2"): ("adam", 0.001, 32, 50, False),
+    ("resnet", "model3"): ("sgd", 0.01, 64, 50, False),
+}
+OPTIMIZER_CLASSES = {"sgd": keras.optimizers.SGD, "sgd_nesterov": DecayedSGD, "adam": keras.optimizers.Adam,
+                     "adadelta": keras.optimizers.Adadelta}
+
+
+@pytest.mark.parametrize("name, model", sorted(NOTEBOOK_TRAINING))
+def test_seed_model_trains_with_the_notebooks_settings(name: str, model: str) -> None:
+    optimizer_name, lr, batch, epochs, plateau = NOTEBOOK_TRAINING[(name, model)]
+    seed = spaces.get(name).NOTEBOOK[model]
+    optimizer = make_optimizer(seed.params)
+    assert type(optimizer) is OPTIMIZER_CLASSES[optimizer_name]
+    assert float(optimizer.learning_rate) == pytest.approx(lr)
+    if optimizer_name == "sgd_nesterov":  # SGD-N: SGD(lr=0.01, decay=1e-6, momentum=0.9, nesterov=True)
+        assert (optimizer.momentum, optimizer.nesterov, optimizer.decay) == (0.9, True, 1e-6)
+    elif optimizer_name == "sgd":
+        assert optimizer.momentum == 0.0 and not optimizer.nesterov
+    assert (seed.params["batch_size"], seed.epochs) == (batch, epochs)
+    assert [type(c).__name__ for c in make_callbacks(seed.params)] == (["ReduceLROnPlateau"] if plateau else [])
+    assert 0 < seed.reported.val_accuracy < 1 and seed.reported.seconds > 0
+
+
+def _layer_names(model: keras.Model) -> list[str]:
+    """The model's layer classes in order, the input left out."""
+    return [type(layer).__name__ for layer in model.layers[1:]]
+
+
+def test_cnn_layer_differences_are_the_notebooks() -> None:
+    cnn = spaces.get("cnn")
+    model3 = cnn.build(cnn.SEED_MODELS["model3"], (28, 28, 1), 5)
+    assert [layer.rate for layer in model3.layers if isinstance(layer, keras.layers.Dropout)] == [0.25, 0.25, 0.5]
+    model4 = _layer_names(cnn.build(cnn.SEED_MODELS["model4"], (28, 28, 1), 5))
+    assert model4[-4:] == ["Activation", "LeakyReLU", "Dropout", "Dense"]  # LeakyReLU(0.1) after Dense(256, relu)
+    model7 = _layer_names(cnn.build(cnn.SEED_MODELS["model7"], (28, 28, 1), 5))
+    conv, bn, relu = "Conv2D", "BatchNormalization", "Activation"
+    assert model7[:15] == [conv, relu, bn, conv, relu, bn, "MaxPooling2D", "Dropout",
+                           conv, relu, bn, conv, relu, "MaxPooling2D", "Dropout"]
+    assert model7[15:17] == [bn, "Flatten"]
+
+
+def test_decayed_sgd_is_keras2_decay_and_plateau_halves_its_base_rate() -> None:
+    optimizer = DecayedSGD(0.01, decay=1e-6, momentum=0.9, nesterov=True)
+    optimizer.build([keras.Variable(np.zeros(2, "float32"))])
+    optimizer.iterations.assign(100_000)
+    assert float(optimizer.learning_rate) == pytest.approx(0.01 / 1.1)
+    optimizer.learning_rate = float(optimizer.learning_rate) * 0.5  # what ReduceLROnPlateau does
+    assert float(optimizer.learning_rate) == pytest.approx(0.005 / 1.1)
+    assert DecayedSGD.from_config(optimizer.get_config()).decay == 1e-6
+
+
+def test_reduce_lr_on_plateau_trains_with_decayed_sgd() -> None:
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=DecayedSGD(0.01, decay=1e-6), loss="sparse_categorical_crossentropy")
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=10.0)
+    model.fit(np.ones((8, 4), "float32"), np.zeros(8, "int32"), epochs=3, verbose=0, callbacks=[plateau])
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0025, rel=1e-4)  # halved after epochs 2, 3

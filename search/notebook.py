@@ -1,0 +1,115 @@
+"""The notebook at a glance: per architecture, the notebook's best reported model, its replay here, the search's best."""
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from optuna.storages import BaseStorage
+
+import spaces
+from search.replay import REPLAY_ATTR, replayed_trials
+from search.storage import study_names
+from search.study import best_complete
+from spaces._notebook import NOTEBOOK_SETUP, NotebookModel
+
+# Each source's columns in the glance table, in the order the figure draws them.
+SOURCES = ("notebook", "replay", "search")
+
+
+def notebook_best(arch: str) -> tuple[str, NotebookModel]:
+    """The notebook model of arch with the highest reported validation accuracy (the bar the search must clear).
+
+    For LeNet that is model 4 (87.21%), although the notebook itself preferred model 1 for its lower loss."""
+    notebook: dict[str, NotebookModel] = spaces.get(arch).NOTEBOOK
+    name = max(notebook, key=lambda n: notebook[n].reported.val_accuracy)
+    return name, notebook[name]
+
+
+def replay_studies(storage: BaseStorage) -> dict[str, optuna.Study]:
+    """Every `hpsearch replay` study in the storage, by architecture (the last one when several)."""
+    studies = [optuna.load_study(study_name=name, storage=storage) for name in study_names(storage)]
+    return {s.user_attrs["arch"]: s for s in studies if s.user_attrs.get(REPLAY_ATTR)}
+
+
+def _replay_columns(study: optuna.Study | None, preferred: str) -> dict:
+    """The replay of the notebook's best model when it was replayed, else the best replayed model."""
+    trials = replayed_trials(study) if study is not None else {}
+    if not trials:
+        return {}
+    name = preferred if preferred in trials else max(trials, key=lambda n: trials[n].value)
+    trial = trials[name]
+    return {"replay_model": name, "replay_val_accuracy": round(trial.value, 4),
+            "replay_seconds": trial.user_attrs.get("train_seconds"),
+            "replay_epochs": len(trial.user_attrs.get("history", [])), "replay_params": trial.user_attrs.get("n_params")}
+
+
+def _search_columns(studies: list[optuna.Study]) -> dict:
+    """The best complete trial over arch's search studies."""
+    best = [(s, t) for s in studies if (t := best_complete(s)) is not None]
+    if not best:
+        return {}
+    study, trial = max(best, key=lambda pair: pair[1].value)
+    return {"search_study": study.study_name, "search_trial": trial.number,
+            "search_val_accuracy": round(trial.value, 4), "search_seconds": trial.user_attrs.get("train_seconds"),
+            "search_epochs": len(trial.user_attrs.get("history", [])), "search_params": trial.user_attrs.get("n_params"),
+            "search_subset": study.user_attrs.get("subset")}
+
+
+def verdict(search_accuracy: float | None, notebook_accuracy: float) -> str:
+    """Whether the search beat the notebook's reported accuracy, in percentage points."""
+    if search_accuracy is None or pd.isna(search_accuracy):
+        return "no complete search trial yet"
+    points = 100 * (search_accuracy - notebook_accuracy)
+    return f"search beats the notebook by {points:.2f} pts" if points >= 0 else \
+        f"search LOSES to the notebook by {-points:.2f} pts"
+
+
+def glance(search: list[optuna.Study], replays: dict[str, optuna.Study]) -> pd.DataFrame:
+    """One row per architecture that has a search or a replay study: notebook vs replay vs search."""
+    rows = []
+    for arch in spaces.names():
+        arch_search = [s for s in search if s.user_attrs.get("arch") == arch]
+        if not arch_search and arch not in replays:
+            continue
+        name, model = notebook_best(arch)
+        row = {"arch": arch, "notebook_model": name, "notebook_val_accuracy": model.reported.val_accuracy,
+               "notebook_seconds": model.reported.seconds, "notebook_epochs": model.epochs,
+               "notebook_params": model.reported.n_params,
+               **_replay_columns(replays.get(arch), name), **_search_columns(arch_search)}
+        row["search_vs_notebook"] = verdict(row.get("search_val_accuracy"), model.reported.val_accuracy)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def glance_points(table: pd.DataFrame) -> pd.DataFrame:
+    """The glance table in long form for the figure: one point per architecture and source."""
+    rows = [{"arch": row["arch"], "source": source, "val_accuracy": row[f"{source}_val_accuracy"],
+             "seconds": row[f"{source}_seconds"], "params": row.get(f"{source}_params")}
+            for row in table.to_dict("records") for source in SOURCES
+            if pd.notna(row.get(f"{source}_val_accuracy")) and pd.notna(row.get(f"{source}_seconds"))]
+    return pd.DataFrame(rows, columns=["arch", "source", "val_accuracy", "seconds", "params"])
+
+
+def glance_figure(table: pd.DataFrame) -> go.Figure:
+    """Validation accuracy vs training seconds: the notebook's reported best, its replay here, the search's best."""
+    points = glance_points(table)
+    fig = px.scatter(points, x="seconds", y="val_accuracy", color="source", symbol="arch", log_x=True,
+                     hover_data=["params"], category_orders={"source": list(SOURCES)})
+    return go.Figure(fig).update_traces(marker_size=12).update_layout(
+        title=f"Notebook (reported, {NOTEBOOK_SETUP}) vs its replay here vs the search's best")
+
+
+def glance_lines(table: pd.DataFrame) -> list[str]:
+    """One line per architecture: did the search beat the notebook's reported best, and on what footing."""
+    lines = []
+    for row in table.to_dict("records"):
+        line = (f"{row['arch']}: {row['search_vs_notebook']} (notebook {row['notebook_model']}: "
+                f"{row['notebook_val_accuracy']:.4f} after {row['notebook_epochs']} epochs on its own data, "
+                f"{NOTEBOOK_SETUP}")
+        if pd.notna(row.get("search_val_accuracy")):
+            images = "all" if pd.isna(row.get("search_subset")) else f"{int(row['search_subset'])}"
+            line += (f"; search trial {int(row['search_trial'])}: {row['search_val_accuracy']:.4f} after "
+                     f"{int(row['search_epochs'])} epochs on {images} training images here")
+        lines.append(line + ")")
+    return lines

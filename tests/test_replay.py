@@ -1,0 +1,61 @@
+"""`hpsearch replay`: the notebook's models trained with their own (scaled) epochs, resumable, side by side."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from search.cli import app
+from search.storage import open_storage
+
+
+def _replay(data: Path, url: str, *extra: str) -> object:
+    return CliRunner().invoke(app, ["replay", "lenet", "--data", str(data), "--storage", url, "--subset", "60",
+                                    "--quiet", *extra])
+
+
+def test_replay_trains_each_model_for_its_scaled_epochs_once(tiny_data: Path, sqlite_url: str) -> None:
+    result = _replay(tiny_data, sqlite_url, "--models", "model1,model2", "--epochs-scale", "0.025")
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="lenet-notebook", storage=open_storage(sqlite_url))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert sorted(t.user_attrs["seed_model"] for t in complete) == ["model1", "model2"]
+    assert [len(t.user_attrs["history"]) for t in complete] == [2, 2]  # 80 notebook epochs x 0.025
+    assert complete[1].params["learning_rate"] == 0.0005  # model2's own Adam(5e-4)
+    assert study.user_attrs["notebook_replay"] is True
+    lines = result.output.splitlines()
+    assert "notebook_val_accuracy" in lines[1] and lines[2].split()[0] == "model1"
+    assert lines[2].split()[-3:] == ["0.8618", "332.46", "80"]  # what the notebook reported for LeNet model 1
+
+    again = _replay(tiny_data, sqlite_url, "--models", "model1,model2", "--epochs-scale", "0.025")
+    assert again.exit_code == 0 and len(study.get_trials()) == 2  # nothing retrained
+
+
+def test_replay_rejects_unknown_models_and_scales(tiny_data: Path, sqlite_url: str) -> None:
+    result = _replay(tiny_data, sqlite_url, "--models", "model1,model9")
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: unknown model 'model9' for lenet; "
+                                     "valid: model1, model2, model3, model4, model5")
+    assert _replay(tiny_data, sqlite_url, "--epochs-scale", "1.5").exit_code == 2
+
+
+def test_report_shows_notebook_replay_and_search_side_by_side(tiny_data: Path, sqlite_url: str,
+                                                              tmp_path: Path) -> None:
+    assert _replay(tiny_data, sqlite_url, "--models", "model1", "--epochs-scale", "0.0125").exit_code == 0
+    searched = CliRunner().invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "60",
+                                        "--data", str(tiny_data), "--storage", sqlite_url, "--quiet"])
+    assert searched.exit_code == 0, searched.output
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", "--storage", sqlite_url, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert list(table["study"]) == ["lenet"]  # the replay study is not a search study
+    row = table.iloc[0]
+    assert (row["notebook_model"], row["notebook_val_accuracy"], row["notebook_params"]) == ("model4", 0.8721, 368_749)
+    assert row["replay_model"] == "model1" and row["replay_epochs"] == 1 and row["replay_params"] == 245_601
+    assert row["search_vs_notebook"].startswith("search LOSES to the notebook by")  # 60 images, 1 epoch
+    assert "lenet: search LOSES to the notebook by" in result.output
+    assert "The notebook at a glance: accuracy vs seconds" in out.read_text()
