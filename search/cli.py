@@ -26,8 +26,8 @@ Storage = Annotated[str, typer.Option("--storage", help="Optuna storage URL (sql
                                       "postgresql+psycopg://..., journal:///path).")]
 Arch = Annotated[str, typer.Argument(help=f"Architecture: {', '.join(spaces.names())}.")]
 StudyName = Annotated[Optional[str], typer.Option("--study-name", help="Study name (default: ARCH).")]
-Backend = Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax "
-                                                "(default: $KERAS_BACKEND, else tensorflow).")]
+Backend = Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax (default: $KERAS_BACKEND, "
+                                                "else jax where it can use a GPU, else tensorflow).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
@@ -80,9 +80,9 @@ def study(
     workers: Annotated[int, typer.Option(help="Worker processes sharing the study (use a journal or "
                                          "PostgreSQL storage for many).")] = 1,
     max_failures: Annotated[int, typer.Option(help="Stop after this many failed trials in one run.")] = 10,
-    device_loop: Annotated[bool, typer.Option(help="JAX only: train each epoch as one compiled on-device loop "
-                                              "(meant for GPUs; on CPU it measured 5-16x slower than model.fit).")]
-    = False,
+    device_loop: Annotated[Optional[bool], typer.Option(
+        "--device-loop/--no-device-loop", help="JAX only: train each epoch as one compiled on-device loop "
+        "(default: on where JAX trains on a GPU; on CPU it measured 5-16x slower than model.fit).")] = None,
     heartbeat: Annotated[int, typer.Option(help="Seconds between a worker's heartbeats (SQLite/PostgreSQL); "
                                            "a trial silent for 3 beats is failed and retried once.")] = 10,
     quiet: Quiet = False,

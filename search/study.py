@@ -47,7 +47,7 @@ class StudyConfig:
     max_failures: int = 10
     quiet: bool = False
     heartbeat_seconds: int = HEARTBEAT_SECONDS
-    device_loop: bool = False
+    device_loop: bool | None = None  # None: on where JAX trains on a GPU
 
     @property
     def name(self) -> str:
@@ -155,7 +155,8 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     study = open_study(config, data, seed_offset=worker)
     progress = Progress(config.quiet, worker if config.workers > 1 else None)
     objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,
-                               shuffle=config.shuffle, progress=progress.epoch, device_loop=config.device_loop)
+                               shuffle=config.shuffle, progress=progress.epoch,
+                               device_loop=bool(config.device_loop))
     budget = Budget(quota, config.max_failures, config.trials)
     # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -29,6 +29,7 @@ def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
                                  "--data", str(data), "--storage", url])
     assert result.exit_code == 0, result.output
     assert "trial   0" in result.stderr and "epoch 1/1" in result.stderr
+    assert "training on cpu (Keras backend tensorflow)" in result.stderr  # says where it trains
     assert "2 finished trials" in result.stdout and f"hpsearch export-best lenet --storage {url}" in result.stdout
     result = runner.invoke(app, ["trials", "lenet", "--storage", url])
     assert result.exit_code == 0
@@ -85,3 +86,4 @@ def test_jax_backend_runs_a_study(tiny_data: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     trial = optuna.load_study(study_name="lenet", storage=open_storage(url)).trials[0]
     assert trial.user_attrs["backend"] == "jax" and len(trial.user_attrs["history"]) == 1
+    assert trial.user_attrs["device_loop"] is False  # the on-device loop is the default on GPUs only
