@@ -75,6 +75,8 @@ def study(
     subset: Annotated[Optional[int], typer.Option(help="Train on the first N training images "
                                                   "(and N/4 validation images) for quick runs.")] = None,
     enqueue_seed_models: Annotated[bool, typer.Option(help="Run the notebook's models of ARCH first.")] = False,
+    warm_start: Annotated[bool, typer.Option("--warm-start/--no-warm-start", help="Start a new study with ARCH's "
+                                             "default configuration (unless --enqueue-seed-models).")] = True,
     shuffle: Annotated[bool, typer.Option(help="Shuffle training data each epoch (the notebook did not).")] = False,
     backend: Backend = None,
     workers: Annotated[int, typer.Option(help="Worker processes sharing the study (use a journal or "
@@ -93,8 +95,8 @@ def study(
 
     config = StudyConfig(arch=arch, data_dir=str(data), trials=trials, epochs=epochs, storage=storage,
                          study_name=study_name, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
-                         subset=subset, enqueue_seed_models=enqueue_seed_models, shuffle=shuffle,
-                         backend=backend, workers=workers, max_failures=max_failures, quiet=quiet,
+                         subset=subset, enqueue_seed_models=enqueue_seed_models, warm_start=warm_start,
+                         shuffle=shuffle, backend=backend, workers=workers, max_failures=max_failures, quiet=quiet,
                          heartbeat_seconds=heartbeat, device_loop=device_loop)
     with user_errors():
         code = run_study(config)

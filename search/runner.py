@@ -14,7 +14,8 @@ from search.data import Dataset, load_dataset, load_test
 from search.errors import UserError
 from search.runtime import device_name, use_backend
 from search.storage import DEFAULT_STORAGE, display_url
-from search.study import StudyConfig, best_complete, count, enqueue_seed_models, open_study, run_worker, run_workers
+from search.study import (StudyConfig, best_complete, count, enqueue_seed_models, enqueue_warm_start, open_study,
+                          run_worker, run_workers)
 
 
 # TensorFlow keeps ~13 MB per fitted model even after clear_session (measured: 803 -> 1064 MB over 20 tiny
@@ -64,8 +65,10 @@ def run_study(config: StudyConfig) -> int:
     if (Path(config.data_dir) / "testX.csv").is_file():  # found now rather than at export, hours later
         load_test(Path(config.data_dir), int(data.x_train[0].size))
     study = open_study(config, data)
-    if config.enqueue_seed_models:
+    if config.enqueue_seed_models:  # the notebook's models, when asked for, are the study's first trials
         enqueue_seed_models(study, config.arch)
+    elif config.warm_start and not study.get_trials(deepcopy=False):
+        enqueue_warm_start(study, config.arch)
     remaining = config.trials - count(study)
     _say(config, f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, "
                  f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "

@@ -41,6 +41,7 @@ class StudyConfig:
     timeout: float | None = None
     subset: int | None = None
     enqueue_seed_models: bool = False
+    warm_start: bool = True
     shuffle: bool = False
     backend: str | None = None
     workers: int = 1
@@ -113,6 +114,11 @@ def best_complete(study: optuna.Study) -> FrozenTrial | None:
     """The complete trial with the highest validation accuracy, or None before any completes."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return max(complete, key=lambda t: t.value) if complete else None
+
+
+def enqueue_warm_start(study: optuna.Study, arch: str) -> None:
+    """Queue the architecture's default configuration, a strong first trial for a new study."""
+    study.enqueue_trial(spaces.get(arch).DEFAULT, user_attrs={"warm_start": True}, skip_if_exists=True)
 
 
 def enqueue_seed_models(study: optuna.Study, arch: str) -> int:

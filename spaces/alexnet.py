@@ -28,6 +28,10 @@ SEED_MODELS: dict[str, Params] = {
     "model3": {**_ALEXNET, "batch_size": 128, "reduce_lr": True},
 }
 
+# The first trial of a new study (`--no-warm-start` skips it): batch norm, a 1024-wide head, Adam at 1e-3.
+DEFAULT: Params = {**_ALEXNET, "dense_units": 1024, "batch_norm": True, "optimizer": "adam",
+                   "learning_rate": 0.001, "reduce_lr": True}
+
 
 def suggest(trial: Any) -> Params:
     """Sample head width, regularization, activation and training settings."""

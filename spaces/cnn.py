@@ -28,6 +28,12 @@ SEED_MODELS: dict[str, Params] = {
                "batch_norm": True, "reduce_lr": True},
 }
 
+# The first trial of a new study (`--no-warm-start` skips it): Adam at 1e-3, batch 64, batch norm and
+# ReduceLROnPlateau; chosen from the learning-rate measurements in spaces/_common.py and the notebook's runs.
+DEFAULT: Params = {"filters1": 32, "kernel1": 3, "filters2": 64, "kernel2": 3, "dense_units": 256,
+                   "dropout": 0.25, "batch_norm": True, "activation": "relu", "optimizer": "adam",
+                   "learning_rate": 0.001, "batch_size": 64, "reduce_lr": True}
+
 
 def suggest(trial: Any) -> Params:
     """Sample filters, kernels, dense width, regularization, activation and training settings."""

@@ -33,6 +33,9 @@ SEED_MODELS: dict[str, Params] = {
     "model5": {**_MODERN, "activation": "leaky_relu", "leaky_slope": 0.1},
 }
 
+# The first trial of a new study (`--no-warm-start` skips it): the modern layout with Adam at 1e-3.
+DEFAULT: Params = {**_MODERN, "batch_norm": True, "reduce_lr": True}
+
 
 def suggest(trial: Any) -> Params:
     """Sample the variant, pooling kind, activation (tanh too), regularization and training settings."""

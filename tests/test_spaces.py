@@ -1,11 +1,14 @@
 """Every registered architecture builds from sampled params, and the notebook's models exactly."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import optuna
 import pytest
 
 import spaces
+from spaces._common import LEARNING_RATES, suggest_training
 
 # The parameter counts the notebook printed (5 classes, 28x28x1 input).
 NOTEBOOK_PARAMS = {
@@ -71,3 +74,24 @@ def test_large_input_models_resize_inside(name: str) -> None:
     model = spaces.get(name).build(spaces.get(name).SEED_MODELS["model1"], (28, 28, 1), 5)
     assert model.input_shape == (None, 28, 28, 1)
     assert model.layers[1].__class__.__name__ == "Resizing"
+
+
+@pytest.mark.parametrize("name", spaces.names())
+def test_default_configuration_is_a_point_of_the_space(name: str) -> None:
+    """The warm-start trial is a complete, in-range sample of the space (FixedTrial rejects missing params)."""
+    arch = spaces.get(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Fixed parameter ... is out of range" would fail the test
+        assert arch.suggest(optuna.trial.FixedTrial(arch.DEFAULT)) == arch.DEFAULT
+
+
+@pytest.mark.parametrize("optimizer", sorted(LEARNING_RATES))
+def test_learning_rate_range_depends_on_the_optimizer(optimizer: str) -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(20):
+        study.enqueue_trial({"optimizer": optimizer})
+        trial = study.ask()
+        params = suggest_training(trial)
+        low, high = LEARNING_RATES[optimizer]
+        assert low <= params["learning_rate"] <= high
+        study.tell(trial, 0.5)
