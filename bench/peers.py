@@ -4,8 +4,8 @@ Both tools search the same architecture space: KerasTuner's hypermodel asks `spa
 an adapter that answers Optuna's `suggest_*` calls with KerasTuner's `HyperParameters`, so neither tool gets
 a different space. Both train on the same split (`--subset`), run as subprocesses one after the other on an
 otherwise idle machine, and are timed from their process start. Printed per seed and tool: the best
-validation accuracy so far after each finished trial (elapsed seconds), and the test accuracy of the tool's
-best model on testY.csv. Needs the `bench` extra (keras-tuner). Example (CPU, fashion10):
+validation accuracy seen so far, at every epoch end of every trial (seconds since the tool's start), and the
+test accuracy of the tool's best configuration, retrained, on testY.csv. Needs the `bench` extra (keras-tuner). Example (CPU, fashion10):
     hpsearch data prepare --labels fashion10 --out /tmp/f10
     python bench/peers.py --data /tmp/f10 --subset 3000 --budget 600 --seeds 1,2,3
 """
@@ -57,7 +57,7 @@ def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[
 
     arch = spaces.get(args.arch)
     data = load_dataset(args.data, args.subset)
-    curve: list[tuple[float, float]] = []
+    seen: list[tuple[float, float]] = []  # (seconds since start, val_accuracy) of every epoch of every trial
 
     class Space(kt.HyperModel):
         """hpsearch's space as a KerasTuner hypermodel; batch size and callbacks come from the same params."""
@@ -75,22 +75,20 @@ def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[
             return model.fit(*fit_args, batch_size=int(params["batch_size"]), **kwargs)
 
     class OverBudget(keras.callbacks.Callback):
-        """Stops a trial's training at the end of the epoch in which the budget ran out."""
+        """Records each epoch's validation accuracy with its time; stops training once the budget ran out."""
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            seen.append((round(time.time() - started, 2), float((logs or {}).get("val_accuracy", 0.0))))
             if time.time() - started > args.budget:
                 self.model.stop_training = True
 
     class BudgetedHyperband(kt.Hyperband):
-        """Hyperband that records the best value after every trial and stops once the budget is spent."""
+        """Hyperband that stops once the budget is spent (KerasTuner has no time limit of its own)."""
 
         def on_trial_end(self, trial: Any) -> None:
             super().on_trial_end(trial)
-            best = self.oracle.get_best_trials(1)
-            if best and best[0].score is not None:
-                curve.append((round(time.time() - started, 1), float(best[0].score)))
             if time.time() - started > args.budget:
-                raise StopIteration  # KerasTuner has no time limit of its own
+                raise StopIteration
 
     workdir = tempfile.mkdtemp(prefix="kt-")
     tuner = BudgetedHyperband(Space(), objective="val_accuracy", max_epochs=args.epochs, factor=3, seed=seed,
@@ -108,11 +106,21 @@ def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[
     best_hp = tuner.get_best_hyperparameters(1)[0]
     keras.utils.set_random_seed(seed)
     model = Space().build(best_hp)
-    args.budget = float("inf")  # the retraining is not cut short
-    Space().fit(best_hp, model, data.x_train, data.y_train, epochs=int(best_hp.values.get("tuner/epochs", args.epochs)),
-                shuffle=False, verbose=0)
+    params = arch.suggest(KerasTunerTrial(best_hp))
+    model.fit(data.x_train, data.y_train, batch_size=int(params["batch_size"]), shuffle=False, verbose=0,
+              epochs=int(best_hp.values.get("tuner/epochs", args.epochs)), callbacks=make_callbacks(params),
+              validation_data=(data.x_val, data.y_val))  # ReduceLROnPlateau watches val_accuracy
     test_accuracy = float(np.mean(np.argmax(model.predict(x_test, verbose=0), axis=1) == truth))
-    return {"curve": curve, "trials": len(tuner.oracle.trials), "test_accuracy": round(test_accuracy, 4)}
+    return {"curve": best_so_far(seen), "trials": len(tuner.oracle.trials), "test_accuracy": round(test_accuracy, 4)}
+
+
+def best_so_far(seen: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The running maximum of (time, validation accuracy) points, one point where it rises."""
+    curve: list[tuple[float, float]] = []
+    for when, value in sorted(seen):
+        if not curve or value > curve[-1][1]:
+            curve.append((when, value))
+    return curve
 
 
 def best_at(curve: list[tuple[float, float]], t: float) -> float:
@@ -156,16 +164,20 @@ def run_hpsearch(args: argparse.Namespace, seed: int, workdir: Path) -> dict[str
               str(args.epochs), "--data", str(args.data), "--seed", str(seed), "--quiet", *common,
               *(["--subset", str(args.subset)] if args.subset else []))
     study = optuna.load_study(study_name=args.arch, storage=url)
-    curve, best = [], 0.0
-    for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.datetime_complete or t.datetime_start):
-        if trial.state == optuna.trial.TrialState.COMPLETE and trial.value > best:
-            best = trial.value
-        if trial.datetime_complete is not None and best > 0:
-            curve.append((round(trial.datetime_complete.timestamp() - started, 1), best))
+    seen = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.datetime_complete is None:
+            continue
+        # Epoch ends, counted back from the trial's end with the epoch durations it recorded.
+        history = trial.user_attrs.get("history", [])
+        end = trial.datetime_complete.timestamp() - started
+        for i, row in enumerate(history):
+            at = end - sum(later["seconds"] for later in history[i + 1:])
+            seen.append((round(at, 2), float(row.get("val_accuracy", 0.0))))
     out = workdir / f"export-{seed}"
     _hpsearch(args, "export-best", args.arch, "--data", str(args.data), "--out", str(out), "--quiet", *common)
     score = _hpsearch(args, "score", str(out / "submission.csv"), "--labels", str(args.data / "testY.csv"))
-    return {"curve": curve, "trials": len(study.trials),
+    return {"curve": best_so_far(seen), "trials": len(study.trials),
             "test_accuracy": float(score.split()[1])}  # "accuracy: 0.9123 on ..."
 
 

@@ -28,3 +28,7 @@ def test_kerastuner_adapter_samples_the_same_space() -> None:
     params = spaces.get("cnn").suggest(peers.KerasTunerTrial(hp))
     assert set(params) <= set(hp.values) and params["batch_size"] in (32, 64, 128, 256)
     assert spaces.get("cnn").suggest(peers.KerasTunerTrial(hp)) == params  # asked again: the same values
+
+
+def test_best_so_far_keeps_the_running_maximum() -> None:
+    assert peers.best_so_far([(3.0, 0.5), (1.0, 0.6), (2.0, 0.4), (4.0, 0.7)]) == [(1.0, 0.6), (4.0, 0.7)]
