@@ -20,7 +20,7 @@ PLATEAU = {"monitor": "val_accuracy", "mode": "max", "patience": 3, "factor": 0.
 # at 0.3, SGD+Nesterov diverged at 0.1, Adam fell off above 5e-3 and at 1e-4, Adadelta needs 0.1 and more
 # (its Keras 2 default was 1.0). The notebook's own models keep their settings, inside or outside these.
 LEARNING_RATES: dict[str, tuple[float, float]] = {
-    "sgd": (0.01, 0.2), "sgd_nesterov": (0.002, 0.05), "adam": (2e-4, 5e-3), "adadelta": (0.1, 3.0),
+    "sgd": (0.01, 0.15), "sgd_nesterov": (0.002, 0.05), "adam": (2e-4, 5e-3), "adadelta": (0.1, 3.0),
 }
 OPTIMIZERS = tuple(LEARNING_RATES)
 
