@@ -26,8 +26,8 @@ Storage = Annotated[str, typer.Option("--storage", help="Optuna storage URL (sql
                                       "postgresql+psycopg://..., journal:///path).")]
 Arch = Annotated[str, typer.Argument(help=f"Architecture: {', '.join(spaces.names())}.")]
 StudyName = Annotated[Optional[str], typer.Option("--study-name", help="Study name (default: ARCH).")]
-Backend = Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax "
-                                                "(default: $KERAS_BACKEND, else tensorflow).")]
+Backend = Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax (default: $KERAS_BACKEND, "
+                                                "else jax where it can use a GPU, else tensorflow).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
@@ -75,14 +75,16 @@ def study(
     subset: Annotated[Optional[int], typer.Option(help="Train on the first N training images "
                                                   "(and N/4 validation images) for quick runs.")] = None,
     enqueue_seed_models: Annotated[bool, typer.Option(help="Run the notebook's models of ARCH first.")] = False,
+    warm_start: Annotated[bool, typer.Option("--warm-start/--no-warm-start", help="Start a new study with ARCH's "
+                                             "default configuration (unless --enqueue-seed-models).")] = True,
     shuffle: Annotated[bool, typer.Option(help="Shuffle training data each epoch (the notebook did not).")] = False,
     backend: Backend = None,
     workers: Annotated[int, typer.Option(help="Worker processes sharing the study (use a journal or "
                                          "PostgreSQL storage for many).")] = 1,
     max_failures: Annotated[int, typer.Option(help="Stop after this many failed trials in one run.")] = 10,
-    device_loop: Annotated[bool, typer.Option(help="JAX only: train each epoch as one compiled on-device loop "
-                                              "(meant for GPUs; on CPU it measured 5-16x slower than model.fit).")]
-    = False,
+    device_loop: Annotated[Optional[bool], typer.Option(
+        "--device-loop/--no-device-loop", help="JAX only: train each epoch as one compiled on-device loop "
+        "(default: on where JAX trains on a GPU; on CPU it measured 5-16x slower than model.fit).")] = None,
     heartbeat: Annotated[int, typer.Option(help="Seconds between a worker's heartbeats (SQLite/PostgreSQL); "
                                            "a trial silent for 3 beats is failed and retried once.")] = 10,
     quiet: Quiet = False,
@@ -93,8 +95,8 @@ def study(
 
     config = StudyConfig(arch=arch, data_dir=str(data), trials=trials, epochs=epochs, storage=storage,
                          study_name=study_name, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
-                         subset=subset, enqueue_seed_models=enqueue_seed_models, shuffle=shuffle,
-                         backend=backend, workers=workers, max_failures=max_failures, quiet=quiet,
+                         subset=subset, enqueue_seed_models=enqueue_seed_models, warm_start=warm_start,
+                         shuffle=shuffle, backend=backend, workers=workers, max_failures=max_failures, quiet=quiet,
                          heartbeat_seconds=heartbeat, device_loop=device_loop)
     with user_errors():
         code = run_study(config)

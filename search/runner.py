@@ -12,9 +12,10 @@ from optuna.trial import TrialState
 
 from search.data import Dataset, load_dataset, load_test
 from search.errors import UserError
-from search.runtime import use_backend
+from search.runtime import device_name, use_backend
 from search.storage import DEFAULT_STORAGE, display_url
-from search.study import StudyConfig, best_complete, count, enqueue_seed_models, open_study, run_worker, run_workers
+from search.study import (StudyConfig, best_complete, count, enqueue_seed_models, enqueue_warm_start, open_study,
+                          run_worker, run_workers)
 
 
 # TensorFlow keeps ~13 MB per fitted model even after clear_session (measured: 803 -> 1064 MB over 20 tiny
@@ -51,14 +52,23 @@ def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> bool
 def run_study(config: StudyConfig) -> int:
     """Run the study described by config to its trial target; return the exit code."""
     config.check()
-    if use_backend(config.backend) != "jax" and config.device_loop:
+    backend = use_backend(config.backend)
+    if backend != "jax" and config.device_loop:
         raise UserError("--device-loop needs the JAX backend (--backend jax)")
+    device = device_name()
+    # On a GPU the on-device loop is the fast path (one compiled program per epoch); on CPU it is slower.
+    device_loop = config.device_loop if config.device_loop is not None else backend == "jax" and device != "cpu"
+    config = dataclasses.replace(config, backend=backend, device_loop=device_loop)  # workers get the same
+    _say(config, f"training on {device} (Keras backend {backend}"
+                 f"{', on-device training loop' if device_loop else ''})")
     data = load_dataset(Path(config.data_dir), config.subset)  # validates the data before any storage is touched
     if (Path(config.data_dir) / "testX.csv").is_file():  # found now rather than at export, hours later
         load_test(Path(config.data_dir), int(data.x_train[0].size))
     study = open_study(config, data)
-    if config.enqueue_seed_models:
+    if config.enqueue_seed_models:  # the notebook's models, when asked for, are the study's first trials
         enqueue_seed_models(study, config.arch)
+    elif config.warm_start and not study.get_trials(deepcopy=False):
+        enqueue_warm_start(study, config.arch)
     remaining = config.trials - count(study)
     _say(config, f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, "
                  f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "

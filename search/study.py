@@ -42,13 +42,14 @@ class StudyConfig:
     timeout: float | None = None
     subset: int | None = None
     enqueue_seed_models: bool = False
+    warm_start: bool = True
     shuffle: bool = False
     backend: str | None = None
     workers: int = 1
     max_failures: int = 10
     quiet: bool = False
     heartbeat_seconds: int = HEARTBEAT_SECONDS
-    device_loop: bool = False
+    device_loop: bool | None = None  # None: on where JAX trains on a GPU
 
     @property
     def name(self) -> str:
@@ -116,6 +117,11 @@ def best_complete(study: optuna.Study) -> FrozenTrial | None:
     return max(complete, key=lambda t: t.value) if complete else None
 
 
+def enqueue_warm_start(study: optuna.Study, arch: str) -> None:
+    """Queue the architecture's default configuration, a strong first trial for a new study."""
+    study.enqueue_trial(spaces.get(arch).DEFAULT, user_attrs={"warm_start": True}, skip_if_exists=True)
+
+
 def enqueue_seed_models(study: optuna.Study, arch: str) -> int:
     """Queue the notebook's models of arch as the first trials (once; finished ones are not rerun)."""
     seeds = spaces.get(arch).SEED_MODELS
@@ -163,7 +169,8 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     study = open_study(config, data, seed_offset=worker)
     progress = Progress(config.quiet, worker if config.workers > 1 else None)
     objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,
-                               shuffle=config.shuffle, progress=progress.epoch, device_loop=config.device_loop)
+                               shuffle=config.shuffle, progress=progress.epoch,
+                               device_loop=bool(config.device_loop))
     budget = Budget(quota, config.max_failures, config.trials)
     # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)

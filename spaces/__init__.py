@@ -23,6 +23,6 @@ def require(name: str) -> None:
 
 
 def get(name: str) -> ModuleType:
-    """The module of architecture `name` (NAME, INPUT_SIZE, SEED_MODELS, suggest, build)."""
+    """The module of architecture `name` (NAME, INPUT_SIZE, SEED_MODELS, DEFAULT, suggest, build)."""
     require(name)
     return importlib.import_module(f"spaces.{name}")

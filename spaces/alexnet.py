@@ -32,6 +32,10 @@ NOTEBOOK: dict[str, NotebookModel] = {
 }
 SEED_MODELS: dict[str, Params] = seed_params(NOTEBOOK)
 
+# The first trial of a new study (`--no-warm-start` skips it): batch norm, a 1024-wide head, Adam at 1e-3.
+DEFAULT: Params = {**_ALEXNET, "dense_units": 1024, "batch_norm": True, "optimizer": "adam",
+                   "learning_rate": 0.001, "reduce_lr": True}
+
 
 def suggest(trial: Any) -> Params:
     """Sample head width, regularization, activation and training settings."""

@@ -48,6 +48,11 @@ NOTEBOOK: dict[str, NotebookModel] = {
 }
 SEED_MODELS: dict[str, Params] = seed_params(NOTEBOOK)
 
+# The first trial of a new study (`--no-warm-start` skips it): Adam at 1e-3, batch 64, batch norm and
+# ReduceLROnPlateau; chosen from the learning-rate measurements in spaces/_common.py and the notebook's runs.
+DEFAULT: Params = {**_PLATEAU, "kernel1": 3, "batch_norm": True, "batch_norm_layout": "before_activation",
+                   "batch_size": 64}
+
 
 def suggest(trial: Any) -> Params:
     """Sample filters, kernels, dense width, dropouts, head LeakyReLU, batch norm, activation and training."""

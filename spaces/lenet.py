@@ -38,6 +38,9 @@ NOTEBOOK: dict[str, NotebookModel] = {
 }
 SEED_MODELS: dict[str, Params] = seed_params(NOTEBOOK)
 
+# The first trial of a new study (`--no-warm-start` skips it): the modern layout with Adam at 1e-3.
+DEFAULT: Params = {**_MODERN, "dropout": 0.25, "batch_norm": True, "reduce_lr": True}
+
 
 def suggest(trial: Any) -> Params:
     """Sample the variant, pooling kind, activation (tanh too), regularization and training settings."""

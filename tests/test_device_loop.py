@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from search.cli import app
 
 SCRIPT = r'''
-import json, sys
+import json, os, sys
 from pathlib import Path
 from search.runtime import use_backend
 use_backend("jax")
@@ -37,13 +37,20 @@ try:
     out["nan"] = "trained"
 except TrialFailed as exc:
     out["nan"] = str(exc)
+# A runtime value such as the learning rate must not compile a new program: JAX's persistent cache
+# (on by default, see search/runtime.py) gains no entry for a run that differs only in it.
+cache = Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+before = len(list(cache.iterdir()))
+train(arch, {**arch.SEED_MODELS["model2"], "learning_rate": 3e-3}, data, 8, 7, device_loop=True)
+out["programs"], out["new_programs"] = before, len(list(cache.iterdir())) - before
 print(json.dumps(out))
 '''
 
 
-def test_device_loop_matches_model_fit_and_stops_on_nan(tiny_data: Path) -> None:
+def test_device_loop_matches_model_fit_and_stops_on_nan(tiny_data: Path, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_data)], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "KERAS_BACKEND": "jax"})
+                          timeout=600, env={**os.environ, "KERAS_BACKEND": "jax",
+                                            "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache")})
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     for name in ("dropout", "plateau"):
@@ -59,6 +66,7 @@ def test_device_loop_matches_model_fit_and_stops_on_nan(tiny_data: Path) -> None
     learning_rates = [row["learning_rate"] for row in out["plateau"][1]]
     assert learning_rates[-1] < learning_rates[0]  # ReduceLROnPlateau acted, between compiled epochs
     assert out["nan"] == "loss became nan in epoch 1"
+    assert out["programs"] > 0 and out["new_programs"] == 0  # another learning rate reused every program
 
 
 def test_device_loop_needs_jax(tiny_data: Path, tmp_path: Path) -> None:

@@ -1,13 +1,15 @@
 """Every registered architecture builds from sampled params, and the notebook's models exactly."""
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import optuna
 import pytest
 
 import spaces
-from spaces._common import make_callbacks, make_optimizer
+from spaces._common import LEARNING_RATES, make_callbacks, make_optimizer, suggest_training
 from spaces._keras2 import DecayedSGD
 
 # The parameter counts the notebook printed (5 classes, 28x28x1 input).
@@ -147,3 +149,24 @@ def test_reduce_lr_on_plateau_trains_with_decayed_sgd() -> None:
     plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=10.0)
     model.fit(np.ones((8, 4), "float32"), np.zeros(8, "int32"), epochs=3, verbose=0, callbacks=[plateau])
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0025, rel=1e-4)  # halved after epochs 2, 3
+
+
+@pytest.mark.parametrize("name", spaces.names())
+def test_default_configuration_is_a_point_of_the_space(name: str) -> None:
+    """The warm-start trial is a complete, in-range sample of the space (FixedTrial rejects missing params)."""
+    arch = spaces.get(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Fixed parameter ... is out of range" would fail the test
+        assert arch.suggest(optuna.trial.FixedTrial(arch.DEFAULT)) == arch.DEFAULT
+
+
+@pytest.mark.parametrize("optimizer", sorted(LEARNING_RATES))
+def test_learning_rate_range_depends_on_the_optimizer(optimizer: str) -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(20):
+        study.enqueue_trial({"optimizer": optimizer})
+        trial = study.ask()
+        params = suggest_training(trial)
+        low, high = LEARNING_RATES[optimizer]
+        assert low <= params["learning_rate"] <= high
+        study.tell(trial, 0.5)

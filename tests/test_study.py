@@ -112,3 +112,13 @@ def test_study_name_holding_another_dataset_is_refused(tiny_data: Path, tiny_sou
     with pytest.raises(UserError, match="holds data_fingerprint"):
         run_study(_config(other, sqlite_url, trials=2, subset=50))
     assert len(_study(sqlite_url, "lenet").trials) == 1
+
+
+def test_new_study_starts_from_the_default_configuration(tiny_data: Path, sqlite_url: str) -> None:
+    run_study(_config(tiny_data, sqlite_url, trials=1, subset=50))
+    first = _study(sqlite_url, "lenet").trials[0]
+    assert first.params == spaces.get("lenet").DEFAULT and first.user_attrs["warm_start"] is True
+    run_study(_config(tiny_data, sqlite_url, trials=2, subset=50))  # a resumed study is not warm-started again
+    assert "warm_start" not in _study(sqlite_url, "lenet").trials[1].user_attrs
+    run_study(_config(tiny_data, sqlite_url, trials=1, subset=50, study_name="cold", warm_start=False))
+    assert "warm_start" not in _study(sqlite_url, "cold").trials[0].user_attrs

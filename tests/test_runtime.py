@@ -1,0 +1,35 @@
+"""Which Keras backend a user gets without asking: JAX where it can use a GPU, TensorFlow on CPU."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search import runtime
+
+
+@pytest.mark.parametrize("device, installed, expected", [
+    (True, {"tensorflow", "jax", "jax_cuda13_plugin"}, "jax"),       # `pip install '.[gpu]'` on a GPU machine
+    (True, {"tensorflow", "jax", "jax_cuda12_plugin"}, "jax"),
+    (False, {"tensorflow", "jax", "jax_cuda13_plugin"}, "tensorflow"),  # CUDA wheels but no GPU driver
+    (True, {"tensorflow", "jax"}, "tensorflow"),                        # a GPU, but JAX without CUDA
+    (False, {"tensorflow", "jax"}, "tensorflow"),                       # the CPU install with the jax extra
+    (False, {"jax"}, "jax"),                                            # no TensorFlow at all
+])
+def test_default_backend(device: bool, installed: set[str], expected: str, tmp_path: Path,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    node = tmp_path / "nvidiactl"
+    if device:
+        node.touch()
+    monkeypatch.setattr(runtime, "NVIDIA_DEVICE", node)
+    monkeypatch.setattr(runtime, "_installed", lambda module: module in installed)
+    assert runtime.default_backend() == expected
+
+
+def test_keras_backend_variable_and_option_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process runs TensorFlow (conftest); asking for it explicitly or by KERAS_BACKEND keeps it."""
+    monkeypatch.setattr(runtime, "jax_gpu_available", lambda: True)  # would pick jax if nothing was said
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert runtime.use_backend(None) == "tensorflow"
+    monkeypatch.delenv("KERAS_BACKEND")
+    assert runtime.use_backend("tensorflow") == "tensorflow"
