@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from search import npzcache
 from search.errors import UserError
 
 DEFAULT_SOURCE = Path("/usr/share/datasets/fashion-mnist")
@@ -28,7 +30,6 @@ LABEL_SETS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
 IDX_FILES = {"train_x": "train-images-idx3-ubyte.gz", "train_y": "train-labels-idx1-ubyte.gz",
              "test_x": "t10k-images-idx3-ubyte.gz", "test_y": "t10k-labels-idx1-ubyte.gz"}
 META_FILE = "dataset.json"
-_CACHE_VERSION = 1
 
 
 class DataError(UserError):
@@ -129,12 +130,22 @@ def _integers(path: Path, frame: pd.DataFrame, low: int, high: int | None, what:
     return numeric.to_numpy(np.int64)
 
 
-def _parse(path: Path, labelled: bool) -> Table:
-    """Read and validate one CSV; every problem becomes a one-line DataError."""
+def _check_classes(path: Path, labels: np.ndarray) -> None:
+    """Labels must be 0..K-1 with every class present (K >= 2): a gap would become an empty class."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise DataError(f"{path}: labels hold {len(present)} class, expected at least 2")
+    missing = sorted(set(range(int(present[-1]) + 1)) - set(present.tolist()))
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DataError(f"{path}: labels must be 0..K-1 with every class present; no row has label {shown} "
+                        f"(found {len(present)} classes, {int(present[0])} to {int(present[-1])})")
+
+
+def _parse(path: Path, raw: bytes, labelled: bool) -> Table:
+    """Read and validate one CSV (its bytes in `raw`); every problem becomes a one-line DataError."""
     try:
-        frame = pd.read_csv(path, engine="c")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        frame = pd.read_csv(io.BytesIO(raw), engine="c")
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty") from None
     except pd.errors.ParserError as exc:
@@ -144,6 +155,13 @@ def _parse(path: Path, labelled: bool) -> Table:
         raise DataError(f"{path}: {detail}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    # Data rows with one field more than the header make pandas take the first column as the index
+    # (shifting every column by one); a trailing comma on every line adds an empty unnamed column.
+    header, first_row = (raw.split(b"\n", 2) + [b"", b""])[:2]
+    extra_field = first_row.rstrip(b"\r").endswith(b",") and first_row.count(b",") == header.count(b",") + 1
+    empty_last = str(frame.columns[-1]).startswith("Unnamed:") and frame.iloc[:, -1].isna().all()
+    if extra_field or empty_last:
+        raise DataError(f"{path}: lines end with a trailing comma (an extra empty field); remove it")
     heads = ["Id", "Label"] if labelled else ["Id"]
     for i, head in enumerate(heads):
         if len(frame.columns) <= i or str(frame.columns[i]).strip().lower() != head.lower():
@@ -163,41 +181,42 @@ def _parse(path: Path, labelled: bool) -> Table:
     labels = None
     if labelled:
         labels = _integers(path, frame[[frame.columns[1]]], 0, None, "a non-negative integer label")[:, 0]
-        if len(np.unique(labels)) < 2:
-            raise DataError(f"{path}: labels hold {len(np.unique(labels))} class, expected at least 2")
+        _check_classes(path, labels)
     pixels = _integers(path, frame.iloc[:, len(heads):], 0, 255, "an integer pixel 0-255").astype(np.uint8)
     return Table(ids, pixels, labels, "")
 
 
-def _file_stamp(path: Path) -> np.ndarray:
-    """Size and modification time: what invalidates the cache."""
-    stat = path.stat()
-    return np.asarray([stat.st_size, stat.st_mtime_ns], np.int64)
+def _content_hash(path: Path) -> str:
+    """SHA-256 of the file, streamed: what ties the cache and the study to the CSV's content."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    return digest.hexdigest()
 
 
 def read_table(path: Path, labelled: bool) -> Table:
-    """A validated CSV, from its binary cache (`.<name>.cache.npz` beside it) when still fresh."""
+    """A validated CSV, from its binary cache (`.<name>.cache.npz` beside it) when it holds this content."""
     path = Path(path)
     cache = path.with_name(f".{path.name}.cache.npz")
-    if path.is_file() and cache.is_file():
-        try:
-            with np.load(cache, allow_pickle=False) as npz:
-                if int(npz["version"]) == _CACHE_VERSION and np.array_equal(npz["stamp"], _file_stamp(path)):
-                    labels = npz["labels"] if labelled else None
-                    if not labelled or labels.size:
-                        return Table(npz["ids"], npz["pixels"], labels, str(npz["fingerprint"]))
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is rebuilt below
-    table = _parse(path, labelled)
-    fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    table = Table(table.ids, table.pixels, table.labels, fingerprint)
-    try:
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, version=_CACHE_VERSION, stamp=_file_stamp(path), ids=table.ids, pixels=table.pixels,
-                 labels=table.labels if labelled else np.zeros(0, np.int64), fingerprint=fingerprint)
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # a read-only data folder still works, only without the cache
+    # Hashing the 60,000-row train.csv (133 MB) takes about 0.1 s, far less than parsing it, and unlike
+    # size and mtime it cannot be fooled by a cache copied beside another file.
+    digest = _content_hash(path)
+    cached = npzcache.load(cache, f"{'labelled' if labelled else 'unlabelled'}:{digest}")
+    if cached is not None:
+        return Table(cached["ids"], cached["pixels"], cached["labels"] if labelled else None, digest[:16])
+    raw = path.read_bytes()  # parse the very bytes that are hashed, even if the file changes meanwhile
+    digest = hashlib.sha256(raw).hexdigest()
+    table = _parse(path, raw, labelled)
+    table = Table(table.ids, table.pixels, table.labels, digest[:16])
+    npzcache.save(cache, f"{'labelled' if labelled else 'unlabelled'}:{digest}",
+                  {"ids": table.ids, "pixels": table.pixels,
+                   "labels": table.labels if labelled else np.zeros(0, np.int64)})
     return table
 
 
