@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.data import Dataset, load_dataset, load_test
+from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
 from search.errors import UserError
 from search.runtime import use_backend
 from search.storage import DEFAULT_STORAGE, display_url
@@ -53,9 +53,10 @@ def run_study(config: StudyConfig) -> int:
     config.check()
     if use_backend(config.backend) != "jax" and config.device_loop:
         raise UserError("--device-loop needs the JAX backend (--backend jax)")
-    data = load_dataset(Path(config.data_dir), config.subset)  # validates the data before any storage is touched
-    if (Path(config.data_dir) / "testX.csv").is_file():  # found now rather than at export, hours later
-        load_test(Path(config.data_dir), int(data.x_train[0].size))
+    # Validates the data before any storage is touched
+    data = load_dataset(Path(config.data_dir), config.subset, parse_image_size(config.image_size))
+    if has_test(Path(config.data_dir)):  # found now rather than at export, hours later
+        load_test(Path(config.data_dir), data.input_shape)
     study = open_study(config, data)
     if config.enqueue_seed_models:
         enqueue_seed_models(study, config.arch)

@@ -125,8 +125,8 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
 def test_testx_must_match_train_pixel_count(tmp_path: Path) -> None:
     _write(tmp_path / "testX.csv", "Id,p0,p1,p2,p3,p4,p5,p6,p7,p8\n0,1,2,3,4,5,6,7,8,9\n")
     with pytest.raises(DataError, match="9 pixel columns, expected 4"):
-        load_test(tmp_path, 4)
-    ids, x = load_test(tmp_path, 9)
+        load_test(tmp_path, (2, 2, 1))
+    ids, x = load_test(tmp_path, (3, 3, 1))
     assert ids.tolist() == [0] and x.shape == (1, 3, 3, 1)
 
 
@@ -135,7 +135,7 @@ def test_second_load_of_full_fashion_mnist_reads_only_the_cache(tmp_path: Path,
     """The real 60,000-row train.csv: after one parse, loads come from the cache (timed in bench/)."""
     prepare(None, tmp_path)
     first = load_dataset(tmp_path)
-    monkeypatch.setattr("search.data._parse", lambda *args: pytest.fail("CSV parsed again"))
+    monkeypatch.setattr("search.csvfiles._parse", lambda *args: pytest.fail("CSV parsed again"))
     data = load_dataset(tmp_path)
     assert len(data.x_train) == 48_000 and len(data.x_val) == 12_000
     np.testing.assert_array_equal(data.y_val, first.y_val)
