@@ -114,7 +114,7 @@ def _parse(path: Path, raw: bytes, labelled: bool) -> Table:
     return Table(ids, pixels, labels, "")
 
 
-def _content_hash(path: Path) -> str:
+def content_hash(path: Path) -> str:
     """SHA-256 of the file, streamed: what ties the cache and the study to the CSV's content."""
     digest = hashlib.sha256()
     try:
@@ -134,7 +134,7 @@ def read_table(path: Path, labelled: bool) -> Table:
     cache = path.with_name(f".{path.name}.cache.npz")
     # Hashing the 60,000-row train.csv (133 MB) takes about 0.1 s, far less than parsing it, and unlike
     # size and mtime it cannot be fooled by a cache copied beside another file.
-    digest = _content_hash(path)
+    digest = content_hash(path)
     cached = npzcache.load(cache, f"{'labelled' if labelled else 'unlabelled'}:{digest}")
     if cached is not None:
         return Table(cached["ids"], cached["pixels"], cached["labels"] if labelled else None, digest[:16])
@@ -144,5 +144,5 @@ def read_table(path: Path, labelled: bool) -> Table:
     table = Table(table.ids, table.pixels, table.labels, digest[:16])
     npzcache.save(cache, f"{'labelled' if labelled else 'unlabelled'}:{digest}",
                   {"ids": table.ids, "pixels": table.pixels,
-                   "labels": table.labels if labelled else np.zeros(0, np.int64)})
+                   "labels": table.labels if table.labels is not None else np.zeros(0, np.int64)})
     return table

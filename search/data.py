@@ -119,10 +119,17 @@ def parse_image_size(text: str | None) -> tuple[int, int] | None:
     return int(found[1]), int(found[2])
 
 
+def _csv_shape(pixels: np.ndarray) -> tuple[int, int, int]:
+    """(H, W, C) of validated CSV pixel rows (their column count was checked when the CSV was read)."""
+    shape = pixel_shape(pixels.shape[1])
+    assert shape is not None
+    return shape
+
+
 def to_images(pixels: np.ndarray) -> np.ndarray:
     """uint8 images (N, H, W, C), or CSV pixel rows (N, P), -> float32 images in [0,1] shaped (N, H, W, C)."""
     if pixels.ndim == 2:
-        pixels = pixels.reshape(-1, *pixel_shape(pixels.shape[1]))  # type: ignore[misc]
+        pixels = pixels.reshape(-1, *_csv_shape(pixels))
     return pixels.astype(np.float32) / np.float32(255)
 
 
@@ -141,12 +148,14 @@ def describe(data_dir: Path, num_classes: int) -> tuple[str, tuple[str, ...]]:
     return "custom", tuple(f"class {i}" for i in range(num_classes))
 
 
-def _labelled(data_dir: Path, image_size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """Training images uint8 (N, H, W, C), labels and fingerprint, from DIR/train/ or else DIR/train.csv."""
+def _labelled(data_dir: Path, image_size: tuple[int, int] | None
+              ) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...] | None]:
+    """Training images uint8 (N, H, W, C), labels, fingerprint and class names (folders only), from
+    DIR/train/ or else DIR/train.csv."""
     if (data_dir / "train").is_dir():
         found = images.read_train(data_dir / "train", image_size)
         assert found.labels is not None
-        return found.pixels, found.labels, found.fingerprint
+        return found.pixels, found.labels, found.fingerprint, found.class_names
     if not (data_dir / "train.csv").exists():
         raise DataError(f"{data_dir / 'train.csv'}: file not found (and no train/ folder of class folders)")
     if image_size is not None:
@@ -154,7 +163,7 @@ def _labelled(data_dir: Path, image_size: tuple[int, int] | None) -> tuple[np.nd
                         "(each architecture resizes inside the model where it must)")
     table = read_table(data_dir / "train.csv", labelled=True)
     assert table.labels is not None
-    return table.pixels.reshape(-1, *pixel_shape(table.pixels.shape[1])), table.labels, table.fingerprint
+    return table.pixels.reshape(-1, *_csv_shape(table.pixels)), table.labels, table.fingerprint, None
 
 
 def load_dataset(data_dir: Path, subset: int | None = None, image_size: tuple[int, int] | None = None,
@@ -162,7 +171,7 @@ def load_dataset(data_dir: Path, subset: int | None = None, image_size: tuple[in
     """train.csv or train/<class>/ -> 80:20 split (random_state 42); `subset` keeps N training and N/4
     validation images; `image_size` (height, width) resizes an image tree (default: its most common size)."""
     data_dir = Path(data_dir)
-    pixels, labels, fingerprint = _labelled(data_dir, image_size)
+    pixels, labels, fingerprint, folder_names = _labelled(data_dir, image_size)
     x_train, x_val, y_train, y_val = train_test_split(pixels, labels, test_size=val_fraction,
                                                       random_state=split_seed)
     if subset is not None:
@@ -172,6 +181,8 @@ def load_dataset(data_dir: Path, subset: int | None = None, image_size: tuple[in
         x_train, y_train, x_val, y_val = x_train[:subset], y_train[:subset], x_val[:n_val], y_val[:n_val]
     num_classes = int(labels.max()) + 1
     label_set, class_names = describe(data_dir, num_classes)
+    if folder_names is not None and folder_names != class_names:  # the folder name is the class name
+        label_set, class_names = "custom", folder_names
     return Dataset(to_images(x_train), y_train.astype(np.int32), to_images(x_val), y_val.astype(np.int32),
                    num_classes, fingerprint, label_set, class_names)
 

@@ -88,8 +88,8 @@ def _decode(files: list[os.DirEntry[str]], mode: str, size: tuple[int, int]) -> 
     pixels = np.empty((len(files), height, width, CHANNELS[mode]), np.uint8)
     for i, entry in enumerate(files):
         try:
-            with Image.open(entry.path) as image:
-                image = image.convert(mode)
+            with Image.open(entry.path) as opened:
+                image = opened.convert(mode)
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
                 pixels[i] = np.asarray(image).reshape(height, width, -1)

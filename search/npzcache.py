@@ -31,7 +31,7 @@ def save(path: Path, stamp: str, arrays: dict[str, np.ndarray]) -> None:
         return  # a read-only data folder still works, only without the cache
     try:
         with os.fdopen(handle, "wb") as out:
-            np.savez(out, version=VERSION, stamp=stamp, **arrays)
+            np.savez(out, version=VERSION, stamp=stamp, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except OSError:
         Path(tmp).unlink(missing_ok=True)

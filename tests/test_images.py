@@ -220,3 +220,10 @@ def test_prepare_format_folders_at_the_cli(tiny_source: Path, tmp_path: Path) ->
     assert again.exit_code == 2 and "already exists" in again.stderr
     bad = runner.invoke(app, ["data", "prepare", "--format", "zip", "--out", str(tmp_path / "z")])
     assert bad.exit_code == 2 and "unknown format 'zip'" in bad.stderr and not (tmp_path / "z").exists()
+
+
+def test_folder_names_are_the_class_names_even_if_dataset_json_says_otherwise(tmp_path: Path) -> None:
+    _tree(tmp_path, {"cats": 2, "dogs": 2})
+    (tmp_path / "dataset.json").write_text('{"label_set": "fashion5", "class_names": ["tops", "bags"]}')
+    data = load_dataset(tmp_path, val_fraction=0.5)
+    assert data.class_names == ("cats", "dogs") and data.label_set == "custom"
