@@ -60,14 +60,13 @@ def _image_files(folder: Path) -> list[os.DirEntry[str]]:
 def _stamp(files: list[os.DirEntry[str]], root: Path, target: object) -> str:
     """What a cache must match: every file's path, size, mtime, ctime, inode and device, and the target.
 
-    Costs one stat per file (no reads): about 0.1-0.3 s for 60,000 files. A file added, removed, replaced
-    or edited changes it, and so does a cache copied beside another tree (other inodes and ctimes)."""
-    digest = hashlib.sha256(repr(target).encode())
-    for entry in files:
-        stat = entry.stat()
-        digest.update(f"{os.path.relpath(entry.path, root)}\0{stat.st_size}\0{stat.st_mtime_ns}\0"
-                      f"{stat.st_ctime_ns}\0{stat.st_ino}\0{stat.st_dev}\n".encode())
-    return digest.hexdigest()
+    Costs one stat per file and no reads. A file added, removed, replaced or edited changes it (an edit
+    always moves ctime, which no program can set back), and so does a cache copied beside another tree
+    (other inodes and ctimes)."""
+    skip = len(str(root)) + 1  # paths relative to root, without os.path.relpath's cost per file
+    rows = [(entry.path[skip:], *(lambda s: (s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino, s.st_dev))(
+        entry.stat())) for entry in files]
+    return hashlib.sha256(repr((target, rows)).encode()).hexdigest()
 
 
 def _headers(files: list[os.DirEntry[str]]) -> list[tuple[tuple[int, int], str]]:

@@ -30,6 +30,7 @@ def save(path: Path, stamp: str, arrays: dict[str, np.ndarray]) -> None:
     except OSError:
         return  # a read-only data folder still works, only without the cache
     try:
+        os.fchmod(handle, 0o644)  # mkstemp makes it private; the data it caches is not
         with os.fdopen(handle, "wb") as out:
             np.savez(out, version=VERSION, stamp=stamp, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)

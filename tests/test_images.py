@@ -1,6 +1,7 @@
 """Image folders and colour CSVs: reading, the decoded cache, bad input, `prepare --format folders`, any shape."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -194,7 +195,7 @@ def test_colour_tree_with_mixed_sizes_through_study_export_score_and_report(tmp_
     result = runner.invoke(app, ["export-best", "lenet", "--data", str(data), "--storage", url,
                                  "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
-    params = __import__("json").loads((out / "params.json").read_text())
+    params = json.loads((out / "params.json").read_text())
     assert params["class_names"] == names and params["input_shape"] == [12, 12, 3]
     submission = pd.read_csv(out / "submission.csv")
     assert sorted(submission["Id"]) == sorted(row["Id"] for row in truth)
@@ -207,6 +208,15 @@ def test_colour_tree_with_mixed_sizes_through_study_export_score_and_report(tmp_
     result = runner.invoke(app, ["export-best", "lenet", "--data", str(data), "--storage", url,
                                  "--out", str(tmp_path / "other"), "--image-size", "16x16"])
     assert result.exit_code == 2 and "differs from what study 'lenet' ran on" in result.stderr
+    # A study run at --image-size exports at that size without being told again.
+    result = runner.invoke(app, ["study", "lenet", "--study-name", "small", "--trials", "1", "--epochs", "1",
+                                 "--data", str(data), "--storage", url, "--quiet", "--image-size", "10x14"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["export-best", "lenet", "--study-name", "small", "--data", str(data),
+                                 "--storage", url, "--out", str(tmp_path / "small"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    params = json.loads((tmp_path / "small" / "params.json").read_text())
+    assert params["input_shape"] == [10, 14, 3] and params["image_size"] == "10x14"
 
 
 def test_prepare_format_folders_at_the_cli(tiny_source: Path, tmp_path: Path) -> None:
