@@ -217,7 +217,8 @@ def report(
         if not studies:
             raise UserError(f"no hpsearch studies in {storage}; run `hpsearch study ARCH` first")
         table, csv_path, html_path = write_report(studies, out)
-    typer.echo(table.drop(columns=["best_params"], errors="ignore").to_string(index=False, na_rep=""))
+    # Params and class names are long: they are in the CSV and the HTML.
+    typer.echo(table.drop(columns=["best_params", "classes"], errors="ignore").to_string(index=False, na_rep=""))
     typer.echo(f"wrote {csv_path}\nwrote {html_path}")
 
 

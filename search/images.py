@@ -7,6 +7,7 @@ import re
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +65,8 @@ def _stamp(files: list[os.DirEntry[str]], root: Path, target: object) -> str:
     always moves ctime, which no program can set back), and so does a cache copied beside another tree
     (other inodes and ctimes)."""
     skip = len(str(root)) + 1  # paths relative to root, without os.path.relpath's cost per file
-    rows = [(entry.path[skip:], *(lambda s: (s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino, s.st_dev))(
-        entry.stat())) for entry in files]
+    rows = [(entry.path[skip:], stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+            for entry in files for stat in (entry.stat(),)]
     return hashlib.sha256(repr((target, rows)).encode()).hexdigest()
 
 
@@ -116,14 +117,14 @@ def _fingerprint(*parts: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def _cached(cache: Path, stamp: str, build: object) -> Images:
+def _cached(cache: Path, stamp: str, build: Callable[[], Images]) -> Images:
     """Images from the cache when its stamp matches, else from `build()` (then cached)."""
     found = npzcache.load(cache, stamp)
     if found is not None:
         labels = found["labels"] if found["labels"].size else None
         return Images(found["names"], found["pixels"], labels, tuple(found["class_names"].tolist()),
                       str(found["fingerprint"]))
-    images: Images = build()  # type: ignore[operator]
+    images = build()
     npzcache.save(cache, stamp, {"names": images.names, "pixels": images.pixels,
                                  "labels": images.labels if images.labels is not None else np.zeros(0, np.int64),
                                  "class_names": np.asarray(images.class_names, str),

@@ -204,6 +204,7 @@ def test_colour_tree_with_mixed_sizes_through_study_export_score_and_report(tmp_
     assert result.exit_code == 0 and "on 6 rows" in result.stdout, result.output
     result = runner.invoke(app, ["report", "--storage", url, "--out", str(tmp_path / "report.html")])
     assert result.exit_code == 0, result.output
+    assert "blue sky, grass, red square" in (tmp_path / "report.html").read_text()
     # The study remembers the image size it ran at: another size is refused at export.
     result = runner.invoke(app, ["export-best", "lenet", "--data", str(data), "--storage", url,
                                  "--out", str(tmp_path / "other"), "--image-size", "16x16"])
