@@ -203,5 +203,5 @@ def load_test(data_dir: Path, input_shape: tuple[int, int, int]) -> tuple[np.nda
     table = read_table(path, labelled=False)
     if pixel_shape(table.pixels.shape[1]) != tuple(input_shape):
         raise DataError(f"{path}: {table.pixels.shape[1]} pixel columns, expected {int(np.prod(input_shape))} "
-                        f"({'x'.join(map(str, input_shape))}) as in train.csv")
+                        f"as in train.csv ({'x'.join(map(str, input_shape))})")
     return table.ids, to_images(table.pixels)
