@@ -148,11 +148,19 @@ def describe(data_dir: Path, num_classes: int) -> tuple[str, tuple[str, ...]]:
     return "custom", tuple(f"class {i}" for i in range(num_classes))
 
 
+def is_image_tree(data_dir: Path) -> bool:
+    """Whether DIR holds an image tree (train/) rather than the CSV pair; both at once is an error."""
+    tree = (Path(data_dir) / "train").is_dir()
+    if tree and (Path(data_dir) / "train.csv").exists():
+        raise DataError(f"{data_dir} holds both train.csv and a train/ folder: keep one, or move one elsewhere")
+    return tree
+
+
 def _labelled(data_dir: Path, image_size: tuple[int, int] | None
               ) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...] | None]:
     """Training images uint8 (N, H, W, C), labels, fingerprint and class names (folders only), from
     DIR/train/ or else DIR/train.csv."""
-    if (data_dir / "train").is_dir():
+    if is_image_tree(data_dir):
         found = images.read_train(data_dir / "train", image_size)
         assert found.labels is not None
         return found.pixels, found.labels, found.fingerprint, found.class_names
@@ -190,13 +198,13 @@ def load_dataset(data_dir: Path, subset: int | None = None, image_size: tuple[in
 def has_test(data_dir: Path) -> bool:
     """Whether the data folder holds images to predict (testX.csv, or test/ beside train/)."""
     data_dir = Path(data_dir)
-    return (data_dir / "test").is_dir() if (data_dir / "train").is_dir() else (data_dir / "testX.csv").is_file()
+    return (data_dir / "test").is_dir() if is_image_tree(data_dir) else (data_dir / "testX.csv").is_file()
 
 
 def load_test(data_dir: Path, input_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """testX.csv or test/*.png -> (Ids, images) of the training images' shape; folder Ids are file names."""
     data_dir = Path(data_dir)
-    if (data_dir / "train").is_dir():
+    if is_image_tree(data_dir):
         found = images.read_test(data_dir / "test", input_shape)
         return found.names, to_images(found.pixels)
     path = data_dir / "testX.csv"

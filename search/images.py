@@ -193,7 +193,7 @@ def write_tree(out: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.n
     Returns the class names as they will be read back (folder names, sorted), the test file names and
     the test labels renumbered in that order. Refuses to write into an existing train/ or test/ folder;
     each folder is built under a temporary name and renamed into place, so no half tree is left."""
-    for part in ("train", "test"):
+    for part in ("train", "test", "testY.csv", "train.csv"):  # train.csv: one layout per folder
         if (out / part).exists():
             raise DataError(f"{out / part} already exists; remove it or choose another --out")
     folders = [folder_name(name) for name in class_names]

@@ -61,6 +61,10 @@ def test_prepare_folders_writes_a_tree_that_reads_back_as_the_csv_data(tiny_sour
     assert data.class_names[truth["Label"][0]] == "Ankle boot"
     with pytest.raises(DataError, match="train already exists"):
         prepare(tiny_source, tmp_path / "f", "fashion10", "folders")
+    prepare(tiny_source, tmp_path / "csv", "fashion5")
+    with pytest.raises(DataError, match="testY.csv already exists"):  # nothing of the CSV pair is replaced
+        prepare(tiny_source, tmp_path / "csv", "fashion10", "folders")
+    assert not (tmp_path / "csv" / "train").exists()
 
 
 def test_colour_csv_is_read_channels_last(tmp_path: Path) -> None:
@@ -131,6 +135,9 @@ def _bad_train(root: Path, case: str) -> str:
     if case == "no train folder":
         shutil.rmtree(root / "train")
         return "no train/ folder"
+    if case == "train.csv beside train/":
+        (root / "train.csv").write_text("Id,Label,pixel0\n0,0,0\n1,1,0\n")
+        return "holds both train.csv and a train/ folder"
     if case == "test of another mode":
         for path in (root / "test").iterdir():
             _image(path, (8, 8), "RGB")
@@ -139,7 +146,7 @@ def _bad_train(root: Path, case: str) -> str:
 
 
 BAD_TREES = ["unreadable image", "non-image file", "empty class folder", "single class", "no train folder",
-             "test of another mode"]
+             "train.csv beside train/", "test of another mode"]
 
 
 @pytest.mark.parametrize("case", BAD_TREES)
