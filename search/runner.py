@@ -63,7 +63,7 @@ def run_study(config: StudyConfig) -> int:
     remaining = config.trials - count(study)
     _say(config, f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, "
                  f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
-                 f"{data.num_classes} classes ({data.label_set})")
+                 f"{data.num_classes} classes ({data.label_set}) of {'x'.join(map(str, data.input_shape))} images")
     failed_workers = _run_trials(config, study, data) if remaining > 0 else False
     states = Counter(t.state for t in study.get_trials(deepcopy=False))  # one read of the storage
     finished, running = states[TrialState.COMPLETE] + states[TrialState.PRUNED], states[TrialState.RUNNING]

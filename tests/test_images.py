@@ -245,3 +245,18 @@ def test_folder_names_are_the_class_names_even_if_dataset_json_says_otherwise(tm
     (tmp_path / "dataset.json").write_text('{"label_set": "fashion5", "class_names": ["tops", "bags"]}')
     data = load_dataset(tmp_path, val_fraction=0.5)
     assert data.class_names == ("cats", "dogs") and data.label_set == "custom"
+
+
+@pytest.mark.parametrize("text", ["32", "0x5", "axb", "32x"])
+def test_bad_image_size_is_one_line(text: str, tmp_path: Path) -> None:
+    _tree(tmp_path / "data", {"a": 2, "b": 2})
+    result = runner.invoke(app, ["study", "lenet", "--data", str(tmp_path / "data"), "--image-size", text,
+                                 "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}"])
+    assert result.exit_code == 2 and f"--image-size {text!r}: expected HEIGHTxWIDTH" in result.stderr
+    assert not (tmp_path / "db.sqlite").exists()
+
+
+def test_image_size_on_csv_data_is_refused(tiny_data: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["study", "lenet", "--data", str(tiny_data), "--image-size", "32x32",
+                                 "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}"])
+    assert result.exit_code == 2 and "--image-size applies to image folders" in result.stderr
