@@ -174,7 +174,7 @@ def _labelled(data_dir: Path, image_size: tuple[int, int] | None
     return table.pixels.reshape(-1, *_csv_shape(table.pixels)), table.labels, table.fingerprint, None
 
 
-def load_dataset(data_dir: Path, subset: int | None = None, image_size: tuple[int, int] | None = None,
+def load_dataset(data_dir: Path, subset: int | None = None, image_size: tuple[int, int] | None = None, *,
                  val_fraction: float = 0.2, split_seed: int = 42) -> Dataset:
     """train.csv or train/<class>/ -> 80:20 split (random_state 42); `subset` keeps N training and N/4
     validation images; `image_size` (height, width) resizes an image tree (default: its most common size)."""

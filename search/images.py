@@ -93,8 +93,8 @@ def _decode(files: list[os.DirEntry[str]], mode: str, size: tuple[int, int]) -> 
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
                 pixels[i] = np.asarray(image).reshape(height, width, -1)
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise DataError(f"{entry.path}: not a readable image ({type(exc).__name__})") from None
+        except (OSError, SyntaxError, ValueError) as exc:  # e.g. truncated: the header read, the pixels not
+            raise DataError(f"{entry.path}: not a readable image ({type(exc).__name__}: {exc})") from None
     return pixels
 
 

@@ -123,6 +123,10 @@ def _bad_train(root: Path, case: str) -> str:
     if case == "unreadable image":
         (root / "train" / "a" / "1.png").write_bytes(b"not a png at all")
         return f"{root / 'train' / 'a' / '1.png'}: not a readable image"
+    if case == "truncated image":
+        path = _image(root / "train" / "b" / "big.png", (64, 64), "L", value=3)
+        path.write_bytes(path.read_bytes()[:-40])  # the header reads, the pixels do not
+        return f"{path}: not a readable image"
     if case == "non-image file":
         (root / "train" / "b" / "notes.txt").write_text("hello")
         return f"{root / 'train' / 'b' / 'notes.txt'}: not an image file"
@@ -145,7 +149,7 @@ def _bad_train(root: Path, case: str) -> str:
     raise AssertionError(case)
 
 
-BAD_TREES = ["unreadable image", "non-image file", "empty class folder", "single class", "no train folder",
+BAD_TREES = ["unreadable image", "truncated image", "non-image file", "empty class folder", "single class", "no train folder",
              "train.csv beside train/", "test of another mode"]
 
 
