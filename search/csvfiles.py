@@ -70,7 +70,7 @@ def _check_classes(path: Path, labels: np.ndarray) -> None:
                         f"(found {len(present)} classes, {int(present[0])} to {int(present[-1])})")
 
 
-def _parse(path: Path, raw: bytes, labelled: bool) -> Table:
+def _parse(path: Path, raw: bytes, labelled: bool, fingerprint: str) -> Table:
     """Read and validate one CSV (its bytes in `raw`); every problem becomes a one-line DataError."""
     try:
         frame = pd.read_csv(io.BytesIO(raw), engine="c")
@@ -111,7 +111,7 @@ def _parse(path: Path, raw: bytes, labelled: bool) -> Table:
         labels = _integers(path, frame[[frame.columns[1]]], 0, None, "a non-negative integer label")[:, 0]
         _check_classes(path, labels)
     pixels = _integers(path, frame.iloc[:, len(heads):], 0, 255, "an integer pixel 0-255").astype(np.uint8)
-    return Table(ids, pixels, labels, "")
+    return Table(ids, pixels, labels, fingerprint)
 
 
 def content_hash(path: Path) -> str:
@@ -134,15 +134,15 @@ def read_table(path: Path, labelled: bool) -> Table:
     cache = path.with_name(f".{path.name}.cache.npz")
     # Hashing the 60,000-row train.csv (133 MB) takes about 0.1 s, far less than parsing it, and unlike
     # size and mtime it cannot be fooled by a cache copied beside another file.
+    kind = "labelled" if labelled else "unlabelled"
     digest = content_hash(path)
-    cached = npzcache.load(cache, f"{'labelled' if labelled else 'unlabelled'}:{digest}")
+    cached = npzcache.load(cache, f"{kind}:{digest}")
     if cached is not None:
         return Table(cached["ids"], cached["pixels"], cached["labels"] if labelled else None, digest[:16])
     raw = path.read_bytes()  # parse the very bytes that are hashed, even if the file changes meanwhile
     digest = hashlib.sha256(raw).hexdigest()
-    table = _parse(path, raw, labelled)
-    table = Table(table.ids, table.pixels, table.labels, digest[:16])
-    npzcache.save(cache, f"{'labelled' if labelled else 'unlabelled'}:{digest}",
+    table = _parse(path, raw, labelled, digest[:16])
+    npzcache.save(cache, f"{kind}:{digest}",
                   {"ids": table.ids, "pixels": table.pixels,
                    "labels": table.labels if table.labels is not None else np.zeros(0, np.int64)})
     return table
