@@ -100,7 +100,7 @@ def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[
                      verbose=0)
     except StopIteration:
         pass
-    test_ids, x_test = load_test(args.data, int(np.prod(data.input_shape)))
+    test_ids, x_test = load_test(args.data, data.input_shape)
     truth = _truth(args.data, test_ids)
     # Retrain the best hyperparameters, as `hpsearch export-best` retrains its best trial (same split, its epochs).
     best_hp = tuner.get_best_hyperparameters(1)[0]

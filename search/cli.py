@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Find the best hyperparameters for Keras image classifiers with Optuna.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Prepare the built-in Fashion-MNIST data.", no_args_is_help=True)
+DataDir = Annotated[Path, typer.Option("--data", help="Folder with train.csv and testX.csv, or with train/<class "
+                                       "name>/*.png|jpg|jpeg|bmp and test/*.png|... (see README).")]
+ImageSize = Annotated[Optional[str], typer.Option("--image-size", help="HEIGHTxWIDTH every image of an image "
+                                                  "folder is resized to (default: the most common size; "
+                                                  "export-best and confirm: the study's).")]
 app.add_typer(data_app, name="data")
 
 Storage = Annotated[str, typer.Option("--storage", help="Optuna storage URL (sqlite:///..., "
@@ -50,12 +55,14 @@ def data_prepare(
     source: Annotated[Optional[Path], typer.Option(help="Folder with the Fashion-MNIST *-idx*-ubyte.gz files "
                                                    "(default: /usr/share/datasets/fashion-mnist).")] = None,
     out: Annotated[Path, typer.Option(help="Where to write train.csv, testX.csv, testY.csv.")] = Path("data"),
+    fmt: Annotated[str, typer.Option("--format", help="csv (train.csv, testX.csv, testY.csv) or folders "
+                                     "(train/<class>/*.png, test/*.png, testY.csv).")] = "csv",
 ) -> None:
-    """Write Fashion-MNIST as Kaggle-format train.csv, testX.csv and testY.csv."""
+    """Write Fashion-MNIST as Kaggle-format CSVs, or as PNG image folders (--format folders)."""
     from search.data import prepare
 
     with user_errors():
-        for path in prepare(source, out, labels):
+        for path in prepare(source, out, labels, fmt):
             typer.echo(f"wrote {path}")
 
 
@@ -64,7 +71,8 @@ def study(
     arch: Arch,
     trials: Annotated[int, typer.Option(help="Finished trials the study should hold; a rerun adds only "
                                         "the missing ones.")] = 20,
-    data: Annotated[Path, typer.Option(help="Folder with train.csv (and testX.csv).")] = Path("data"),
+    data: DataDir = Path("data"),
+    image_size: ImageSize = None,
     epochs: Annotated[int, typer.Option(help="Epochs per trial (the pruner may stop a trial earlier).")] = 50,
     storage: Storage = DEFAULT_STORAGE,
     study_name: StudyName = None,
@@ -97,7 +105,7 @@ def study(
                          study_name=study_name, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
                          subset=subset, enqueue_seed_models=enqueue_seed_models, warm_start=warm_start,
                          shuffle=shuffle, backend=backend, workers=workers, max_failures=max_failures, quiet=quiet,
-                         heartbeat_seconds=heartbeat, device_loop=device_loop)
+                         heartbeat_seconds=heartbeat, device_loop=device_loop, image_size=image_size)
     with user_errors():
         code = run_study(config)
     raise typer.Exit(code)
@@ -156,7 +164,11 @@ def trials_table(arch: Arch, storage: Storage = DEFAULT_STORAGE, study_name: Stu
     from search.storage import load_study, open_storage
 
     with user_errors():
-        frame = trials_frame(load_study(open_storage(storage, readonly=True), study_name or arch))
+        found = load_study(open_storage(storage, readonly=True), study_name or arch)
+        frame = trials_frame(found)
+    if found.user_attrs.get("class_names"):  # on stderr, so stdout stays one table
+        typer.echo(f"classes (labels 0..{len(found.user_attrs['class_names']) - 1}): "
+                   f"{', '.join(found.user_attrs['class_names'])}", err=True)
     typer.echo(frame.to_string(index=False) if len(frame) else "no trials yet")
 
 
@@ -175,7 +187,8 @@ def export_best(
     arch: Arch,
     storage: Storage = DEFAULT_STORAGE,
     study_name: StudyName = None,
-    data: Annotated[Path, typer.Option(help="Folder with the study's train.csv and testX.csv.")] = Path("data"),
+    data: DataDir = Path("data"),
+    image_size: ImageSize = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: studies/ARCH/best).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs to retrain (default: the best trial's best "
                                                   "epoch).")] = None,
@@ -190,7 +203,7 @@ def export_best(
         from search.export import export_best as run_export
 
         result = run_export(study_obj, data, out or Path("studies") / arch / "best", epochs=epochs,
-                            full_train=full_train, quiet=quiet)
+                            full_train=full_train, quiet=quiet, image_size=image_size)
     typer.echo(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}")
     for path in result.files:
         typer.echo(f"wrote {path}")
@@ -203,7 +216,8 @@ def confirm(
     seeds: Annotated[int, typer.Option(help="Runs per configuration, its original run included.")] = 3,
     storage: Storage = DEFAULT_STORAGE,
     study_name: StudyName = None,
-    data: Annotated[Path, typer.Option(help="Folder with the study's train.csv.")] = Path("data"),
+    data: DataDir = Path("data"),
+    image_size: ImageSize = None,
     backend: Backend = None,
     quiet: Quiet = False,
 ) -> None:
@@ -217,7 +231,7 @@ def confirm(
 
         best_trial(study_obj)  # a clear error when nothing is complete yet
         progress = Progress(quiet)
-        table = run_confirm(study_obj, study_data(study_obj, data), top, seeds, progress=progress.epoch,
+        table = run_confirm(study_obj, study_data(study_obj, data, image_size), top, seeds, progress=progress.epoch,
                             say=lambda text: None if quiet else typer.echo(text, err=True))
     typer.echo(table.to_string(index=False))
 
@@ -242,7 +256,8 @@ def report(
         if not studies:
             raise UserError(f"no hpsearch studies in {storage}; run `hpsearch study ARCH` first")
         table, notebook, csv_path, html_path = write_report(studies, out, replay_studies(opened))
-    typer.echo(table.drop(columns=["best_params"], errors="ignore").to_string(index=False, na_rep=""))
+    # Params and class names are long: they are in the CSV and the HTML.
+    typer.echo(table.drop(columns=["best_params", "classes"], errors="ignore").to_string(index=False, na_rep=""))
     typer.echo("\nThe notebook at a glance (its best reported model, its replay here, the search's best):")
     typer.echo(notebook.drop(columns=["search_vs_notebook"]).to_string(index=False, na_rep="-"))
     typer.echo("\n".join(glance_lines(notebook)))

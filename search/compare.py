@@ -42,7 +42,8 @@ def summary_row(study: optuna.Study) -> dict:
     row: dict = {"study": study.study_name, "arch": study.user_attrs["arch"],
                  "complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
                  "failed": states.count(TrialState.FAIL),
-                 "study_seconds": round(sum(t.duration.total_seconds() for t in trials if t.duration), 1)}
+                 "study_seconds": round(sum(t.duration.total_seconds() for t in trials if t.duration), 1),
+                 "classes": ", ".join(study.user_attrs.get("class_names", []))}
     best = best_complete(study)
     if best is None:
         return row

@@ -1,8 +1,7 @@
-"""Kaggle-format CSVs in, validated arrays out; `prepare` writes Fashion-MNIST in that format."""
+"""The one data entry point: a CSV pair or an image tree in, a Dataset out; `prepare` writes Fashion-MNIST."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import math
 import os
@@ -14,7 +13,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from search.errors import UserError
+from search import images
+from search.csvfiles import pixel_shape, read_table
+from search.errors import DataError
 
 DEFAULT_SOURCE = Path("/usr/share/datasets/fashion-mnist")
 FASHION10 = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -28,26 +29,12 @@ LABEL_SETS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
 IDX_FILES = {"train_x": "train-images-idx3-ubyte.gz", "train_y": "train-labels-idx1-ubyte.gz",
              "test_x": "t10k-images-idx3-ubyte.gz", "test_y": "t10k-labels-idx1-ubyte.gz"}
 META_FILE = "dataset.json"
-_CACHE_VERSION = 1
-
-
-class DataError(UserError):
-    """A data file that cannot be used; the message names the file, row and column."""
-
-
-@dataclass(frozen=True)
-class Table:
-    """One validated CSV: Ids, uint8 pixels (N, P), labels (or None for testX) and content hash."""
-
-    ids: np.ndarray
-    pixels: np.ndarray
-    labels: np.ndarray | None
-    fingerprint: str
+FORMATS = ("csv", "folders")
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Training and validation images in [0,1], shaped (N, side, side, 1), with what describes them."""
+    """Training and validation images in [0,1], shaped (N, H, W, C), with what describes them."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -66,7 +53,8 @@ class Dataset:
 
 def read_idx(path: Path) -> np.ndarray:
     """Read a gzipped IDX file (the MNIST format) into a uint8 array of its stated shape."""
-    raw = gzip.open(path).read()
+    with gzip.open(path) as handle:
+        raw = handle.read()
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
@@ -79,10 +67,13 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def prepare(source: Path | None, out: Path, labels: str = "fashion5") -> list[Path]:
-    """Write train.csv, testX.csv and testY.csv (Kaggle format) from the Fashion-MNIST IDX files."""
+def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str = "csv") -> list[Path]:
+    """Write Fashion-MNIST from its IDX files as train.csv, testX.csv and testY.csv (Kaggle format),
+    or with fmt "folders" as train/<class>/*.png, test/*.png and testY.csv (Id = file name)."""
     if labels not in LABEL_SETS:
         raise DataError(f"unknown label set {labels!r}; valid: {', '.join(LABEL_SETS)}")
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     src = Path(source) if source else DEFAULT_SOURCE
     missing = [name for name in IDX_FILES.values() if not (src / name).is_file()]
     if missing:
@@ -91,6 +82,8 @@ def prepare(source: Path | None, out: Path, labels: str = "fashion5") -> list[Pa
     names, mapping = LABEL_SETS[labels]
     arrays = {key: read_idx(src / name) for key, name in IDX_FILES.items()}
     relabel = np.asarray(mapping, np.int64)
+    if fmt == "folders":
+        return _prepare_folders(arrays, relabel, names, labels, out)
     pixel_cols = [f"pixel{i}" for i in range(28 * 28)]
     out.mkdir(parents=True, exist_ok=True)
     train = pd.DataFrame(arrays["train_x"].reshape(-1, 784), columns=pixel_cols)
@@ -106,139 +99,117 @@ def prepare(source: Path | None, out: Path, labels: str = "fashion5") -> list[Pa
     return paths
 
 
-def _bad_cell(path: Path, frame: pd.DataFrame, what: str, bad: pd.DataFrame) -> DataError:
-    """The error for the first True cell of `bad` (file line = row + 2, after the header)."""
-    col = int(np.argmax(bad.to_numpy().any(axis=0)))
-    row = int(np.argmax(bad.iloc[:, col].to_numpy()))
-    value = frame.iat[row, col]
-    shown = "a blank cell" if pd.isna(value) else repr(str(value))
-    return DataError(f"{path}: line {row + 2}, column {frame.columns[col]!r}: {shown}, expected {what}")
+def _prepare_folders(arrays: dict[str, np.ndarray], relabel: np.ndarray, names: tuple[str, ...], labels: str,
+                     out: Path) -> list[Path]:
+    """`prepare --format folders`: the PNG tree, its testY.csv and dataset.json with the folder names."""
+    class_names, test_ids, test_labels = images.write_tree(
+        out, (arrays["train_x"], relabel[arrays["train_y"]]), (arrays["test_x"], relabel[arrays["test_y"]]), names)
+    _write_csv(pd.DataFrame({"Id": test_ids, "Label": test_labels}), out / "testY.csv")
+    (out / META_FILE).write_text(json.dumps({"label_set": labels, "class_names": class_names}, indent=1))
+    return [out / "train", out / "test", out / "testY.csv"]
 
 
-def _integers(path: Path, frame: pd.DataFrame, low: int, high: int | None, what: str) -> np.ndarray:
-    """Check every cell is an integer in [low, high]; return them as int64."""
-    if all(pd.api.types.is_integer_dtype(dtype) for dtype in frame.dtypes):
-        values = frame.to_numpy(np.int64)  # the fast path: the parser already found integers only
-        if values.min() >= low and (high is None or values.max() <= high):
-            return values
-    numeric = frame.apply(pd.to_numeric, errors="coerce").astype(np.float64)
-    for bad in (numeric.isna(), numeric != np.floor(numeric), numeric < low,
-                numeric > (high if high is not None else np.inf)):
-        if bad.to_numpy().any():
-            raise _bad_cell(path, frame, what, bad)
-    return numeric.to_numpy(np.int64)
+def parse_image_size(text: str | None) -> tuple[int, int] | None:
+    """--image-size "HxW" (e.g. 32x32) -> (height, width); None stays None (the most common size)."""
+    if text is None:
+        return None
+    found = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not found or min(int(found[1]), int(found[2])) < 1:
+        raise DataError(f"--image-size {text!r}: expected HEIGHTxWIDTH in pixels, e.g. 32x32")
+    return int(found[1]), int(found[2])
 
 
-def _parse(path: Path, labelled: bool) -> Table:
-    """Read and validate one CSV; every problem becomes a one-line DataError."""
-    try:
-        frame = pd.read_csv(path, engine="c")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: file is empty") from None
-    except pd.errors.ParserError as exc:
-        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        detail = (f"line {found[2]}: {found[3]} columns, expected {found[1]}" if found
-                  else str(exc).strip().splitlines()[-1])
-        raise DataError(f"{path}: {detail}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
-    heads = ["Id", "Label"] if labelled else ["Id"]
-    for i, head in enumerate(heads):
-        if len(frame.columns) <= i or str(frame.columns[i]).strip().lower() != head.lower():
-            raise DataError(f"{path}: column {i + 1} must be {head!r}, found "
-                            f"{str(frame.columns[i]) if len(frame.columns) > i else 'nothing'!r}")
-    n_pixels = len(frame.columns) - len(heads)
-    side = math.isqrt(n_pixels)
-    if n_pixels == 0 or side * side != n_pixels:
-        raise DataError(f"{path}: {n_pixels} pixel columns, expected a square image (e.g. 784 = 28x28)")
-    if frame.empty:
-        raise DataError(f"{path}: no data rows")
-    ids = _integers(path, frame[["Id"]], 0, None, "a non-negative integer Id")[:, 0]
-    duplicated = pd.Series(ids).duplicated()
-    if duplicated.any():
-        row = int(np.argmax(duplicated.to_numpy()))
-        raise DataError(f"{path}: line {row + 2}, column 'Id': duplicate Id {ids[row]}")
-    labels = None
-    if labelled:
-        labels = _integers(path, frame[[frame.columns[1]]], 0, None, "a non-negative integer label")[:, 0]
-        if len(np.unique(labels)) < 2:
-            raise DataError(f"{path}: labels hold {len(np.unique(labels))} class, expected at least 2")
-    pixels = _integers(path, frame.iloc[:, len(heads):], 0, 255, "an integer pixel 0-255").astype(np.uint8)
-    return Table(ids, pixels, labels, "")
-
-
-def _file_stamp(path: Path) -> np.ndarray:
-    """Size and modification time: what invalidates the cache."""
-    stat = path.stat()
-    return np.asarray([stat.st_size, stat.st_mtime_ns], np.int64)
-
-
-def read_table(path: Path, labelled: bool) -> Table:
-    """A validated CSV, from its binary cache (`.<name>.cache.npz` beside it) when still fresh."""
-    path = Path(path)
-    cache = path.with_name(f".{path.name}.cache.npz")
-    if path.is_file() and cache.is_file():
-        try:
-            with np.load(cache, allow_pickle=False) as npz:
-                if int(npz["version"]) == _CACHE_VERSION and np.array_equal(npz["stamp"], _file_stamp(path)):
-                    labels = npz["labels"] if labelled else None
-                    if not labelled or labels.size:
-                        return Table(npz["ids"], npz["pixels"], labels, str(npz["fingerprint"]))
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is rebuilt below
-    table = _parse(path, labelled)
-    fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    table = Table(table.ids, table.pixels, table.labels, fingerprint)
-    try:
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, version=_CACHE_VERSION, stamp=_file_stamp(path), ids=table.ids, pixels=table.pixels,
-                 labels=table.labels if labelled else np.zeros(0, np.int64), fingerprint=fingerprint)
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # a read-only data folder still works, only without the cache
-    return table
+def _csv_shape(pixels: np.ndarray) -> tuple[int, int, int]:
+    """(H, W, C) of validated CSV pixel rows (their column count was checked when the CSV was read)."""
+    shape = pixel_shape(pixels.shape[1])
+    assert shape is not None
+    return shape
 
 
 def to_images(pixels: np.ndarray) -> np.ndarray:
-    """uint8 pixel rows -> float32 images in [0,1] shaped (N, side, side, 1)."""
-    side = math.isqrt(pixels.shape[1])
-    return (pixels.reshape(-1, side, side, 1).astype(np.float32) / np.float32(255))
+    """uint8 images (N, H, W, C), or CSV pixel rows (N, P), -> float32 images in [0,1] shaped (N, H, W, C)."""
+    if pixels.ndim == 2:
+        pixels = pixels.reshape(-1, *_csv_shape(pixels))
+    return pixels.astype(np.float32) / np.float32(255)
 
 
 def describe(data_dir: Path, num_classes: int) -> tuple[str, tuple[str, ...]]:
-    """Label set name and class names: from `dataset.json` when `prepare` wrote it, else generic."""
+    """Label set name and class names: `dataset.json` from `prepare`, else class folder names, else generic."""
     meta = Path(data_dir) / META_FILE
     if meta.is_file():
         info = json.loads(meta.read_text())
         if len(info["class_names"]) == num_classes:
             return info["label_set"], tuple(info["class_names"])
+    train = Path(data_dir) / "train"
+    folders = sorted(p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if train.is_dir() else []
+    if len(folders) == num_classes:
+        return "custom", tuple(folders)
     return "custom", tuple(f"class {i}" for i in range(num_classes))
 
 
-def load_dataset(data_dir: Path, subset: int | None = None, val_fraction: float = 0.2,
-                 split_seed: int = 42) -> Dataset:
-    """train.csv -> 80:20 split (random_state 42); `subset` keeps N training and N/4 validation images."""
-    table = read_table(Path(data_dir) / "train.csv", labelled=True)
+def is_image_tree(data_dir: Path) -> bool:
+    """Whether DIR holds an image tree (train/) rather than the CSV pair; both at once is an error."""
+    tree = (Path(data_dir) / "train").is_dir()
+    if tree and (Path(data_dir) / "train.csv").exists():
+        raise DataError(f"{data_dir} holds both train.csv and a train/ folder: keep one, or move one elsewhere")
+    return tree
+
+
+def _labelled(data_dir: Path, image_size: tuple[int, int] | None
+              ) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...] | None]:
+    """Training images uint8 (N, H, W, C), labels, fingerprint and class names (folders only), from
+    DIR/train/ or else DIR/train.csv."""
+    if is_image_tree(data_dir):
+        found = images.read_train(data_dir / "train", image_size)
+        assert found.labels is not None
+        return found.pixels, found.labels, found.fingerprint, found.class_names
+    if not (data_dir / "train.csv").exists():
+        raise DataError(f"{data_dir / 'train.csv'}: file not found (and no train/ folder of class folders)")
+    if image_size is not None:
+        raise DataError("--image-size applies to image folders; CSV images all have one size "
+                        "(each architecture resizes inside the model where it must)")
+    table = read_table(data_dir / "train.csv", labelled=True)
     assert table.labels is not None
-    x_train, x_val, y_train, y_val = train_test_split(
-        table.pixels, table.labels, test_size=val_fraction, random_state=split_seed)
+    return table.pixels.reshape(-1, *_csv_shape(table.pixels)), table.labels, table.fingerprint, None
+
+
+def load_dataset(data_dir: Path, subset: int | None = None, image_size: tuple[int, int] | None = None, *,
+                 val_fraction: float = 0.2, split_seed: int = 42) -> Dataset:
+    """train.csv or train/<class>/ -> 80:20 split (random_state 42); `subset` keeps N training and N/4
+    validation images; `image_size` (height, width) resizes an image tree (default: its most common size)."""
+    data_dir = Path(data_dir)
+    pixels, labels, fingerprint, folder_names = _labelled(data_dir, image_size)
+    x_train, x_val, y_train, y_val = train_test_split(pixels, labels, test_size=val_fraction,
+                                                      random_state=split_seed)
     if subset is not None:
         if subset < 1 or subset > len(x_train):
             raise DataError(f"--subset {subset}: must be between 1 and {len(x_train)}, the training split's size")
         n_val = max(1, math.ceil(subset * val_fraction / (1 - val_fraction)))
         x_train, y_train, x_val, y_val = x_train[:subset], y_train[:subset], x_val[:n_val], y_val[:n_val]
-    num_classes = int(table.labels.max()) + 1
-    label_set, class_names = describe(Path(data_dir), num_classes)
+    num_classes = int(labels.max()) + 1
+    label_set, class_names = describe(data_dir, num_classes)
+    if folder_names is not None and folder_names != class_names:  # the folder name is the class name
+        label_set, class_names = "custom", folder_names
     return Dataset(to_images(x_train), y_train.astype(np.int32), to_images(x_val), y_val.astype(np.int32),
-                   num_classes, table.fingerprint, label_set, class_names)
+                   num_classes, fingerprint, label_set, class_names)
 
 
-def load_test(data_dir: Path, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
-    """testX.csv -> (Ids, images); its pixel count must match the training data's."""
-    path = Path(data_dir) / "testX.csv"
+def has_test(data_dir: Path) -> bool:
+    """Whether the data folder holds images to predict (testX.csv, or test/ beside train/)."""
+    data_dir = Path(data_dir)
+    return (data_dir / "test").is_dir() if is_image_tree(data_dir) else (data_dir / "testX.csv").is_file()
+
+
+def load_test(data_dir: Path, input_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """testX.csv or test/*.png -> (Ids, images) of the training images' shape; folder Ids are file names."""
+    data_dir = Path(data_dir)
+    if is_image_tree(data_dir):
+        found = images.read_test(data_dir / "test", input_shape)
+        return found.names, to_images(found.pixels)
+    path = data_dir / "testX.csv"
     table = read_table(path, labelled=False)
-    if table.pixels.shape[1] != n_pixels:
-        raise DataError(f"{path}: {table.pixels.shape[1]} pixel columns, expected {n_pixels} as in train.csv")
+    if pixel_shape(table.pixels.shape[1]) != tuple(input_shape):
+        raise DataError(f"{path}: {table.pixels.shape[1]} pixel columns, expected {int(np.prod(input_shape))} "
+                        f"as in train.csv ({'x'.join(map(str, input_shape))})")
     return table.ids, to_images(table.pixels)

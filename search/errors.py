@@ -6,6 +6,10 @@ class UserError(ValueError):
     """A problem with the user's input (files, options, storage) rather than a bug."""
 
 
+class DataError(UserError):
+    """A data file or folder that cannot be used; the message names the file, row and column."""
+
+
 def require_positive(*options: tuple[str, int | None]) -> None:
     """Reject counts below 1, naming the option: e.g. ("--trials", 0) -> "--trials must be at least 1"."""
     for option, value in options:

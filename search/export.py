@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 import spaces
-from search.data import DataError, Dataset, load_dataset, load_test
+from search.data import DataError, Dataset, load_dataset, load_test, parse_image_size
 from search.errors import UserError
 from search.objective import EpochRecorder, train
 from search.progress import Progress
@@ -53,13 +53,14 @@ def versions() -> dict[str, str]:
     return found
 
 
-def study_data(study: optuna.Study, data_dir: Path) -> Dataset:
-    """The data the study searched on (same subset), refusing data that changed since."""
-    data = load_dataset(data_dir, study.user_attrs.get("subset"))
+def study_data(study: optuna.Study, data_dir: Path, image_size: str | None = None) -> Dataset:
+    """The data the study searched on (same subset and image size), refusing data that changed since."""
+    size = image_size or study.user_attrs.get("image_size")
+    data = load_dataset(data_dir, study.user_attrs.get("subset"), parse_image_size(size))
     expected = study.user_attrs.get("data_fingerprint")
     if expected and expected != data.fingerprint:
-        raise DataError(f"{data_dir / 'train.csv'} changed since study {study.study_name!r} ran "
-                        f"(fingerprint {data.fingerprint}, study has {expected})")
+        raise DataError(f"the training data in {data_dir} (at image size {size or 'most common'}) differs from "
+                        f"what study {study.study_name!r} ran on (fingerprint {data.fingerprint}, study has {expected})")
     return data
 
 
@@ -69,12 +70,12 @@ def predict_labels(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 
 def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: int | None = None,
-                full_train: bool = False, quiet: bool = False) -> Export:
+                full_train: bool = False, quiet: bool = False, image_size: str | None = None) -> Export:
     """Retrain the best trial's params with its seed, evaluate, predict testX and write the five files."""
     trial = best_trial(study)
     arch = spaces.get(study.user_attrs.get("arch", study.study_name))
-    data = study_data(study, data_dir)
-    test_ids, x_test = load_test(data_dir, int(np.prod(data.input_shape)))
+    data = study_data(study, data_dir, image_size)
+    test_ids, x_test = load_test(data_dir, data.input_shape)
     seed = int(trial.user_attrs.get("seed", 1337))
     epochs = epochs or int(trial.user_attrs.get("best_epoch") or len(trial.intermediate_values) or 1)
     if not quiet:
@@ -97,7 +98,8 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
     params = {"arch": arch.NAME, "study": study.study_name, "trial": trial.number, "value": trial.value,
               "params": trial.params, "seed": seed, "epochs": epochs, "full_train": full_train,
               "val_accuracy": val_accuracy, "data_fingerprint": data.fingerprint, "label_set": data.label_set,
-              "class_names": list(data.class_names), "subset": study.user_attrs.get("subset"),
+              "class_names": list(data.class_names), "input_shape": list(data.input_shape),
+              "image_size": study.user_attrs.get("image_size"), "subset": study.user_attrs.get("subset"),
               "backend": keras.backend.backend(), "versions": versions()}
     confirmations = confirmation_table(study)
     if len(confirmations):

@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.data import Dataset, load_dataset, load_test
+from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
 from search.errors import UserError
 from search.runtime import device_name, use_backend
 from search.storage import DEFAULT_STORAGE, display_url
@@ -59,11 +59,10 @@ def run_study(config: StudyConfig) -> int:
     # On a GPU the on-device loop is the fast path (one compiled program per epoch); on CPU it is slower.
     device_loop = config.device_loop if config.device_loop is not None else backend == "jax" and device != "cpu"
     config = dataclasses.replace(config, backend=backend, device_loop=device_loop)  # workers get the same
-    _say(config, f"training on {device} (Keras backend {backend}"
-                 f"{', on-device training loop' if device_loop else ''})")
-    data = load_dataset(Path(config.data_dir), config.subset)  # validates the data before any storage is touched
-    if (Path(config.data_dir) / "testX.csv").is_file():  # found now rather than at export, hours later
-        load_test(Path(config.data_dir), int(data.x_train[0].size))
+    # Validates the data before any storage is touched
+    data = load_dataset(Path(config.data_dir), config.subset, parse_image_size(config.image_size))
+    if has_test(Path(config.data_dir)):  # found now rather than at export, hours later
+        load_test(Path(config.data_dir), data.input_shape)
     study = open_study(config, data)
     if config.enqueue_seed_models:  # the notebook's models, when asked for, are the study's first trials
         enqueue_seed_models(study, config.arch)
@@ -72,7 +71,8 @@ def run_study(config: StudyConfig) -> int:
     remaining = config.trials - count(study)
     _say(config, f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, "
                  f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
-                 f"{data.num_classes} classes ({data.label_set})")
+                 f"{data.num_classes} classes ({data.label_set}) of {'x'.join(map(str, data.input_shape))} images")
+    _say(config, f"training on {device} (Keras backend {backend}{', on-device training loop' if device_loop else ''})")
     failed_workers = _run_trials(config, study, data) if remaining > 0 else False
     states = Counter(t.state for t in study.get_trials(deepcopy=False))  # one read of the storage
     finished, running = states[TrialState.COMPLETE] + states[TrialState.PRUNED], states[TrialState.RUNNING]

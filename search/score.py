@@ -21,7 +21,7 @@ class Score:
 
 
 def _read_id_label(path: Path) -> pd.DataFrame:
-    """An Id,Label CSV with integer columns, or a one-line error."""
+    """An Id,Label CSV with integer labels and integer or text Ids (image file names), or a one-line error."""
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError:
@@ -30,9 +30,10 @@ def _read_id_label(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: not a readable Id,Label CSV ({str(exc).strip().splitlines()[-1]})") from None
     if list(frame.columns[:2]) != ["Id", "Label"]:
         raise DataError(f"{path}: columns must be Id,Label, found {','.join(map(str, frame.columns))}")
-    for column in ("Id", "Label"):
-        if not pd.api.types.is_integer_dtype(frame[column]):
-            raise DataError(f"{path}: column {column!r} must hold integers only")
+    if not pd.api.types.is_integer_dtype(frame["Label"]):
+        raise DataError(f"{path}: column 'Label' must hold integers only")
+    if frame["Id"].isna().any():
+        raise DataError(f"{path}: column 'Id' has a blank cell on line {int(frame['Id'].isna().to_numpy().argmax()) + 2}")
     if frame["Id"].duplicated().any():
         raise DataError(f"{path}: duplicate Id {frame['Id'][frame['Id'].duplicated()].iloc[0]}")
     return frame
@@ -41,6 +42,11 @@ def _read_id_label(path: Path) -> pd.DataFrame:
 def score(submission: Path, labels: Path) -> Score:
     """Compare a submission with the true labels; Ids must match one to one."""
     pred, truth = _read_id_label(submission), _read_id_label(labels)
+    kinds = ["integers" if pd.api.types.is_integer_dtype(frame["Id"]) else "text (file names)"
+             for frame in (pred, truth)]
+    if kinds[0] != kinds[1]:
+        raise DataError(f"{submission}: Ids are {kinds[0]} but {labels} has {kinds[1]}; score a submission "
+                        "against the labels of the same data")
     if len(pred) != len(truth):
         raise DataError(f"{submission}: {len(pred)} rows, but {labels} has {len(truth)}")
     merged = truth.merge(pred, on="Id", how="left", suffixes=("_true", "_pred"))

@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 import spaces
-from search.data import Dataset, load_dataset
+from search.data import Dataset, load_dataset, parse_image_size
 from search.errors import UserError, require_positive
 from search.progress import Progress
 from search.storage import DEFAULT_STORAGE, HEARTBEAT_SECONDS, open_storage
@@ -50,6 +50,7 @@ class StudyConfig:
     quiet: bool = False
     heartbeat_seconds: int = HEARTBEAT_SECONDS
     device_loop: bool | None = None  # None: on where JAX trains on a GPU
+    image_size: str | None = None  # "HxW" for an image tree; None: its most common size
 
     @property
     def name(self) -> str:
@@ -62,6 +63,7 @@ class StudyConfig:
         require_positive(("--trials", self.trials), ("--epochs", self.epochs), ("--workers", self.workers),
                          ("--max-failures", self.max_failures), ("--heartbeat", self.heartbeat_seconds),
                          ("--subset", self.subset))
+        parse_image_size(self.image_size)
         if self.sampler not in SAMPLERS:
             raise UserError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
@@ -91,13 +93,14 @@ def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0) -> optu
                                 load_if_exists=True, pruner=make_pruner(config.pruner, config.epochs),
                                 sampler=optuna.samplers.RandomSampler())
     expected = {"arch": config.arch, "data_fingerprint": data.fingerprint, "label_set": data.label_set,
-                "split": SPLIT, "subset": config.subset}
+                "split": SPLIT, "subset": config.subset,
+                "image_size": config.image_size}
     attrs = study.user_attrs
     for key, value in expected.items():
         if key in attrs and attrs[key] != value:
             raise UserError(f"study {config.name!r} holds {key} {attrs[key]!r}, not {value!r}; "
                             "choose another --study-name")
-    for key, value in expected.items():
+    for key, value in {**expected, "class_names": list(data.class_names)}.items():
         if key not in attrs:
             study.set_user_attr(key, value)
     optuna.storages.fail_stale_trials(study)
@@ -165,7 +168,7 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     """Run trials in this process until `quota` of them finish (or the failure/time limit, or a callback)."""
     from search.objective import make_objective  # imports Keras: only once the backend is chosen
 
-    data = data or load_dataset(Path(config.data_dir), config.subset)
+    data = data or load_dataset(Path(config.data_dir), config.subset, parse_image_size(config.image_size))
     study = open_study(config, data, seed_offset=worker)
     progress = Progress(config.quiet, worker if config.workers > 1 else None)
     objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,

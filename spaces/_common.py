@@ -81,9 +81,14 @@ def make_callbacks(params: Params) -> list[keras.callbacks.Callback]:
 
 
 def model_input(input_shape: Sequence[int], size: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
-    """The model's input, resized inside the model when the architecture wants another size."""
+    """The model's (height, width, channels) input, upscaled inside the model to at least size x size.
+
+    `size` is the smallest side the architecture's layers take (its INPUT_SIZE): a smaller height or
+    width is resized up to it, larger ones are kept (pass --image-size to shrink big images)."""
+    height, width, _ = input_shape
     inputs = keras.Input(tuple(input_shape))
-    x = inputs if input_shape[0] == size else layers.Resizing(size, size)(inputs)
+    target = (max(height, size), max(width, size))
+    x = inputs if target == (height, width) else layers.Resizing(*target)(inputs)
     return inputs, x
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -90,6 +91,10 @@ BAD_TRAIN = {
     "negative label": (GOOD[:2] + ["1,-1,1,2,3,4"], "column 'Label': '-1'"),
     "one class": ([HEADER, "0,1,0,0,0,0", "1,1,0,0,0,0"], "at least 2"),
     "duplicate Id": (GOOD[:2] + ["0,1,1,2,3,4"], "line 3, column 'Id': duplicate Id 0"),
+    "labels 1..K": ([HEADER, "0,1,0,0,0,0", "1,2,0,0,0,0", "2,3,0,0,0,0"], "no row has label 0 (found 3"),
+    "label gap": ([HEADER, "0,0,0,0,0,0", "1,2,0,0,0,0", "2,5,0,0,0,0"], "no row has label 1, 3, 4 ("),
+    "trailing comma on data rows": ([HEADER] + [line + "," for line in GOOD[1:]], "trailing comma"),
+    "trailing comma on every line": ([line + "," for line in GOOD], "trailing comma"),
 }
 
 
@@ -120,8 +125,8 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
 def test_testx_must_match_train_pixel_count(tmp_path: Path) -> None:
     _write(tmp_path / "testX.csv", "Id,p0,p1,p2,p3,p4,p5,p6,p7,p8\n0,1,2,3,4,5,6,7,8,9\n")
     with pytest.raises(DataError, match="9 pixel columns, expected 4"):
-        load_test(tmp_path, 4)
-    ids, x = load_test(tmp_path, 9)
+        load_test(tmp_path, (2, 2, 1))
+    ids, x = load_test(tmp_path, (3, 3, 1))
     assert ids.tolist() == [0] and x.shape == (1, 3, 3, 1)
 
 
@@ -130,7 +135,52 @@ def test_second_load_of_full_fashion_mnist_reads_only_the_cache(tmp_path: Path,
     """The real 60,000-row train.csv: after one parse, loads come from the cache (timed in bench/)."""
     prepare(None, tmp_path)
     first = load_dataset(tmp_path)
-    monkeypatch.setattr("search.data._parse", lambda *args: pytest.fail("CSV parsed again"))
+    monkeypatch.setattr("search.csvfiles._parse", lambda *args: pytest.fail("CSV parsed again"))
     data = load_dataset(tmp_path)
     assert len(data.x_train) == 48_000 and len(data.x_val) == 12_000
     np.testing.assert_array_equal(data.y_val, first.y_val)
+
+
+def test_cache_copied_beside_another_csv_of_same_size_and_mtime_is_not_used(tmp_path: Path) -> None:
+    """The cache is tied to the CSV's content, not to its size and modification time."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    _write(first / "train.csv", "\n".join(GOOD) + "\n")
+    _write(second / "train.csv", "\n".join(GOOD).replace("0,0,0,10,20,255", "0,0,9,10,20,255") + "\n")
+    assert (first / "train.csv").stat().st_size == (second / "train.csv").stat().st_size
+    original = read_table(first / "train.csv", labelled=True)
+    shutil.copy2(first / ".train.csv.cache.npz", second / ".train.csv.cache.npz")
+    stat = (first / "train.csv").stat()
+    os.utime(second / "train.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    other = read_table(second / "train.csv", labelled=True)
+    assert other.pixels[0, 0] == 9 and original.pixels[0, 0] == 0
+    assert other.fingerprint != original.fingerprint
+    assert other.fingerprint == read_table(second / "train.csv", labelled=True).fingerprint  # its own cache now
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_damaged_cache_is_rebuilt(damage: str, tmp_path: Path) -> None:
+    csv = _write(tmp_path / "train.csv", "\n".join(GOOD) + "\n")
+    good = read_table(csv, labelled=True)
+    cache = tmp_path / ".train.csv.cache.npz"
+    whole = cache.read_bytes()
+    cache.write_bytes({"truncated": whole[: len(whole) // 2], "garbage": b"PK\x03\x04" + b"x" * 100,
+                       "empty": b""}[damage])
+    again = read_table(csv, labelled=True)
+    np.testing.assert_array_equal(again.pixels, good.pixels)
+    assert again.fingerprint == good.fingerprint
+    assert cache.read_bytes() == whole  # rebuilt
+
+
+def test_cache_writes_go_through_unique_temporary_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes writing the same cache at once never share a temporary file."""
+    csv = _write(tmp_path / "train.csv", "\n".join(GOOD) + "\n")
+    moved: list[str] = []
+    real_replace = os.replace
+    monkeypatch.setattr("search.npzcache.os.replace", lambda src, dst: (moved.append(str(src)), real_replace(src, dst)))
+    read_table(csv, labelled=True)
+    (tmp_path / ".train.csv.cache.npz").unlink()
+    read_table(csv, labelled=True)
+    assert len(moved) == 2 and moved[0] != moved[1]
+    assert all(Path(name).parent == tmp_path for name in moved)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".train.csv.cache.npz", "train.csv"]

@@ -72,7 +72,7 @@ def test_export_writes_five_wellformed_files(exported: Path, studies: str, tiny_
 
 def test_reloaded_model_predicts_identically(exported: Path, tiny_data: Path) -> None:
     model = keras.saving.load_model(exported / "model.keras")
-    _, x_test = load_test(tiny_data, 784)
+    _, x_test = load_test(tiny_data, (28, 28, 1))
     labels = np.argmax(model.predict(x_test, verbose=0), axis=1)
     assert labels.tolist() == pd.read_csv(exported / "submission.csv")["Label"].tolist()
 

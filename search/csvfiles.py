@@ -1,0 +1,148 @@
+"""Kaggle-format CSVs (Id, Label, pixel...): parsed, validated with one-line errors, and cached by content."""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from search import npzcache
+from search.errors import DataError
+
+
+@dataclass(frozen=True)
+class Table:
+    """One validated CSV: Ids, uint8 pixels (N, P), labels (or None for testX) and content hash."""
+
+    ids: np.ndarray
+    pixels: np.ndarray
+    labels: np.ndarray | None
+    fingerprint: str
+
+
+def pixel_shape(n_pixels: int) -> tuple[int, int, int] | None:
+    """(side, side, channels) of a row of pixel columns: side^2 is greyscale, 3 x side^2 colour (RGB,
+    channels last: pixel0-2 are the first pixel's red, green, blue); no count can be both."""
+    for channels in (1, 3):
+        side = math.isqrt(n_pixels // channels)
+        if n_pixels and side * side * channels == n_pixels:
+            return side, side, channels
+    return None
+
+
+def _bad_cell(path: Path, frame: pd.DataFrame, what: str, bad: pd.DataFrame) -> DataError:
+    """The error for the first True cell of `bad` (file line = row + 2, after the header)."""
+    col = int(np.argmax(bad.to_numpy().any(axis=0)))
+    row = int(np.argmax(bad.iloc[:, col].to_numpy()))
+    value = frame.iat[row, col]
+    shown = "a blank cell" if pd.isna(value) else repr(str(value))
+    return DataError(f"{path}: line {row + 2}, column {frame.columns[col]!r}: {shown}, expected {what}")
+
+
+def _integers(path: Path, frame: pd.DataFrame, low: int, high: int | None, what: str) -> np.ndarray:
+    """Check every cell is an integer in [low, high]; return them as int64."""
+    if all(pd.api.types.is_integer_dtype(dtype) for dtype in frame.dtypes):
+        values = frame.to_numpy(np.int64)  # the fast path: the parser already found integers only
+        if values.min() >= low and (high is None or values.max() <= high):
+            return values
+    numeric = frame.apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    for bad in (numeric.isna(), numeric != np.floor(numeric), numeric < low,
+                numeric > (high if high is not None else np.inf)):
+        if bad.to_numpy().any():
+            raise _bad_cell(path, frame, what, bad)
+    return numeric.to_numpy(np.int64)
+
+
+def _check_classes(path: Path, labels: np.ndarray) -> None:
+    """Labels must be 0..K-1 with every class present (K >= 2): a gap would become an empty class."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise DataError(f"{path}: labels hold {len(present)} class, expected at least 2")
+    missing = sorted(set(range(int(present[-1]) + 1)) - set(present.tolist()))
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DataError(f"{path}: labels must be 0..K-1 with every class present; no row has label {shown} "
+                        f"(found {len(present)} classes, {int(present[0])} to {int(present[-1])})")
+
+
+def _parse(path: Path, raw: bytes, labelled: bool, fingerprint: str) -> Table:
+    """Read and validate one CSV (its bytes in `raw`); every problem becomes a one-line DataError."""
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), engine="c")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
+    except pd.errors.ParserError as exc:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        detail = (f"line {found[2]}: {found[3]} columns, expected {found[1]}" if found
+                  else str(exc).strip().splitlines()[-1])
+        raise DataError(f"{path}: {detail}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    # Data rows with one field more than the header make pandas take the first column as the index
+    # (shifting every column by one); a trailing comma on every line adds an empty unnamed column.
+    header, first_row = (raw.split(b"\n", 2) + [b"", b""])[:2]
+    extra_field = first_row.rstrip(b"\r").endswith(b",") and first_row.count(b",") == header.count(b",") + 1
+    empty_last = str(frame.columns[-1]).startswith("Unnamed:") and frame.iloc[:, -1].isna().all()
+    if extra_field or empty_last:
+        raise DataError(f"{path}: lines end with a trailing comma (an extra empty field); remove it")
+    heads = ["Id", "Label"] if labelled else ["Id"]
+    for i, head in enumerate(heads):
+        if len(frame.columns) <= i or str(frame.columns[i]).strip().lower() != head.lower():
+            raise DataError(f"{path}: column {i + 1} must be {head!r}, found "
+                            f"{str(frame.columns[i]) if len(frame.columns) > i else 'nothing'!r}")
+    n_pixels = len(frame.columns) - len(heads)
+    if pixel_shape(n_pixels) is None:
+        raise DataError(f"{path}: {n_pixels} pixel columns, expected a square image: side^2 greyscale "
+                        "(e.g. 784 = 28x28) or 3 x side^2 colour, channels last (e.g. 3072 = 32x32x3)")
+    if frame.empty:
+        raise DataError(f"{path}: no data rows")
+    ids = _integers(path, frame[["Id"]], 0, None, "a non-negative integer Id")[:, 0]
+    duplicated = pd.Series(ids).duplicated()
+    if duplicated.any():
+        row = int(np.argmax(duplicated.to_numpy()))
+        raise DataError(f"{path}: line {row + 2}, column 'Id': duplicate Id {ids[row]}")
+    labels = None
+    if labelled:
+        labels = _integers(path, frame[[frame.columns[1]]], 0, None, "a non-negative integer label")[:, 0]
+        _check_classes(path, labels)
+    pixels = _integers(path, frame.iloc[:, len(heads):], 0, 255, "an integer pixel 0-255").astype(np.uint8)
+    return Table(ids, pixels, labels, fingerprint)
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of the file, streamed: what ties the cache and the study to the CSV's content."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    return digest.hexdigest()
+
+
+def read_table(path: Path, labelled: bool) -> Table:
+    """A validated CSV, from its binary cache (`.<name>.cache.npz` beside it) when it holds this content."""
+    path = Path(path)
+    cache = path.with_name(f".{path.name}.cache.npz")
+    # Hashing the 60,000-row train.csv (133 MB) takes about 0.1 s, far less than parsing it, and unlike
+    # size and mtime it cannot be fooled by a cache copied beside another file.
+    kind = "labelled" if labelled else "unlabelled"
+    digest = content_hash(path)
+    cached = npzcache.load(cache, f"{kind}:{digest}")
+    if cached is not None:
+        return Table(cached["ids"], cached["pixels"], cached["labels"] if labelled else None, digest[:16])
+    raw = path.read_bytes()  # parse the very bytes that are hashed, even if the file changes meanwhile
+    digest = hashlib.sha256(raw).hexdigest()
+    table = _parse(path, raw, labelled, digest[:16])
+    npzcache.save(cache, f"{kind}:{digest}",
+                  {"ids": table.ids, "pixels": table.pixels,
+                   "labels": table.labels if table.labels is not None else np.zeros(0, np.int64)})
+    return table
