@@ -79,8 +79,12 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def prepare(source: Path | None, out: Path, labels: str = "fashion5") -> list[Path]:
-    """Write train.csv, testX.csv and testY.csv (Kaggle format) from the Fashion-MNIST IDX files."""
+def prepare(source: Path | None, out: Path, labels: str = "fashion5", *, force: bool = False) -> list[Path]:
+    """Write train.csv, testX.csv and testY.csv (Kaggle format) from the Fashion-MNIST IDX files;
+    existing ones (perhaps the user's own data) are replaced only with force."""
+    existing = [out / name for name in ("train.csv", "testX.csv", "testY.csv") if (out / name).exists()]
+    if existing and not force:
+        raise DataError(f"{existing[0]} exists; pass --force to overwrite it (or choose another --out)")
     if labels not in LABEL_SETS:
         raise DataError(f"unknown label set {labels!r}; valid: {', '.join(LABEL_SETS)}")
     src = Path(source) if source else DEFAULT_SOURCE
