@@ -88,31 +88,32 @@ def check_url(url: str) -> None:
         raise UserError(f"storage {shown!r}: an SQLite URL needs a file, e.g. {DEFAULT_STORAGE}")
 
 
-def _storage_file(url: str, path: Path, readonly: bool) -> None:
+def _storage_file(shown: str, path: Path, readonly: bool) -> None:
     """Check the storage file's folder; create it only when it is the default studies/ folder."""
     if readonly and not path.is_file():
-        raise UserError(f"storage {url!r}: no such {'journal' if url.startswith(JOURNAL_PREFIX) else 'database'} file")
+        kind = "journal" if shown.startswith(JOURNAL_PREFIX) else "database"
+        raise UserError(f"storage {shown!r}: no such {kind} file")
     if path.parent.is_dir():
         return
     if path.parent.resolve() != DEFAULT_FOLDER.resolve():
-        raise UserError(f"storage {url!r}: folder {path.parent} does not exist; create it first")
+        raise UserError(f"storage {shown!r}: folder {path.parent} does not exist; create it first")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"storage {url!r}: cannot create {path.parent} ({exc.strerror})") from None
+        raise UserError(f"storage {shown!r}: cannot create {path.parent} ({exc.strerror})") from None
 
 
-def _require_optuna_sqlite(url: str, path: Path) -> None:
+def _require_optuna_sqlite(shown: str, path: Path) -> None:
     """Refuse an existing SQLite file of another program (Optuna would add its tables to it)."""
     if not path.is_file() or path.stat().st_size == 0:
         return
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+        with contextlib.closing(sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)) as connection:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as exc:
-        raise UserError(f"storage {url!r}: not an SQLite database ({exc})") from None
+        raise UserError(f"storage {shown!r}: not an SQLite database ({exc})") from None
     if tables and "studies" not in tables:
-        raise UserError(f"storage {url!r}: {path} is an SQLite file of another program, not an Optuna storage")
+        raise UserError(f"storage {shown!r}: {path} is an SQLite file of another program, not an Optuna storage")
 
 
 def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readonly: bool = False) -> BaseStorage:
@@ -126,8 +127,10 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
         _storage_file(shown, path, readonly)
         try:
             return JournalStorage(JournalFileBackend(str(path)))
-        except Exception as exc:  # noqa: BLE001 - unreadable file, not a journal: one line either way
-            raise UserError(f"storage {shown!r}: cannot open as an Optuna journal ({first_line(exc, url)})") from None
+        except OSError as exc:
+            raise UserError(f"storage {shown!r}: cannot open ({exc.strerror})") from None
+        except Exception:  # noqa: BLE001 - its lines are not journal records (JSON of Optuna's operations)
+            raise UserError(f"storage {shown!r}: {path} is not an Optuna journal file") from None
     parsed = make_url(url)
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 import search.export
 from search.cli import app
@@ -14,7 +15,7 @@ from search.export_files import EXPORT_FILES
 runner = CliRunner()
 
 
-def _one_line_error(result, message: str) -> None:  # noqa: ANN001 - typer's Result
+def _one_line_error(result: Result, message: str) -> None:
     """Exit 2 with `message` in one line on stderr and no traceback."""
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -94,7 +95,8 @@ def test_read_only_commands_refuse_a_file_that_is_no_database(tmp_path: Path) ->
     text.write_text("just some text, long enough to be read as a database header.....\n" * 3)
     for args in (["trials", "lenet"], ["report"]):
         _one_line_error(runner.invoke(app, [*args, "--storage", f"sqlite:///{text}"]), "not an SQLite database")
-    assert text.read_text().startswith("just some text")
+        _one_line_error(runner.invoke(app, [*args, "--storage", f"journal:///{text}"]), "not an Optuna journal file")
+    assert text.read_text().startswith("just some text") and [p.name for p in tmp_path.iterdir()] == ["notes.db"]
 
 
 @pytest.mark.parametrize("make_url, message", [
@@ -102,8 +104,9 @@ def test_read_only_commands_refuse_a_file_that_is_no_database(tmp_path: Path) ->
     (lambda tmp: f"journal:///{tmp / 'nonexistent-dir' / 'x.log'}", "nonexistent-dir does not exist"),
     (lambda tmp: f"sqlite:///{tmp / 'file.txt' / 'x.db'}", "file.txt does not exist"),  # parent is a file
 ])
-def test_storage_folder_is_created_only_for_the_default(make_url, message: str, tiny_data: Path,  # noqa: ANN001
-                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_storage_folder_is_created_only_for_the_default(make_url: Callable[[Path], str], message: str,
+                                                        tiny_data: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "file.txt").write_text("x")
     result = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "20", "-q",

@@ -120,7 +120,8 @@ def test_password_in_no_output_file_attribute_or_worker_argv(secret_postgres: st
     assert not any(PASSWORD.encode() in line for line in seen)
     for args in (["trials", "lenet"], ["export-best", "lenet", "--data", str(tiny_data), "--out", "export"],
                  ["report", "--out", "report/report.html"]):
-        done = subprocess.run([sys.executable, "-m", "search", *args, *storage], cwd=tmp_path, capture_output=True)
+        done = subprocess.run([sys.executable, "-m", "search", *args, *storage], cwd=tmp_path, capture_output=True,
+                              check=False)
         assert done.returncode == 0, done.stderr[-2000:]
         printed += [done.stdout, done.stderr]
     assert {p.name for p in (tmp_path / "export").iterdir()} == set(EXPORT_FILES)
