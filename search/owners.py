@@ -65,6 +65,7 @@ def fail_orphans(study: optuna.Study) -> list[int]:
     """Mark every orphaned RUNNING trial failed, saying why; return their numbers."""
     _, orphans = running(study)
     for trial in orphans:
+        # Optuna has no public setter for another process's trial; its own fail_stale_trials uses _trial_id too.
         optuna.Trial(study, trial._trial_id).set_user_attr("fail_reason", ORPHAN_REASON)
         study.tell(trial.number, state=TrialState.FAIL)
     return [t.number for t in orphans]

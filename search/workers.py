@@ -61,8 +61,9 @@ def run_workers(config: StudyConfig, remaining: int) -> int:
             procs.append(proc)
             assert proc.stdin is not None
             payload = json.dumps({**dataclasses.asdict(config), "quota": quota, "worker": index})
-            proc.stdin.write(payload.encode() + b"\n")
-            proc.stdin.flush()
+            with contextlib.suppress(BrokenPipeError):  # a worker that died at start shows in its exit code
+                proc.stdin.write(payload.encode() + b"\n")
+                proc.stdin.flush()
         codes = [proc.wait() for proc in procs]
     except KeyboardInterrupt:
         with signals_ignored():  # a second Ctrl-C must not land in a worker's save
@@ -75,7 +76,8 @@ def run_workers(config: StudyConfig, remaining: int) -> int:
     finally:
         for proc in procs:
             if proc.stdin is not None:
-                proc.stdin.close()
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
     return sum(code != 0 for code in codes)
 
 
