@@ -85,8 +85,8 @@ def _run_study(config: StudyConfig) -> int:
           f"{states[TrialState.PRUNED]} pruned), {states[TrialState.FAIL]} failed")
     if best is not None:
         print(f"best: trial {best.number}, val_accuracy {best.value:.4f}, params {best.params}")
-    # A storage from $HPSEARCH_STORAGE needs no --storage (and its password must not be shown).
-    implied = config.storage in (DEFAULT_STORAGE, os.environ.get("HPSEARCH_STORAGE"))
+    # The storage the next command gets without --storage needs none (and a password must not be shown).
+    implied = config.storage == (os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE)
     where = ("" if implied else f" --storage {display_url(config.storage)}") + (
         "" if config.name == config.arch else f" --study-name {config.name}")
     print(f"results: {display_url(config.storage)} (study {config.name!r}); see `hpsearch trials {config.arch}"

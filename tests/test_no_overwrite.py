@@ -108,6 +108,7 @@ def test_storage_folder_is_created_only_for_the_default(make_url: Callable[[Path
                                                         tiny_data: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
     (tmp_path / "file.txt").write_text("x")
     result = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "20", "-q",
                                  "--data", str(tiny_data), "--storage", make_url(tmp_path)])

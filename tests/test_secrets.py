@@ -55,14 +55,18 @@ def test_unreachable_server_error_hides_the_password(args: list[str], tiny_data:
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-def test_hpsearch_storage_sets_the_default_and_storage_wins(tmp_path: Path, sqlite_url: str) -> None:
+def test_hpsearch_storage_sets_the_default_and_storage_wins(tmp_path: Path, sqlite_url: str,
+                                                           tiny_data: Path) -> None:
+    study = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "20", "-q",
+                                "--data", str(tiny_data)], env={"HPSEARCH_STORAGE": sqlite_url})
+    assert study.exit_code == 0 and f"results: {sqlite_url}" in study.stdout, study.output
+    assert "export with `hpsearch export-best lenet`" in study.stdout  # the variable names the storage
     env = {"HPSEARCH_STORAGE": UNREACHABLE}
     result = runner.invoke(app, ["trials", "lenet"], env=env)
     assert result.exit_code == 2 and "postgresql+psycopg://hp:***@127.0.0.1:1/x" in result.stderr
     assert PASSWORD not in result.output
-    optuna.create_study(storage=open_storage(sqlite_url), study_name="lenet")
     result = runner.invoke(app, ["trials", "lenet", "--storage", sqlite_url], env=env)
-    assert result.exit_code == 0 and "no trials yet" in result.stdout
+    assert result.exit_code == 0 and "COMPLETE" in result.stdout
     for command in ("study", "trials", "report"):
         helped = runner.invoke(app, [command, "--help"], env=env)
         assert helped.exit_code == 0 and "HPSEARCH_STORAGE" in helped.stdout and PASSWORD not in helped.stdout
