@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from search.cli import app
 from search.export_files import EXPORT_FILES
 from search.storage import display_url, open_storage
+from tests.test_processes import children
 
 runner = CliRunner()
 PASSWORD = "TopSecret123"
@@ -89,22 +90,10 @@ def secret_postgres() -> Iterator[str]:
     admin.dispose()
 
 
-def _children_cmdlines(parent: int) -> list[bytes]:
-    """The command lines of parent's live child processes, read from /proc."""
-    lines = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                lines.append((entry / "cmdline").read_bytes())
-        except (OSError, IndexError):
-            continue  # the process ended meanwhile
-    return lines
-
-
 def _watch_children(proc: subprocess.Popen, seen: list[bytes]) -> None:
     """Collect the command lines of proc's children until it ends (short polling)."""
     while proc.poll() is None:
-        seen.extend(_children_cmdlines(proc.pid))
+        seen.extend(children(proc.pid).values())
         time.sleep(0.05)
 
 
