@@ -1,6 +1,7 @@
 """A password in a storage URL never shows: not in messages, files, attributes, nor worker command lines."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -90,21 +91,26 @@ def secret_postgres() -> Iterator[str]:
     admin.dispose()
 
 
-def _watch_children(proc: subprocess.Popen, seen: list[bytes]) -> None:
-    """Collect the command lines of proc's children until it ends (short polling)."""
+def _watch_command_lines(proc: subprocess.Popen, seen: list[bytes]) -> None:
+    """Collect the command lines of proc and its children until it ends (short polling)."""
     while proc.poll() is None:
         seen.extend(children(proc.pid).values())
+        with contextlib.suppress(OSError):
+            seen.append(Path(f"/proc/{proc.pid}/cmdline").read_bytes())
         time.sleep(0.05)
 
 
 def test_password_in_no_output_file_attribute_or_worker_argv(secret_postgres: str, tiny_data: Path,
                                                              tmp_path: Path) -> None:
+    """The study gets the URL from $HPSEARCH_STORAGE, so no command line may hold the password (a worker
+    would show its parent's argv for an instant between fork and exec); the other commands get --storage."""
     storage, printed = ["--storage", secret_postgres], []
     command = [sys.executable, "-m", "search", "study", "lenet", "--trials", "2", "--workers", "2", "--epochs", "1",
-               "--subset", "50", "--data", str(tiny_data), *storage]
-    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               "--subset", "50", "--data", str(tiny_data)]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "HPSEARCH_STORAGE": secret_postgres})
     seen: list[bytes] = []
-    watcher = threading.Thread(target=_watch_children, args=(proc, seen))
+    watcher = threading.Thread(target=_watch_command_lines, args=(proc, seen))
     watcher.start()
     printed.extend(proc.communicate(timeout=600))
     watcher.join()
