@@ -27,8 +27,11 @@ ImageSize = Annotated[Optional[str], typer.Option("--image-size", help="HEIGHTxW
                                                   "export-best and confirm: the study's).")]
 app.add_typer(data_app, name="data")
 
-Storage = Annotated[str, typer.Option("--storage", help="Optuna storage URL (sqlite:///..., "
-                                      "postgresql+psycopg://..., journal:///path).")]
+# The default storage may come from $HPSEARCH_STORAGE, so a password need not be typed on a command line;
+# show_envvar only names the variable in --help, never its value.
+Storage = Annotated[str, typer.Option("--storage", envvar="HPSEARCH_STORAGE", show_envvar=True,
+                                      help="Optuna storage URL (sqlite:///..., postgresql+psycopg://..., "
+                                      "journal:///path); $HPSEARCH_STORAGE sets the default.")]
 Arch = Annotated[str, typer.Argument(help=f"Architecture: {', '.join(spaces.names())}.")]
 StudyName = Annotated[Optional[str], typer.Option("--study-name", help="Study name (default: ARCH).")]
 Backend = Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax (default: $KERAS_BACKEND, "
@@ -57,12 +60,13 @@ def data_prepare(
     out: Annotated[Path, typer.Option(help="Where to write train.csv, testX.csv, testY.csv.")] = Path("data"),
     fmt: Annotated[str, typer.Option("--format", help="csv (train.csv, testX.csv, testY.csv) or folders "
                                      "(train/<class>/*.png, test/*.png, testY.csv).")] = "csv",
+    force: Annotated[bool, typer.Option(help="Overwrite existing train.csv, testX.csv, testY.csv.")] = False,
 ) -> None:
     """Write Fashion-MNIST as Kaggle-format CSVs, or as PNG image folders (--format folders)."""
     from search.data import prepare
 
     with user_errors():
-        for path in prepare(source, out, labels, fmt):
+        for path in prepare(source, out, labels, fmt, force=force):
             typer.echo(f"wrote {path}")
 
 
@@ -95,6 +99,8 @@ def study(
         "(default: on where JAX trains on a GPU; on CPU it measured 5-16x slower than model.fit).")] = None,
     heartbeat: Annotated[int, typer.Option(help="Seconds between a worker's heartbeats (SQLite/PostgreSQL); "
                                            "a trial silent for 3 beats is failed and retried once.")] = 10,
+    fail_orphans: Annotated[bool, typer.Option(help="First mark failed the RUNNING trials whose worker is gone "
+                                               "(left by a killed worker on a journal storage).")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Run (or resume) an Optuna study of ARCH until it holds --trials finished trials."""
@@ -105,7 +111,8 @@ def study(
                          study_name=study_name, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
                          subset=subset, enqueue_seed_models=enqueue_seed_models, warm_start=warm_start,
                          shuffle=shuffle, backend=backend, workers=workers, max_failures=max_failures, quiet=quiet,
-                         heartbeat_seconds=heartbeat, device_loop=device_loop, image_size=image_size)
+                         heartbeat_seconds=heartbeat, device_loop=device_loop, image_size=image_size,
+                         fail_orphans=fail_orphans)
     with user_errors():
         code = run_study(config)
     raise typer.Exit(code)
@@ -147,11 +154,12 @@ def replay(
 
 
 @app.command(hidden=True)
-def worker(payload: str) -> None:
-    """Run one worker's share of a study (started by `study --workers K`)."""
+def worker() -> None:
+    """Run one worker's share of a study (started by `study --workers K`; its settings arrive on stdin)."""
     from search.runtime import use_backend
-    from search.study import worker_main
+    from search.workers import worker_main
 
+    payload = sys.stdin.readline()  # not argv: the storage URL may hold a password, and `ps` shows argv
     with user_errors():
         use_backend(json.loads(payload).get("backend"))
         raise typer.Exit(worker_main(payload))
@@ -194,16 +202,21 @@ def export_best(
                                                   "epoch).")] = None,
     full_train: Annotated[bool, typer.Option(help="Retrain on all labelled rows (validation included).")] = False,
     backend: Backend = None,
+    force: Annotated[bool, typer.Option(help="Replace an earlier export in the output folder.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Retrain the best trial and write submission.csv, model.keras, params.json, history.csv, report.html."""
+    from search.export_files import check_out_dir
+
+    out_dir = out or Path("studies") / arch / "best"
     with user_errors():
         require_positive(("--epochs", epochs))
+        check_out_dir(out_dir, force)  # before hours of retraining, not after
         study_obj = _study_for_training(arch, storage, study_name, backend)
         from search.export import export_best as run_export
 
-        result = run_export(study_obj, data, out or Path("studies") / arch / "best", epochs=epochs,
-                            full_train=full_train, quiet=quiet, image_size=image_size)
+        result = run_export(study_obj, data, out_dir, epochs=epochs, full_train=full_train, quiet=quiet,
+                            image_size=image_size, force=force)
     typer.echo(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}")
     for path in result.files:
         typer.echo(f"wrote {path}")
@@ -244,7 +257,7 @@ def report(
 ) -> None:
     """Compare every architecture study in a storage: table, CSV and HTML with curves and timings."""
     from search.runtime import use_backend
-    from search.storage import open_storage
+    from search.storage import display_url, open_storage
 
     with user_errors():
         use_backend(None)
@@ -254,7 +267,7 @@ def report(
         opened = open_storage(storage, readonly=True)
         studies = arch_studies(opened)
         if not studies:
-            raise UserError(f"no hpsearch studies in {storage}; run `hpsearch study ARCH` first")
+            raise UserError(f"no hpsearch studies in {display_url(storage)}; run `hpsearch study ARCH` first")
         table, notebook, csv_path, html_path = write_report(studies, out, replay_studies(opened))
     # Params and class names are long: they are in the CSV and the HTML.
     typer.echo(table.drop(columns=["best_params", "classes"], errors="ignore").to_string(index=False, na_rep=""))

@@ -67,9 +67,14 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str = "csv") -> list[Path]:
+def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str = "csv", *,
+            force: bool = False) -> list[Path]:
     """Write Fashion-MNIST from its IDX files as train.csv, testX.csv and testY.csv (Kaggle format),
-    or with fmt "folders" as train/<class>/*.png, test/*.png and testY.csv (Id = file name)."""
+    or with fmt "folders" as train/<class>/*.png, test/*.png and testY.csv (Id = file name). Existing CSVs
+    (perhaps the user's own data) are replaced only with force; an existing tree never is."""
+    existing = [out / name for name in ("train.csv", "testX.csv", "testY.csv") if (out / name).exists()]
+    if fmt == "csv" and existing and not force:
+        raise DataError(f"{existing[0]} exists; pass --force to overwrite it (or choose another --out)")
     if labels not in LABEL_SETS:
         raise DataError(f"unknown label set {labels!r}; valid: {', '.join(LABEL_SETS)}")
     if fmt not in FORMATS:

@@ -1,6 +1,7 @@
 """export-best: retrain the study's winner, predict testX, and write model, submission, params, history, report."""
 from __future__ import annotations
 
+import html
 import json
 import sys
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from sklearn.metrics import confusion_matrix
 import spaces
 from search.data import DataError, Dataset, load_dataset, load_test, parse_image_size
 from search.errors import UserError
+from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.objective import EpochRecorder, train
 from search.progress import Progress
 from search.confirm import best_by_mean, confirmation_table
@@ -70,8 +72,11 @@ def predict_labels(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 
 def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: int | None = None,
-                full_train: bool = False, quiet: bool = False, image_size: str | None = None) -> Export:
-    """Retrain the best trial's params with its seed, evaluate, predict testX and write the five files."""
+                full_train: bool = False, quiet: bool = False, image_size: str | None = None,
+                force: bool = False) -> Export:
+    """Retrain the best trial's params with its seed, evaluate, predict testX and write the five files
+    (an earlier export in out_dir is replaced only with force)."""
+    check_out_dir(out_dir, force)
     trial = best_trial(study)
     arch = spaces.get(study.user_attrs.get("arch", study.study_name))
     data = study_data(study, data_dir, image_size)
@@ -88,33 +93,33 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
                 device_loop=device_loop)
     val_pred = predict_labels(run.model, data.x_val)
     val_accuracy = float(np.mean(val_pred == data.y_val))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    submission = out_dir / "submission.csv"
-    pd.DataFrame({"Id": test_ids, "Label": predict_labels(run.model, x_test)}).to_csv(submission, index=False)
-    model_path = out_dir / "model.keras"
-    run.model.save(model_path)
-    history = pd.DataFrame(recorder.history)
-    history.to_csv(out_dir / "history.csv", index=False)
-    params = {"arch": arch.NAME, "study": study.study_name, "trial": trial.number, "value": trial.value,
-              "params": trial.params, "seed": seed, "epochs": epochs, "full_train": full_train,
-              "val_accuracy": val_accuracy, "data_fingerprint": data.fingerprint, "label_set": data.label_set,
-              "class_names": list(data.class_names), "input_shape": list(data.input_shape),
-              "image_size": study.user_attrs.get("image_size"), "subset": study.user_attrs.get("subset"),
-              "backend": keras.backend.backend(), "versions": versions()}
-    confirmations = confirmation_table(study)
-    if len(confirmations):
-        params["confirmed"] = confirmations[confirmations["trial"] == trial.number].iloc[0].to_dict()
-    (out_dir / "params.json").write_text(json.dumps(params, indent=1, default=int))  # default: NumPy ints
-    matrix = confusion_matrix(data.y_val, val_pred, labels=range(data.num_classes))
-    caveat = " (validation rows were also trained on)" if full_train else ""
-    sections = [Section("The exported run: the notebook's six plots", run_figure(history)),
-                Section(f"Validation confusion matrix, accuracy {val_accuracy:.4f}{caveat}",
-                        confusion_figure(matrix, data.class_names, "Validation confusion matrix")),
-                *study_sections(study)]
-    if len(confirmations):
-        labelled = confirmations.assign(label=[f"trial {n}" for n in confirmations["trial"]], group=study.study_name)
-        sections.append(Section("Confirmed configurations", confirmed_figure(labelled)))
-    report = write_html(sections, out_dir / "report.html", f"hpsearch: {study.study_name}, trial {trial.number}",
-                        f"<pre>{json.dumps(trial.params, indent=1)}</pre>")
-    return Export(out_dir, val_accuracy, (submission, model_path, out_dir / "params.json",
-                                          out_dir / "history.csv", report))
+    with staged_out_dir(out_dir, force) as staging:
+        pd.DataFrame({"Id": test_ids, "Label": predict_labels(run.model, x_test)}).to_csv(
+            staging / "submission.csv", index=False)
+        run.model.save(staging / "model.keras")
+        history = pd.DataFrame(recorder.history)
+        history.to_csv(staging / "history.csv", index=False)
+        params = {"arch": arch.NAME, "study": study.study_name, "trial": trial.number, "value": trial.value,
+                  "params": trial.params, "seed": seed, "epochs": epochs, "full_train": full_train,
+                  "val_accuracy": val_accuracy, "data_fingerprint": data.fingerprint, "label_set": data.label_set,
+                  "class_names": list(data.class_names), "input_shape": list(data.input_shape),
+                  "image_size": study.user_attrs.get("image_size"), "subset": study.user_attrs.get("subset"),
+                  "backend": keras.backend.backend(), "versions": versions()}
+        confirmations = confirmation_table(study)
+        if len(confirmations):
+            params["confirmed"] = confirmations[confirmations["trial"] == trial.number].iloc[0].to_dict()
+        (staging / "params.json").write_text(json.dumps(params, indent=1, default=int))  # default: NumPy ints
+        matrix = confusion_matrix(data.y_val, val_pred, labels=range(data.num_classes))
+        caveat = " (validation rows were also trained on)" if full_train else ""
+        sections = [Section("The exported run: the notebook's six plots", run_figure(history)),
+                    Section(f"Validation confusion matrix, accuracy {val_accuracy:.4f}{caveat}",
+                            confusion_figure(matrix, data.class_names, "Validation confusion matrix")),
+                    *study_sections(study)]
+        if len(confirmations):
+            labelled = confirmations.assign(label=[f"trial {n}" for n in confirmations["trial"]],
+                                            group=study.study_name)
+            sections.append(Section("Confirmed configurations", confirmed_figure(labelled)))
+        # Param values come from the storage: escaped like every other value on the page.
+        write_html(sections, staging / "report.html", f"hpsearch: {study.study_name}, trial {trial.number}",
+                   f"<pre>{html.escape(json.dumps(trial.params, indent=1))}</pre>")
+    return Export(out_dir, val_accuracy, tuple(out_dir / name for name in EXPORT_FILES))

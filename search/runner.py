@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections import Counter
 import time
@@ -14,8 +15,10 @@ from search.data import Dataset, has_test, load_dataset, load_test, parse_image_
 from search.errors import UserError
 from search.runtime import device_name, use_backend
 from search.storage import DEFAULT_STORAGE, display_url
+from search.owners import fail_orphans, running
 from search.study import (StudyConfig, best_complete, count, enqueue_seed_models, enqueue_warm_start, open_study,
-                          run_worker, run_workers)
+                          run_worker)
+from search.workers import run_workers, sigterm_as_interrupt
 
 
 # TensorFlow keeps ~13 MB per fitted model even after clear_session (measured: 803 -> 1064 MB over 20 tiny
@@ -34,9 +37,9 @@ def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> bool
     remaining = config.trials - count(study)
     if config.workers == 1 and remaining <= TRIALS_PER_PROCESS:
         return run_worker(config, remaining, data).stopped_on_failures
-    deadline = time.monotonic() + config.timeout if config.timeout else None
+    deadline = time.monotonic() + config.timeout if config.timeout is not None else None
     while remaining > 0:
-        left = deadline - time.monotonic() if deadline else None
+        left = deadline - time.monotonic() if deadline is not None else None
         if left is not None and left <= 0:
             break
         before = count(study)
@@ -50,8 +53,15 @@ def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> bool
 
 
 def run_study(config: StudyConfig) -> int:
-    """Run the study described by config to its trial target; return the exit code."""
+    """Run the study described by config to its trial target; return the exit code (SIGTERM stops it
+    like Ctrl-C: running trials are recorded as interrupted)."""
     config.check()
+    with sigterm_as_interrupt():
+        return _run_study(config)
+
+
+def _run_study(config: StudyConfig) -> int:
+    """run_study's body."""
     backend = use_backend(config.backend)
     if backend != "jax" and config.device_loop:
         raise UserError("--device-loop needs the JAX backend (--backend jax)")
@@ -64,6 +74,9 @@ def run_study(config: StudyConfig) -> int:
     if has_test(Path(config.data_dir)):  # found now rather than at export, hours later
         load_test(Path(config.data_dir), data.input_shape)
     study = open_study(config, data)
+    if config.fail_orphans:
+        failed = fail_orphans(study)
+        _say(config, f"marked {len(failed)} orphaned RUNNING trials failed: {failed}")
     if config.enqueue_seed_models:  # the notebook's models, when asked for, are the study's first trials
         enqueue_seed_models(study, config.arch)
     elif config.warm_start and not study.get_trials(deepcopy=False):
@@ -75,13 +88,16 @@ def run_study(config: StudyConfig) -> int:
     _say(config, f"training on {device} (Keras backend {backend}{', on-device training loop' if device_loop else ''})")
     failed_workers = _run_trials(config, study, data) if remaining > 0 else False
     states = Counter(t.state for t in study.get_trials(deepcopy=False))  # one read of the storage
-    finished, running = states[TrialState.COMPLETE] + states[TrialState.PRUNED], states[TrialState.RUNNING]
+    finished = states[TrialState.COMPLETE] + states[TrialState.PRUNED]
+    live, orphans = running(study)
     best = best_complete(study)
     print(f"study {config.name!r}: {finished} finished trials ({states[TrialState.COMPLETE]} complete, "
           f"{states[TrialState.PRUNED]} pruned), {states[TrialState.FAIL]} failed")
     if best is not None:
         print(f"best: trial {best.number}, val_accuracy {best.value:.4f}, params {best.params}")
-    where = ("" if config.storage == DEFAULT_STORAGE else f" --storage {display_url(config.storage)}") + (
+    # The storage the next command gets without --storage needs none (and a password must not be shown).
+    implied = config.storage == (os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE)
+    where = ("" if implied else f" --storage {display_url(config.storage)}") + (
         "" if config.name == config.arch else f" --study-name {config.name}")
     print(f"results: {display_url(config.storage)} (study {config.name!r}); see `hpsearch trials {config.arch}"
           f"{where}`, export with `hpsearch export-best {config.arch}{where}`")
@@ -89,7 +105,11 @@ def run_study(config: StudyConfig) -> int:
         print(f"stopped: {config.max_failures} failed trials in a run (see fail_reason in `hpsearch trials`)",
               file=sys.stderr)
         return 1
-    if finished < config.trials and running:
-        print(f"{running} trials still running in other processes or machines", file=sys.stderr)
-    # Short of the target with nothing running and no timeout: workers died; say so in the exit code.
-    return 0 if finished + running >= config.trials or config.timeout else 1
+    if orphans:
+        print(f"found {len(orphans)} RUNNING trials with no live worker (trials "
+              f"{', '.join(str(t.number) for t in orphans)}): they do not count toward --trials; "
+              "run the same command with --fail-orphans to mark them failed", file=sys.stderr)
+    if finished < config.trials and live:
+        print(f"{len(live)} trials still running in other processes or machines", file=sys.stderr)
+    # Short of the target with no live trial elsewhere and no timeout: workers died; say so in the exit code.
+    return 0 if finished + len(live) >= config.trials or config.timeout is not None else 1

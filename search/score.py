@@ -22,10 +22,14 @@ class Score:
 
 def _read_id_label(path: Path) -> pd.DataFrame:
     """An Id,Label CSV with integer labels and integer or text Ids (image file names), or a one-line error."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an Id,Label CSV file")
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except OSError as exc:  # e.g. permission denied
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable Id,Label CSV ({str(exc).strip().splitlines()[-1]})") from None
     if list(frame.columns[:2]) != ["Id", "Label"]:

@@ -1,8 +1,12 @@
 """Opening study storages from URLs: SQLite (default), PostgreSQL/MySQL, and Optuna's journal file."""
 from __future__ import annotations
 
+import contextlib
+import re
+import sqlite3
 import warnings
 from pathlib import Path
+from urllib.parse import unquote
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -17,61 +21,135 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 DEFAULT_STORAGE = "sqlite:///studies/hpsearch.db"
+DEFAULT_FOLDER = Path("studies")  # the only storage folder hpsearch creates by itself
 JOURNAL_PREFIX = "journal:///"
 # A worker that stops beating for this long is dead: its trial is failed and retried once.
 HEARTBEAT_SECONDS = 10
 GRACE_PERIODS = 3
+# Query parameters that carry a password (libpq accepts ?password=...).
+PASSWORD_QUERY = re.compile(r"(?i)(pass(?:word|wd)?=)[^&]*")
+
+
+def _userinfo(url: str) -> tuple[str, str, str]:
+    """Split url into (scheme://, user:password part, @rest); the middle is '' without an '@'."""
+    scheme, sep, rest = url.partition("://")
+    prefix, rest = (scheme + sep, rest) if sep else ("", url)
+    if "@" not in rest:
+        return prefix, "", rest
+    at = rest.rindex("@")  # a password may hold '@', a host never does
+    return prefix, rest[:at], rest[at:]
+
+
+def display_url(url: str) -> str:
+    """The URL with any password masked, for printing; also for URLs that do not parse."""
+    if url.startswith(JOURNAL_PREFIX):
+        return url
+    prefix, userinfo, rest = _userinfo(url)
+    if userinfo and (":" in userinfo or not prefix):  # without a scheme, all of it may be a secret
+        user = userinfo.split(":", 1)[0] if prefix else ""
+        userinfo = f"{user}:***" if user else "***"
+    return PASSWORD_QUERY.sub(r"\1***", prefix + userinfo + rest)
+
+
+def redact(text: str, url: str) -> str:
+    """text with the URL and its password masked (driver errors may quote either)."""
+    text = text.replace(url, display_url(url))
+    _, userinfo, _ = _userinfo(url)
+    secret = userinfo.split(":", 1)[1] if ":" in userinfo else userinfo
+    for value in {secret, unquote(secret)} - {""}:
+        text = text.replace(value, "***")
+    return PASSWORD_QUERY.sub(r"\1***", text)
+
+
+def first_line(exc: BaseException, url: str) -> str:
+    """The first line of the root cause's message (Optuna wraps driver errors) with the storage's secrets masked."""
+    while (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    lines = str(exc).strip().splitlines()
+    return redact(lines[0], url) if lines else type(exc).__name__
 
 
 def check_url(url: str) -> None:
     """Reject a malformed storage URL with a one-line error before anything is written."""
+    shown = display_url(url)
     if url.startswith(JOURNAL_PREFIX):
         if not url[len(JOURNAL_PREFIX):]:
-            raise UserError(f"storage {url!r}: a journal URL needs a file path, e.g. journal:///studies/hpsearch.log")
+            raise UserError(f"storage {shown!r}: a journal URL needs a file path, e.g. journal:///studies/hpsearch.log")
         return
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise UserError(f"storage {url!r}: not a storage URL; expected e.g. {DEFAULT_STORAGE}, "
+    except (ArgumentError, ValueError):
+        raise UserError(f"storage {shown!r}: not a storage URL; expected e.g. {DEFAULT_STORAGE}, "
                         "postgresql+psycopg://user:pw@host/db or journal:///path/file.log") from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql", "mysql"):
-        raise UserError(f"storage {url!r}: unsupported database {parsed.get_backend_name()!r}; "
+        raise UserError(f"storage {shown!r}: unsupported database {parsed.get_backend_name()!r}; "
                         "use sqlite, postgresql or journal")
     if parsed.get_backend_name() == "sqlite" and not parsed.database:
-        raise UserError(f"storage {url!r}: an SQLite URL needs a file, e.g. {DEFAULT_STORAGE}")
+        raise UserError(f"storage {shown!r}: an SQLite URL needs a file, e.g. {DEFAULT_STORAGE}")
 
 
-def display_url(url: str) -> str:
-    """The URL with any password masked, for printing."""
-    if url.startswith(JOURNAL_PREFIX):
-        return url
-    return make_url(url).render_as_string(hide_password=True)
+def _storage_file(shown: str, path: Path, readonly: bool) -> None:
+    """Check the storage file's folder; create it only when it is the default studies/ folder."""
+    if readonly and not path.is_file():
+        kind = "journal" if shown.startswith(JOURNAL_PREFIX) else "database"
+        raise UserError(f"storage {shown!r}: no such {kind} file")
+    if path.parent.is_dir():
+        return
+    if path.parent.resolve() != DEFAULT_FOLDER.resolve():
+        raise UserError(f"storage {shown!r}: folder {path.parent} does not exist; create it first")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"storage {shown!r}: cannot create {path.parent} ({exc.strerror})") from None
+
+
+def _require_optuna_sqlite(shown: str, path: Path) -> None:
+    """Refuse an existing SQLite file of another program (Optuna would add its tables to it)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as exc:
+        raise UserError(f"storage {shown!r}: not an SQLite database ({exc})") from None
+    if tables and "studies" not in tables:
+        raise UserError(f"storage {shown!r}: {path} is an SQLite file of another program, not an Optuna storage")
 
 
 def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readonly: bool = False) -> BaseStorage:
-    """The storage behind url; RDB storages get heartbeats so a killed worker's trial is failed and retried."""
+    """The storage behind url; RDB storages get heartbeats so a killed worker's trial is failed and retried.
+
+    readonly: for commands that only read a study; they never create files, tables or folders."""
     check_url(url)
+    shown = display_url(url)
     if url.startswith(JOURNAL_PREFIX):
         path = Path(url[len(JOURNAL_PREFIX):])
-        if readonly and not path.is_file():
-            raise UserError(f"storage {url!r}: no such journal file")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        _storage_file(shown, path, readonly)
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as exc:
+            raise UserError(f"storage {shown!r}: cannot open ({exc.strerror})") from None
+        except Exception:  # noqa: BLE001 - its lines are not journal records (JSON of Optuna's operations)
+            raise UserError(f"storage {shown!r}: {path} is not an Optuna journal file") from None
     parsed = make_url(url)
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
         path = Path(parsed.database)
-        if readonly and not path.is_file():
-            raise UserError(f"storage {url!r}: no such database file")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _storage_file(shown, path, readonly)
+        _require_optuna_sqlite(shown, path)
         engine_kwargs = {"connect_args": {"timeout": 60}}  # wait for other writers instead of failing
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
-                          grace_period=heartbeat_seconds * GRACE_PERIODS,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+        storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
+                             grace_period=heartbeat_seconds * GRACE_PERIODS, skip_table_creation=readonly,
+                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     except Exception as exc:  # noqa: BLE001 - driver errors differ per database; say it in one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"storage {url!r}: cannot open ({first})") from None
+        raise UserError(f"storage {shown!r}: cannot open ({first_line(exc, url)})") from None
+    if readonly:
+        try:
+            storage.get_all_studies()  # without Optuna's tables this fails: say so now, in one line
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"storage {shown!r}: not an Optuna storage ({first_line(exc, url)})") from None
+    return storage
 
 
 def study_names(storage: BaseStorage) -> list[str]:

@@ -1,15 +1,9 @@
 """Creating and resuming studies, choosing sampler and pruner, and running trials in one or K workers."""
 from __future__ import annotations
 
-import dataclasses
-import json
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -17,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 import spaces
 from search.data import Dataset, load_dataset, parse_image_size
 from search.errors import UserError, require_positive
+from search.owners import mark_owner, running
 from search.progress import Progress
 from search.storage import DEFAULT_STORAGE, HEARTBEAT_SECONDS, open_storage
 
@@ -51,6 +46,7 @@ class StudyConfig:
     heartbeat_seconds: int = HEARTBEAT_SECONDS
     device_loop: bool | None = None  # None: on where JAX trains on a GPU
     image_size: str | None = None  # "HxW" for an image tree; None: its most common size
+    fail_orphans: bool = False
 
     @property
     def name(self) -> str:
@@ -64,6 +60,8 @@ class StudyConfig:
                          ("--max-failures", self.max_failures), ("--heartbeat", self.heartbeat_seconds),
                          ("--subset", self.subset))
         parse_image_size(self.image_size)
+        if self.timeout is not None and not self.timeout > 0:  # 0 would mean "no deadline" to a loop
+            raise UserError(f"--timeout must be more than 0 seconds, got {self.timeout:g}")
         if self.sampler not in SAMPLERS:
             raise UserError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
@@ -135,7 +133,8 @@ def enqueue_seed_models(study: optuna.Study, arch: str) -> int:
 
 class Budget:
     """Optuna callback: stops this worker after `quota` finished trials, `max_failures` failed ones, or
-    once the study as a whole holds `target` finished or running trials (other machines count too)."""
+    once the study as a whole holds `target` finished or live running trials (other machines count too;
+    a RUNNING trial whose worker is gone does not)."""
 
     def __init__(self, quota: int, max_failures: int, target: int) -> None:
         self.quota, self.max_failures, self.target = quota, max_failures, target
@@ -153,7 +152,7 @@ class Budget:
         elif trial.state == TrialState.FAIL:
             self.failed += 1
         if (self.finished >= self.quota or self.stopped_on_failures
-                or count(study, (*FINISHED, TrialState.RUNNING)) >= self.target):
+                or count(study) + len(running(study)[0]) >= self.target):
             study.stop()
 
 
@@ -177,38 +176,12 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     budget = Budget(quota, config.max_failures, config.trials)
     # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study.optimize(objective, timeout=config.timeout, catch=(Exception,),
+
+    def owned_objective(trial: optuna.Trial) -> float:
+        """The objective, after recording which process runs the trial (see search.owners)."""
+        mark_owner(trial)
+        return objective(trial)
+
+    study.optimize(owned_objective, timeout=config.timeout, catch=(Exception,),
                    callbacks=[budget, progress.trial, *callbacks])
     return budget
-
-
-def _shares(total: int, workers: int) -> list[int]:
-    """Split a trial budget as evenly as possible over workers (no empty shares)."""
-    return [n for n in (total // workers + (i < total % workers) for i in range(workers)) if n]
-
-
-def run_workers(config: StudyConfig, remaining: int) -> int:
-    """Start one process per share of the remaining trials on the shared storage; return failures."""
-    procs = []
-    for index, quota in enumerate(_shares(remaining, config.workers)):
-        payload = json.dumps({**dataclasses.asdict(config), "quota": quota, "worker": index})
-        procs.append(subprocess.Popen([sys.executable, "-m", "search", "worker", payload]))
-    try:
-        codes = [proc.wait() for proc in procs]
-    except KeyboardInterrupt:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in procs:
-            proc.wait()
-        raise
-    return sum(code != 0 for code in codes)
-
-
-def worker_main(payload: str) -> int:
-    """Entry point of a worker process: run its quota; exit 1 if it stopped on failures."""
-    fields: dict[str, Any] = json.loads(payload)
-    quota, worker = fields.pop("quota"), fields.pop("worker")
-    config = StudyConfig(**fields)
-    budget = run_worker(config, quota, worker=worker)
-    return 1 if budget.stopped_on_failures else 0

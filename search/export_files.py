@@ -1,0 +1,50 @@
+"""The export folder: refuse to replace an earlier export without --force, and swap a new one in whole."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from search.errors import UserError
+
+EXPORT_FILES = ("submission.csv", "model.keras", "params.json", "history.csv", "report.html")
+
+
+def check_out_dir(out_dir: Path, force: bool) -> None:
+    """One-line error unless out_dir is new, empty, or (with --force) holds only an earlier export."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: exists and is not a folder")
+    if not out_dir.is_dir():
+        return
+    present = {path.name for path in out_dir.iterdir()}
+    others = sorted(present - set(EXPORT_FILES))
+    if others:  # --force replaces the folder whole, so it must not hold anything of the user's
+        raise UserError(f"--out {out_dir}: holds other files ({', '.join(others[:3])}); choose a new folder")
+    if present and not force:
+        raise UserError(f"--out {out_dir}: holds an earlier export; pass --force to replace it")
+
+
+@contextlib.contextmanager
+def staged_out_dir(out_dir: Path, force: bool) -> Iterator[Path]:
+    """A temporary folder beside out_dir to write into; on success it replaces out_dir in two renames,
+    so an interruption leaves the old export or the new one, never a mix of both."""
+    check_out_dir(out_dir, force)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
+    try:
+        yield staging
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; an export folder is an ordinary one
+        old = None
+        if out_dir.is_dir() and any(out_dir.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, old / out_dir.name)
+        os.replace(staging, out_dir)  # rename(2) also replaces an empty folder
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

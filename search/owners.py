@@ -1,0 +1,71 @@
+"""Which process runs each trial, so a RUNNING trial left by a dead worker is told apart from a live one.
+
+The journal storage has no heartbeats: a worker killed there leaves its trial RUNNING for ever. Each trial
+records its worker (host and pid); a RUNNING trial is an orphan when that worker was on this machine and is
+gone, or when no hpsearch worker recorded itself. Orphans never count toward --trials, and
+`study --fail-orphans` marks them failed."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+OWNER_ATTR = "worker"
+ORPHAN_REASON = "orphaned: its worker process was gone (marked by --fail-orphans)"
+
+
+def owner() -> str:
+    """This process as a trial's owner: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def mark_owner(trial: optuna.Trial) -> None:
+    """Record this process as the trial's worker."""
+    trial.set_user_attr(OWNER_ATTR, owner())
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid runs (a zombie, dead but not yet reaped, does not)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self/stat").exists():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_orphan(trial: FrozenTrial) -> bool:
+    """A RUNNING trial whose worker is known to be gone (trials of other machines are taken as live)."""
+    host, _, pid = str(trial.user_attrs.get(OWNER_ATTR, "")).rpartition(":")
+    if not pid.isdigit():
+        return True  # no hpsearch worker ever ran it
+    return host == socket.gethostname() and not _alive(int(pid))
+
+
+def running(study: optuna.Study) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """The study's RUNNING trials split into (live, orphans)."""
+    live: list[FrozenTrial] = []
+    orphans: list[FrozenTrial] = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        (orphans if is_orphan(trial) else live).append(trial)
+    return live, orphans
+
+
+def fail_orphans(study: optuna.Study) -> list[int]:
+    """Mark every orphaned RUNNING trial failed, saying why; return their numbers."""
+    _, orphans = running(study)
+    for trial in orphans:
+        # Optuna has no public setter for another process's trial; its own fail_stale_trials uses _trial_id too.
+        optuna.Trial(study, trial._trial_id).set_user_attr("fail_reason", ORPHAN_REASON)
+        study.tell(trial.number, state=TrialState.FAIL)
+    return [t.number for t in orphans]

@@ -1,0 +1,101 @@
+"""Worker processes of `study --workers K`: started with their settings on stdin (never on argv, which
+every local user can read), interrupted exactly once through the parent, and never outliving it."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from search.study import StudyConfig, run_worker
+
+# After its parent is gone, a worker gets this long to record its interrupted trial before it is ended.
+ORPHAN_GRACE_SECONDS = 30
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM stops the process the way Ctrl-C does (the trial is recorded as interrupted)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM are ignored (the parent is already stopping its workers)."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _shares(total: int, workers: int) -> list[int]:
+    """Split a trial budget as evenly as possible over workers (no empty shares)."""
+    return [n for n in (total // workers + (i < total % workers) for i in range(workers)) if n]
+
+
+def run_workers(config: StudyConfig, remaining: int) -> int:
+    """Start one process per share of the remaining trials on the shared storage; return failures.
+
+    Workers run in their own session, so a terminal's Ctrl-C reaches only this process, which passes it on
+    to each worker once. Their stdin stays open: its end of file tells a worker that this process is gone."""
+    procs = []
+    try:
+        for index, quota in enumerate(_shares(remaining, config.workers)):
+            proc = subprocess.Popen([sys.executable, "-m", "search", "worker"], stdin=subprocess.PIPE,
+                                    start_new_session=True)
+            procs.append(proc)
+            assert proc.stdin is not None
+            payload = json.dumps({**dataclasses.asdict(config), "quota": quota, "worker": index})
+            with contextlib.suppress(BrokenPipeError):  # a worker that died at start shows in its exit code
+                proc.stdin.write(payload.encode() + b"\n")
+                proc.stdin.flush()
+        codes = [proc.wait() for proc in procs]
+    except KeyboardInterrupt:
+        with signals_ignored():  # a second Ctrl-C must not land in a worker's save
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+            for proc in procs:
+                proc.wait()
+        raise
+    finally:
+        for proc in procs:
+            if proc.stdin is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
+    return sum(code != 0 for code in codes)
+
+
+def _watch_parent() -> None:
+    """Block until stdin ends (the parent is gone), then interrupt this worker; end it if it lingers."""
+    while os.read(0, 4096):  # the raw fd: a daemon thread must not hold sys.stdin's lock at exit
+        pass
+    os.kill(os.getpid(), signal.SIGINT)
+    threading.Event().wait(ORPHAN_GRACE_SECONDS)
+    os._exit(130)
+
+
+def worker_main(payload: str) -> int:
+    """Entry point of a worker process: run its quota; exit 1 if it stopped on failures."""
+    fields: dict[str, Any] = json.loads(payload)
+    quota, worker = fields.pop("quota"), fields.pop("worker")
+    config = StudyConfig(**fields)
+    threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
+    with sigterm_as_interrupt():
+        budget = run_worker(config, quota, worker=worker)
+    return 1 if budget.stopped_on_failures else 0

@@ -1,0 +1,126 @@
+"""Nothing is silently overwritten or created: exports, prepared data, foreign databases, missing folders."""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+import search.export
+from search.cli import app
+from search.export_files import EXPORT_FILES
+
+runner = CliRunner()
+
+
+def _one_line_error(result: Result, message: str) -> None:
+    """Exit 2 with `message` in one line on stderr and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def lenet_study(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A storage holding a 1-trial lenet study."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'db.sqlite'}"
+    result = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "50",
+                                 "--data", str(tiny_data), "--storage", url, "-q"])
+    assert result.exit_code == 0, result.output
+    return url
+
+
+def test_export_best_refuses_an_earlier_export_unless_force(lenet_study: str, tiny_data: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "best"
+    export = ["export-best", "lenet", "--storage", lenet_study, "--data", str(tiny_data), "--out", str(out), "-q"]
+    assert runner.invoke(app, export).exit_code == 0
+    before, folder = {name: (out / name).read_bytes() for name in EXPORT_FILES}, out.stat().st_ino
+    _one_line_error(runner.invoke(app, export), "holds an earlier export; pass --force")
+    assert {name: (out / name).read_bytes() for name in EXPORT_FILES} == before
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # an export interrupted after some of its files were written
+
+    monkeypatch.setattr(search.export, "write_html", broken)
+    assert runner.invoke(app, [*export, "--force"]).exit_code == 130
+    assert {name: (out / name).read_bytes() for name in EXPORT_FILES} == before  # old export whole, no mix
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]  # no temporary folder left behind
+    monkeypatch.undo()
+    assert runner.invoke(app, [*export, "--force"]).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(EXPORT_FILES)
+    assert out.stat().st_ino != folder  # replaced whole, by a rename
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_export_best_never_replaces_a_folder_of_other_files(lenet_study: str, tiny_data: Path,
+                                                            tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", lenet_study, "--data", str(tiny_data),
+                                 "--out", str(tmp_path), "--force"])
+    _one_line_error(result, "holds other files (notes.txt)")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_prepare_refuses_to_overwrite_data_unless_force(tiny_source: Path, tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text("Id,Label\n0,1\n")
+    prepare = ["data", "prepare", "--source", str(tiny_source), "--out", str(tmp_path)]
+    _one_line_error(runner.invoke(app, prepare), "train.csv exists; pass --force")
+    assert (tmp_path / "train.csv").read_text() == "Id,Label\n0,1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv"]
+    assert runner.invoke(app, [*prepare, "--force"]).exit_code == 0
+    assert (tmp_path / "train.csv").stat().st_size > 100_000
+
+
+@pytest.mark.parametrize("args", [["trials", "lenet"], ["report"], ["export-best", "lenet"],
+                                  ["confirm", "lenet"], ["study", "lenet"]])
+def test_commands_leave_another_programs_sqlite_file_alone(args: list[str], tiny_data: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE customers (name TEXT)")
+    connection.close()
+    before = db.read_bytes()
+    data = ["--data", str(tiny_data)] if args[0] in ("study", "export-best", "confirm") else []
+    result = runner.invoke(app, [*args, *data, "--storage", f"sqlite:///{db}"])
+    _one_line_error(result, "not an Optuna storage")
+    assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+
+
+def test_read_only_commands_refuse_a_file_that_is_no_database(tmp_path: Path) -> None:
+    text = tmp_path / "notes.db"
+    text.write_text("just some text, long enough to be read as a database header.....\n" * 3)
+    for args in (["trials", "lenet"], ["report"]):
+        _one_line_error(runner.invoke(app, [*args, "--storage", f"sqlite:///{text}"]), "not an SQLite database")
+        _one_line_error(runner.invoke(app, [*args, "--storage", f"journal:///{text}"]), "not an Optuna journal file")
+    assert text.read_text().startswith("just some text") and [p.name for p in tmp_path.iterdir()] == ["notes.db"]
+
+
+@pytest.mark.parametrize("make_url, message", [
+    (lambda tmp: f"sqlite:///{tmp / 'nonexistent-dir' / 'x.db'}", "nonexistent-dir does not exist"),
+    (lambda tmp: f"journal:///{tmp / 'nonexistent-dir' / 'x.log'}", "nonexistent-dir does not exist"),
+    (lambda tmp: f"sqlite:///{tmp / 'file.txt' / 'x.db'}", "file.txt does not exist"),  # parent is a file
+])
+def test_storage_folder_is_created_only_for_the_default(make_url: Callable[[Path], str], message: str,
+                                                        tiny_data: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    (tmp_path / "file.txt").write_text("x")
+    result = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "20", "-q",
+                                 "--data", str(tiny_data), "--storage", make_url(tmp_path)])
+    _one_line_error(result, message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+    result = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "20", "-q",
+                                 "--data", str(tiny_data)])
+    assert result.exit_code == 0 and (tmp_path / "studies" / "hpsearch.db").is_file()  # the default folder is made
+
+
+def test_score_on_a_folder_is_one_line(tiny_data: Path) -> None:
+    _one_line_error(runner.invoke(app, ["score", str(tiny_data), "--labels", str(tiny_data / "testY.csv")]),
+                    "is a folder, not an Id,Label CSV file")
+    _one_line_error(runner.invoke(app, ["score", str(tiny_data / "testY.csv"), "--labels", str(tiny_data)]),
+                    "is a folder")

@@ -1,0 +1,142 @@
+"""Worker processes and budgets: signals reach each worker once, no orphan outlives its parent, a dead worker's
+RUNNING trial does not count, and --timeout must be positive."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from search.cli import app
+from search.storage import open_storage
+
+runner = CliRunner()
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def children(parent: int) -> dict[int, bytes]:
+    """parent's live child processes, pid -> command line, read from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+    return found
+
+
+def process_group(pid: int) -> int:
+    """The process group of pid (from /proc/PID/stat)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+
+
+def alive(pid: int) -> bool:
+    """Whether pid runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _study(url: str) -> optuna.Study:
+    return optuna.load_study(study_name="lenet", storage=open_storage(url))
+
+
+def _start(url: str, data: Path, *args: str) -> subprocess.Popen:
+    """A long `hpsearch study` in its own session (as a shell's foreground job is in its own group)."""
+    return subprocess.Popen([sys.executable, "-m", "search", "study", "lenet", "--epochs", "200", "--subset", "200",
+                             "--pruner", "none", "--data", str(data), "--storage", url, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_until_running(url: str, proc: subprocess.Popen, trials: int) -> None:
+    """Poll until `trials` trials are RUNNING and each has reported an epoch."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        try:
+            running = _study(url).get_trials(states=(TrialState.RUNNING,))
+            if len(running) >= trials and all(t.intermediate_values for t in running):
+                return
+        except KeyError:
+            pass  # the study is not created yet
+        time.sleep(0.2)
+    raise AssertionError("the trials did not get under way")
+
+
+@pytest.mark.parametrize("how", ["sigterm", "terminal-ctrl-c"])
+def test_signal_to_the_parent_reaches_each_worker_once(how: str, tiny_data: Path, tmp_path: Path) -> None:
+    url = f"journal:///{tmp_path / 'journal.log'}"
+    proc = _start(url, tiny_data, "--trials", "4", "--workers", "2")
+    _wait_until_running(url, proc, 2)
+    workers = children(proc.pid)
+    assert len(workers) == 2 and all(b"worker" in line for line in workers.values())
+    # Workers are outside the parent's process group: a terminal's Ctrl-C reaches only the parent.
+    assert all(process_group(pid) != process_group(proc.pid) for pid in workers)
+    if how == "sigterm":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(process_group(proc.pid), signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.count("interrupted: finished trials are saved") == 3  # the parent and each worker, once
+    assert not any(alive(pid) for pid in workers)
+    trials = _study(url).trials
+    assert [t.user_attrs.get("fail_reason") for t in trials if t.state == TrialState.FAIL] == ["interrupted"] * 2
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_killed_parent_leaves_no_orphan_worker(tiny_data: Path, tmp_path: Path) -> None:
+    url = f"journal:///{tmp_path / 'journal.log'}"
+    proc = _start(url, tiny_data, "--trials", "4", "--workers", "2")
+    _wait_until_running(url, proc, 2)
+    workers = children(proc.pid)
+    assert len(workers) == 2
+    proc.kill()
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+    trials = _study(url).trials
+    assert [t.user_attrs.get("fail_reason") for t in trials if t.state == TrialState.FAIL] == ["interrupted"] * 2
+
+
+def test_running_trial_of_a_dead_worker_does_not_count(tiny_data: Path, tmp_path: Path) -> None:
+    """On a journal storage (no heartbeats) a killed worker's trial stays RUNNING: the next run still runs
+    --trials finished trials, says so in one line, and --fail-orphans clears it."""
+    url = f"journal:///{tmp_path / 'journal.log'}"
+    proc = _start(url, tiny_data, "--trials", "2")
+    _wait_until_running(url, proc, 1)
+    proc.kill()
+    proc.communicate(timeout=60)
+    [orphan] = _study(url).get_trials(states=(TrialState.RUNNING,))
+    rerun = ["study", "lenet", "--trials", "2", "--epochs", "1", "--subset", "200", "--pruner", "none", "-q",
+             "--data", str(tiny_data), "--storage", url]
+    result = runner.invoke(app, rerun)
+    assert result.exit_code == 0, result.output
+    assert "still running" not in result.stderr
+    assert f"found 1 RUNNING trials with no live worker (trials {orphan.number})" in result.stderr
+    assert "--fail-orphans" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert len(_study(url).get_trials(states=FINISHED)) == 2
+    result = runner.invoke(app, [*rerun, "--fail-orphans"])
+    assert result.exit_code == 0 and "no live worker" not in result.stderr, result.output
+    cleared = _study(url).trials[orphan.number]
+    assert cleared.state == TrialState.FAIL and "orphaned" in cleared.user_attrs["fail_reason"]
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_timeout_must_be_positive(value: str, tiny_data: Path, tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    result = runner.invoke(app, ["study", "lenet", "--timeout", value, "--workers", "2", "--data", str(tiny_data),
+                                 "--storage", f"sqlite:///{db}"])
+    assert result.exit_code == 2 and "--timeout must be more than 0 seconds" in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and not db.exists()

@@ -1,0 +1,133 @@
+"""A password in a storage URL never shows: not in messages, files, attributes, nor worker command lines."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+from typer.testing import CliRunner
+
+from search.cli import app
+from search.export_files import EXPORT_FILES
+from search.storage import display_url, open_storage
+from tests.test_processes import children
+
+runner = CliRunner()
+PASSWORD = "TopSecret123"
+UNREACHABLE = f"postgresql+psycopg://hp:{PASSWORD}@127.0.0.1:1/x"
+
+
+@pytest.mark.parametrize("url, shown", [
+    (UNREACHABLE, "postgresql+psycopg://hp:***@127.0.0.1:1/x"),
+    ("postgresql://hp:p@ss/w@rd@db-host/hp", "postgresql://hp:***@db-host/hp"),  # '@' and '/' in the password
+    ("postgres ql://hp:TopSecret123@host/db", "postgres ql://hp:***@host/db"),  # does not parse
+    ("hp:TopSecret123@host/db", "***@host/db"),  # no scheme at all
+    ("postgresql://db-host/hp?password=TopSecret123&sslmode=require",
+     "postgresql://db-host/hp?password=***&sslmode=require"),
+    ("sqlite:///studies/hpsearch.db", "sqlite:///studies/hpsearch.db"),
+])
+def test_display_url_masks_every_password(url: str, shown: str) -> None:
+    assert display_url(url) == shown
+
+
+@pytest.mark.parametrize("args", [
+    ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "50"],
+    ["trials", "lenet"], ["export-best", "lenet"], ["report"],
+    ["study", "lenet", "--storage", f"post gres://hp:{PASSWORD}@h/db"],  # does not parse
+    ["trials", "lenet", "--storage", f"redis://hp:{PASSWORD}@h/0"],  # unsupported database
+])
+def test_unreachable_server_error_hides_the_password(args: list[str], tiny_data: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    extra = ["--data", str(tiny_data)] if args[0] in ("study", "export-best") else []
+    storage = [] if "--storage" in args else ["--storage", UNREACHABLE]
+    result = runner.invoke(app, args + extra + storage)
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+    assert result.stderr.startswith("error: storage '") and PASSWORD not in result.output
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_hpsearch_storage_sets_the_default_and_storage_wins(tmp_path: Path, sqlite_url: str,
+                                                           tiny_data: Path) -> None:
+    study = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "20", "-q",
+                                "--data", str(tiny_data)], env={"HPSEARCH_STORAGE": sqlite_url})
+    assert study.exit_code == 0 and f"results: {sqlite_url}" in study.stdout, study.output
+    assert "export with `hpsearch export-best lenet`" in study.stdout  # the variable names the storage
+    env = {"HPSEARCH_STORAGE": UNREACHABLE}
+    result = runner.invoke(app, ["trials", "lenet"], env=env)
+    assert result.exit_code == 2 and "postgresql+psycopg://hp:***@127.0.0.1:1/x" in result.stderr
+    assert PASSWORD not in result.output
+    result = runner.invoke(app, ["trials", "lenet", "--storage", sqlite_url], env=env)
+    assert result.exit_code == 0 and "COMPLETE" in result.stdout
+    for command in ("study", "trials", "report"):
+        helped = runner.invoke(app, [command, "--help"], env=env)
+        assert helped.exit_code == 0 and "HPSEARCH_STORAGE" in helped.stdout and PASSWORD not in helped.stdout
+
+
+@pytest.fixture
+def secret_postgres() -> Iterator[str]:
+    """A fresh database on the test server, as a URL carrying a password (the server trusts local users)."""
+    base = os.environ.get("HPSEARCH_TEST_POSTGRES")
+    if not base:
+        pytest.skip("HPSEARCH_TEST_POSTGRES is not set")
+    url = sqlalchemy.engine.make_url(base).set(password=PASSWORD)
+    name = f"secrets_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+def _watch_command_lines(proc: subprocess.Popen, seen: list[bytes]) -> None:
+    """Collect the command lines of proc and its children until it ends (short polling)."""
+    while proc.poll() is None:
+        seen.extend(children(proc.pid).values())
+        with contextlib.suppress(OSError):
+            seen.append(Path(f"/proc/{proc.pid}/cmdline").read_bytes())
+        time.sleep(0.05)
+
+
+def test_password_in_no_output_file_attribute_or_worker_argv(secret_postgres: str, tiny_data: Path,
+                                                             tmp_path: Path) -> None:
+    """The study gets the URL from $HPSEARCH_STORAGE, so no command line may hold the password (a worker
+    would show its parent's argv for an instant between fork and exec); the other commands get --storage."""
+    storage, printed = ["--storage", secret_postgres], []
+    command = [sys.executable, "-m", "search", "study", "lenet", "--trials", "2", "--workers", "2", "--epochs", "1",
+               "--subset", "50", "--data", str(tiny_data)]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "HPSEARCH_STORAGE": secret_postgres})
+    seen: list[bytes] = []
+    watcher = threading.Thread(target=_watch_command_lines, args=(proc, seen))
+    watcher.start()
+    printed.extend(proc.communicate(timeout=600))
+    watcher.join()
+    assert proc.returncode == 0, printed[1][-2000:]
+    assert any(b"worker" in line for line in seen)  # the workers were caught running
+    assert not any(PASSWORD.encode() in line for line in seen)
+    for args in (["trials", "lenet"], ["export-best", "lenet", "--data", str(tiny_data), "--out", "export"],
+                 ["report", "--out", "report/report.html"]):
+        done = subprocess.run([sys.executable, "-m", "search", *args, *storage], cwd=tmp_path, capture_output=True,
+                              check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        printed += [done.stdout, done.stderr]
+    assert {p.name for p in (tmp_path / "export").iterdir()} == set(EXPORT_FILES)
+    assert not any(PASSWORD.encode() in text for text in printed)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) >= 7 and not [p for p in written if PASSWORD.encode() in p.read_bytes()]
+    study = optuna.load_study(study_name="lenet", storage=open_storage(secret_postgres))
+    attributes = json.dumps([study.user_attrs] + [
+        [t.user_attrs, t.system_attrs, t.params] for t in study.trials], default=str)
+    assert PASSWORD not in attributes
