@@ -74,7 +74,8 @@ def test_export_best_uses_the_best_mean_and_report_draws_error_bars(study_url: s
     assert row["confirmed_trial"] == table["trial"][0] and row["confirmed_std"] == table["std"][0]
     out = tmp_path / "cmp.html"
     assert runner.invoke(app, ["report", "--storage", study_url, "--out", str(out)]).exit_code == 0
-    assert out.read_text().count("Plotly.newPlot(") == 3
+    # best curves, accuracy vs time, the notebook at a glance, confirmed configurations
+    assert out.read_text().count("Plotly.newPlot(") == 4
 
 
 def test_confirm_needs_positive_counts(study_url: str) -> None:

@@ -26,7 +26,8 @@ from search.objective import TrialFailed, train
 data = load_dataset(Path(sys.argv[1]), 120)
 arch = spaces.get("lenet")
 out = {}
-for name, params in (("dropout", {**arch.SEED_MODELS["model2"], "dropout": 0.25}),  # batch 64: a partial last batch
+DROPOUT = {**arch.SEED_MODELS["model2"], "dropout": 0.25}  # batch 64: a partial last batch
+for name, params in (("dropout", DROPOUT),
                      ("plateau", {**arch.SEED_MODELS["model4"], "learning_rate": 1e-4, "reduce_lr": True})):
     runs = [train(arch, params, data, 8, 7, device_loop=loop).recorder.history for loop in (False, True)]
     out[name] = runs
@@ -41,7 +42,7 @@ except TrialFailed as exc:
 # (on by default, see search/runtime.py) gains no entry for a run that differs only in it.
 cache = Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
 before = len(list(cache.iterdir()))
-train(arch, {**arch.SEED_MODELS["model2"], "learning_rate": 3e-3}, data, 8, 7, device_loop=True)
+train(arch, {**DROPOUT, "learning_rate": 3e-3}, data, 8, 7, device_loop=True)
 out["programs"], out["new_programs"] = before, len(list(cache.iterdir())) - before
 print(json.dumps(out))
 '''
