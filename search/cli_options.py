@@ -1,0 +1,41 @@
+"""The command line's shared pieces: option types used by several commands, and the one-line error rule."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+import spaces
+from search.errors import UserError
+
+DataDir = Annotated[Path, typer.Option("--data", help="Folder with train.csv and testX.csv, or with train/<class "
+                                       "name>/*.png|jpg|jpeg|bmp and test/*.png|... (see README).")]
+ImageSize = Annotated[Optional[str], typer.Option("--image-size", help="HEIGHTxWIDTH every image of an image "
+                                                  "folder is resized to (default: the most common size; "
+                                                  "export-best and confirm: the study's).")]
+# The default storage may come from $HPSEARCH_STORAGE, so a password need not be typed on a command line;
+# show_envvar only names the variable in --help, never its value.
+Storage = Annotated[str, typer.Option("--storage", envvar="HPSEARCH_STORAGE", show_envvar=True,
+                                      help="Optuna storage URL (sqlite:///..., postgresql+psycopg://..., "
+                                      "journal:///path); $HPSEARCH_STORAGE sets the default.")]
+Arch = Annotated[str, typer.Argument(help=f"Architecture: {', '.join(spaces.names())}.")]
+StudyName = Annotated[Optional[str], typer.Option("--study-name", help="Study name (default: ARCH).")]
+Backend = Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax (default: $KERAS_BACKEND, "
+                                                "else jax where it can use a GPU, else tensorflow).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user's mistake into one line on stderr and exit code 2; Ctrl-C into exit code 130."""
+    try:
+        yield
+    except (UserError, spaces.UnknownArchitecture) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished trials are saved; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
