@@ -21,6 +21,12 @@ OPTIMIZER_TABLE: dict[str, tuple[type[keras.optimizers.Optimizer], dict[str, Any
 }
 BATCH_SIZES = (32, 64, 128, 256)
 ACTIVATIONS = ("relu", "leaky_relu")
+# Batch normalization's momentum. Keras' default (0.99, Keras 2's too, so the notebook's models keep it)
+# averages the moving statistics over hundreds of steps, and a short trial validates with statistics that
+# have not settled: measured on 2,000-3,000 images for 4-6 epochs, a batch-normalized CNN reached 0.39
+# validation accuracy and ResNet 0.14, against 0.86 for the CNN without it. 0.9 settles in tens of steps.
+BN_MOMENTA = (0.9, 0.99)
+NOTEBOOK_BN_MOMENTUM = 0.99
 # The notebook's ReduceLROnPlateau settings.
 PLATEAU = {"monitor": "val_accuracy", "mode": "max", "patience": 3, "factor": 0.5, "min_lr": 1e-5}
 
@@ -62,9 +68,15 @@ def suggest_dropout(trial: Any) -> Params:
     return {"dropout": trial.suggest_float("dropout", 0.0, 0.6, step=0.05)}
 
 
+def suggest_bn_momentum(trial: Any) -> Params:
+    """Sample how fast batch normalization's moving statistics follow the batches."""
+    return {"bn_momentum": trial.suggest_categorical("bn_momentum", BN_MOMENTA)}
+
+
 def suggest_batch_norm(trial: Any) -> Params:
-    """Sample whether convolutions are followed by batch normalization."""
-    return {"batch_norm": trial.suggest_categorical("batch_norm", (False, True))}
+    """Sample whether convolutions are followed by batch normalization, and its momentum when they are."""
+    params: Params = {"batch_norm": trial.suggest_categorical("batch_norm", (False, True))}
+    return {**params, **suggest_bn_momentum(trial)} if params["batch_norm"] else params
 
 
 def make_optimizer(params: Params) -> keras.optimizers.Optimizer:
@@ -105,8 +117,13 @@ def conv_block(x: keras.KerasTensor, filters: int, kernel: int, params: Params, 
     """Conv2D, then batch normalization if asked, then the activation."""
     x = layers.Conv2D(filters, kernel, strides=strides, padding=padding)(x)
     if params.get("batch_norm", False) if batch_norm is None else batch_norm:
-        x = layers.BatchNormalization()(x)
+        x = batch_normalization(params)(x)
     return activation(params)(x) if act else x
+
+
+def batch_normalization(params: Params) -> layers.Layer:
+    """A BatchNormalization layer with the params' momentum (the notebook's models leave it at Keras')."""
+    return layers.BatchNormalization(momentum=params.get("bn_momentum", NOTEBOOK_BN_MOMENTUM))
 
 
 def classifier_head(x: keras.KerasTensor, dense_units: Sequence[int], params: Params, num_classes: int, *,

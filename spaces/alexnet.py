@@ -32,8 +32,10 @@ NOTEBOOK: dict[str, NotebookModel] = {
 }
 SEED_MODELS: dict[str, Params] = seed_params(NOTEBOOK)
 
-# The first trial of a new study (`--no-warm-start` skips it): batch norm, a 1024-wide head, Adam at 1e-3.
-DEFAULT: Params = {**_ALEXNET, "dense_units": 1024, "batch_norm": True, "optimizer": "adam",
+# The first trial of a new study (`--no-warm-start` skips it): a 1024-wide head, Adam at 1e-3. Measured on
+# 2,000 fashion10 images, 4 epochs, seeds 1-3: 0.761 validation accuracy (with batch norm at Keras'
+# momentum 0.99: 0.211).
+DEFAULT: Params = {**_ALEXNET, "dense_units": 1024, "batch_norm": False, "optimizer": "adam",
                    "learning_rate": 0.001, "reduce_lr": True}
 
 

@@ -6,8 +6,8 @@ from typing import Any
 import keras
 from keras import layers
 
-from spaces._common import (Params, classifier_head, conv_block, model_input, suggest_activation,
-                            suggest_batch_norm, suggest_dropout, suggest_training)
+from spaces._common import (NOTEBOOK_BN_MOMENTUM, Params, batch_normalization, classifier_head, conv_block, model_input,
+                            suggest_activation, suggest_batch_norm, suggest_dropout, suggest_training)
 from spaces._notebook import NotebookModel, Reported, seed_params
 
 NAME = "cnn"
@@ -43,15 +43,16 @@ NOTEBOOK: dict[str, NotebookModel] = {
     # Batch 128 as its heading and the notebook's text say (its result line repeats "BS: 32"; its time is a third).
     "model6": NotebookModel({**_SGD_N, "batch_size": 128}, 50,
                             Reported(0.9073, 0.2311, 201.29, 886_245, train_accuracy=0.920)),
-    "model7": NotebookModel({**_SGD_N, "batch_norm": True, "batch_norm_layout": "notebook"}, 50,
+    "model7": NotebookModel({**_SGD_N, "batch_norm": True, "batch_norm_layout": "notebook",
+                             "bn_momentum": NOTEBOOK_BN_MOMENTUM}, 50,
                             Reported(0.9112, 0.2488, 927.53, 887_013, train_accuracy=0.9514)),
 }
 SEED_MODELS: dict[str, Params] = seed_params(NOTEBOOK)
 
-# The first trial of a new study (`--no-warm-start` skips it): Adam at 1e-3, batch 64, batch norm and
-# ReduceLROnPlateau; chosen from the learning-rate measurements in spaces/_common.py and the notebook's runs.
-DEFAULT: Params = {**_PLATEAU, "kernel1": 3, "batch_norm": True, "batch_norm_layout": "before_activation",
-                   "batch_size": 64}
+# The first trial of a new study (`--no-warm-start` skips it): Adam at 1e-3, batch 64, ReduceLROnPlateau, no
+# batch norm. Measured on 3,000 fashion10 images, 6 epochs, seeds 1-3: 0.861 validation accuracy (with batch
+# norm at momentum 0.9: 0.850; at Keras' 0.99: 0.390).
+DEFAULT: Params = {**_PLATEAU, "kernel1": 3, "batch_size": 64}
 
 
 def suggest(trial: Any) -> Params:
@@ -86,11 +87,11 @@ def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> ker
         for conv in range(2):
             x = conv_block(x, filters, kernel, params, batch_norm=False if notebook_bn else None)
             if notebook_bn and (block, conv) in _NOTEBOOK_BN_AFTER_CONV:
-                x = layers.BatchNormalization()(x)
+                x = batch_normalization(params)(x)
         x = layers.MaxPooling2D()(x)
         x = layers.Dropout(params["dropout"])(x)
         if notebook_bn and block in _NOTEBOOK_BN_AFTER_BLOCK:
-            x = layers.BatchNormalization()(x)
+            x = batch_normalization(params)(x)
     outputs = classifier_head(layers.Flatten()(x), [params["dense_units"]], params, num_classes,
                               dropout=params["head_dropout"],
                               leaky_after=HEAD_LEAKY_SLOPE if params["head_leaky_relu"] else None)

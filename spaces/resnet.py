@@ -6,8 +6,8 @@ from typing import Any
 import keras
 from keras import layers
 
-from spaces._common import (Params, activation, classifier_head, conv_block, model_input,
-                            suggest_activation, suggest_dropout, suggest_training)
+from spaces._common import (NOTEBOOK_BN_MOMENTUM, Params, activation, classifier_head, conv_block, model_input, suggest_activation,
+                            suggest_bn_momentum, suggest_dropout, suggest_training)
 from spaces._notebook import NotebookModel, Reported, seed_params
 
 NAME = "resnet"
@@ -17,7 +17,8 @@ INPUT_SIZE = 28
 # an unnormalized 1x1 projection shortcut, as the notebook built it: 11,183,621 parameters.
 _RESNET18: Params = {"stages": 4, "blocks": 2, "base_filters": 64, "stem_maxpool": False,
                      "dropout": 0.0, "activation": "relu", "optimizer": "adam",
-                     "learning_rate": 0.001, "batch_size": 64, "reduce_lr": False}
+                     "learning_rate": 0.001, "batch_size": 64, "reduce_lr": False,
+                     "bn_momentum": NOTEBOOK_BN_MOMENTUM}
 # 50 epochs each, no ReduceLROnPlateau. The notebook's convolutions also used he_normal initialization and an
 # L2(1e-4) penalty, which this space does not model (parameter counts are unaffected).
 NOTEBOOK: dict[str, NotebookModel] = {
@@ -30,8 +31,10 @@ NOTEBOOK: dict[str, NotebookModel] = {
 SEED_MODELS: dict[str, Params] = seed_params(NOTEBOOK)
 
 # The first trial of a new study (`--no-warm-start` skips it): a small ResNet (3 stages of one block,
-# 32-128 filters) that trains in a fraction of ResNet-18's time, with Adam at 1e-3.
-DEFAULT: Params = {**_RESNET18, "stages": 3, "blocks": 1, "base_filters": 32, "reduce_lr": True}
+# 32-128 filters) with Adam at 1e-3 and batch-norm momentum 0.9. Measured on 2,000 fashion10 images, 4 epochs,
+# seeds 1-3: 0.816 validation accuracy, against 0.142 with Keras' default momentum 0.99.
+DEFAULT: Params = {**_RESNET18, "stages": 3, "blocks": 1, "base_filters": 32, "reduce_lr": True,
+                   "bn_momentum": 0.9}
 
 
 def suggest(trial: Any) -> Params:
@@ -41,7 +44,8 @@ def suggest(trial: Any) -> Params:
         "blocks": trial.suggest_int("blocks", 1, 2),
         "base_filters": trial.suggest_categorical("base_filters", (16, 32, 64)),
         "stem_maxpool": trial.suggest_categorical("stem_maxpool", (False, True)),
-        **suggest_dropout(trial), **suggest_activation(trial), **suggest_training(trial),
+        **suggest_bn_momentum(trial), **suggest_dropout(trial), **suggest_activation(trial),
+        **suggest_training(trial),
     }
 
 

@@ -32,10 +32,11 @@ NOTEBOOK: dict[str, NotebookModel] = {
 }
 SEED_MODELS: dict[str, Params] = seed_params(NOTEBOOK)
 
-# The first trial of a new study (`--no-warm-start` skips it): VGG-11 with batch norm and a 512-wide head;
-# with batch norm Adam trains it (without, the notebook's Adam run failed).
-DEFAULT: Params = {**_VGG16, "depth": 11, "dense_units": 512, "batch_norm": True, "optimizer": "adam",
-                   "learning_rate": 0.001, "reduce_lr": True}
+# The first trial of a new study (`--no-warm-start` skips it): VGG-11 with batch norm at momentum 0.9, a
+# 512-wide head and Adam at 1e-3. Measured on 2,000 fashion10 images, 4 epochs, seeds 1-3: 0.773 validation
+# accuracy; 0.521 without batch norm, 0.167 with it at Keras' momentum 0.99.
+DEFAULT: Params = {**_VGG16, "depth": 11, "dense_units": 512, "batch_norm": True, "bn_momentum": 0.9,
+                   "optimizer": "adam", "learning_rate": 0.001, "reduce_lr": True}
 
 
 def suggest(trial: Any) -> Params:
