@@ -95,6 +95,9 @@ def worker_main(payload: str) -> int:
     fields: dict[str, Any] = json.loads(payload)
     quota, worker = fields.pop("quota"), fields.pop("worker")
     config = StudyConfig(**fields)
+    # SIGINT is how the parent stops this worker: honour it even when inherited as ignored (a parent
+    # started as a background job of a non-interactive shell passes SIGINT on ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
     with sigterm_as_interrupt():
         budget = run_worker(config, quota, worker=worker)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,12 @@ from search.data import DEFAULT_SOURCE, IDX_FILES, prepare, read_idx
 from search.runtime import use_backend
 
 use_backend("tensorflow")  # before any test imports Keras
+
+
+def as_foreground_job() -> None:
+    """Popen preexec_fn: SIGINT handled as in a terminal's foreground job. A background job of a
+    non-interactive shell (e.g. a CI runner's `cmd &`) starts with SIGINT ignored, and Python keeps it so."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

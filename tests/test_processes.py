@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from search.cli import app
+from tests.conftest import as_foreground_job
 from search.storage import open_storage
 
 runner = CliRunner()
@@ -54,7 +55,8 @@ def _start(url: str, data: Path, *args: str) -> subprocess.Popen:
     """A long `hpsearch study` in its own session (as a shell's foreground job is in its own group)."""
     return subprocess.Popen([sys.executable, "-m", "search", "study", "lenet", "--epochs", "200", "--subset", "200",
                              "--pruner", "none", "--data", str(data), "--storage", url, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=as_foreground_job)
 
 
 def _wait_until_running(url: str, proc: subprocess.Popen, trials: int) -> None:

@@ -14,6 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.storage import open_storage
+from tests.conftest import as_foreground_job
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -94,7 +95,8 @@ def test_ctrl_c_records_interrupted_trial_and_rerun_resumes(tiny_data: Path, tmp
     url, name = f"sqlite:///{tmp_path / 'db.sqlite'}", "lenet"
     command = hpsearch("study", "lenet", "--trials", "2", "--epochs", "20", "--subset", "200", "--pruner", "none",
                        "--data", str(tiny_data), "--storage", url)
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_foreground_job)
     victim = _wait_for_running_trial(url, name, proc, epochs=1)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)

@@ -1,0 +1,43 @@
+"""Benchmark: an architecture's DEFAULT configuration and variants of it, over three seeds; JSON lines.
+
+What each space's warm-start configuration was chosen from: the best validation accuracy of a short run
+(a few epochs on a few thousand images, where a study's first trial must already be good).
+Example: python bench/defaults.py --data /tmp/f10 --arch cnn --subset 3000 --epochs 6 \
+             --variants '{"as is": {}, "no batch norm": {"batch_norm": false}}'
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+
+def main() -> None:
+    """Train DEFAULT updated by each variant for every seed and print the scores and their mean."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data"))
+    parser.add_argument("--arch", default="cnn")
+    parser.add_argument("--subset", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--variants", default='{"as is": {}}', help="JSON: name -> params to change")
+    args = parser.parse_args()
+    from search.runtime import use_backend
+
+    use_backend(None)
+    import spaces
+    from search.data import load_dataset
+    from search.objective import train
+
+    data = load_dataset(args.data, args.subset)
+    arch = spaces.get(args.arch)
+    for name, change in json.loads(args.variants).items():
+        scores = [round(train(arch, {**arch.DEFAULT, **change}, data, args.epochs, seed).recorder.best_epoch()[1], 4)
+                  for seed in map(int, args.seeds.split(","))]
+        print(json.dumps({"arch": args.arch, "variant": name, "change": change, "scores": scores,
+                          "mean": round(statistics.fmean(scores), 4)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
