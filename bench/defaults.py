@@ -33,7 +33,7 @@ def main() -> None:
     data = load_dataset(args.data, args.subset)
     arch = spaces.get(args.arch)
     for name, change in json.loads(args.variants).items():
-        scores = [round(train(arch, {**arch.DEFAULT, **change}, data, args.epochs, seed).recorder.best_epoch()[1], 4)
+        scores = [round(train(arch, {**arch.DEFAULT, **change}, data, args.epochs, seed).history.best_epoch()[1], 4)
                   for seed in map(int, args.seeds.split(","))]
         print(json.dumps({"arch": args.arch, "variant": name, "change": change, "scores": scores,
                           "mean": round(statistics.fmean(scores), 4)}), flush=True)

@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from search.config import DEFAULT_SEED
+
 GRID: dict[str, tuple[float, ...]] = {
     "sgd": (1e-3, 1e-2, 0.03, 0.1, 0.3), "sgd_nesterov": (1e-3, 3e-3, 1e-2, 0.03, 0.1),
     "adam": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 0.03), "adadelta": (1e-3, 0.03, 0.3, 1.0, 3.0),
@@ -23,7 +25,7 @@ def main() -> None:
     parser.add_argument("--arch", default="lenet")
     parser.add_argument("--subset", type=int, default=3000)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = parser.parse_args()
     from search.runtime import use_backend
 
@@ -40,7 +42,7 @@ def main() -> None:
             for batch in (32, 256):
                 params = {**base, "optimizer": optimizer, "learning_rate": rate, "batch_size": batch,
                           "reduce_lr": False}
-                best = train(arch, params, data, args.epochs, args.seed).recorder.best_epoch()[1]
+                best = train(arch, params, data, args.epochs, args.seed).history.best_epoch()[1]
                 print(json.dumps({"arch": args.arch, "optimizer": optimizer, "learning_rate": rate,
                                   "batch_size": batch, "best_val_accuracy": round(best, 4)}), flush=True)
 

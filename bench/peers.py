@@ -5,7 +5,8 @@ an adapter that answers Optuna's `suggest_*` calls with KerasTuner's `HyperParam
 a different space. Both train on the same split (`--subset`), run as subprocesses one after the other on an
 otherwise idle machine, and are timed from their process start. Printed per seed and tool: the best
 validation accuracy seen so far, at every epoch end of every trial (seconds since the tool's start), and the
-test accuracy of the tool's best configuration, retrained, on testY.csv. Needs the `bench` extra (keras-tuner). Example (CPU, fashion10):
+test accuracy of the tool's best configuration, retrained, on testY.csv. Needs the `bench` extra (keras-tuner).
+Example (CPU, fashion10):
     hpsearch data prepare --labels fashion10 --out /tmp/f10
     python bench/peers.py --data /tmp/f10 --subset 3000 --budget 600 --seeds 1,2,3
 """

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from search.config import DEFAULT_SEED
 from search.runtime import device_name, use_backend
 
 
@@ -31,7 +32,7 @@ def measure_once(run: Callable[[], list[float]], epochs: int) -> tuple[float, fl
     return wall - steady * epochs, steady
 
 
-def summarize(runs: list[tuple[float, float]], n_train: int) -> dict[str, float]:
+def summarize(runs: list[tuple[float, float]], n_train: int) -> dict[str, Any]:
     """Medians over repeated runs."""
     fixed, steady = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
     return {"fixed_s": round(fixed, 3), "steady_epoch_s": round(steady, 4), "images_per_s": round(n_train / steady, 1),
@@ -42,25 +43,25 @@ def plain_fit(arch: ModuleType, params: dict, data: Any, epochs: int) -> list[fl
     """Plain Keras: build, compile, `model.fit` with validation; the epoch seconds."""
     import keras
 
-    from search.objective import EpochRecorder
+    from search.objective import EpochHistory
     from spaces._common import make_optimizer
 
     keras.backend.clear_session()
-    keras.utils.set_random_seed(1337)
+    keras.utils.set_random_seed(DEFAULT_SEED)
     model = arch.build(params, data.input_shape, data.num_classes)
     model.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    timer = EpochRecorder()
+    timer = EpochHistory()
     model.fit(data.x_train, data.y_train, batch_size=params["batch_size"], epochs=epochs, shuffle=False,
               validation_data=(data.x_val, data.y_val), verbose=0, callbacks=[timer])
-    return [row["seconds"] for row in timer.history]
+    return [row["seconds"] for row in timer.rows]
 
 
 def trial_path(arch: ModuleType, params: dict, data: Any, epochs: int, device_loop: bool) -> list[float]:
     """hpsearch's own training (search.objective.train); the epoch seconds."""
     from search.objective import train
 
-    run = train(arch, params, data, epochs, 1337, device_loop=device_loop)
-    return [row["seconds"] for row in run.recorder.history]
+    run = train(arch, params, data, epochs, DEFAULT_SEED, device_loop=device_loop)
+    return [row["seconds"] for row in run.history.rows]
 
 
 def main() -> None:

@@ -13,9 +13,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
-def finished_per_hour(args: argparse.Namespace, workers: int, storage: str) -> dict[str, float]:
+def finished_per_hour(args: argparse.Namespace, workers: int, storage: str) -> dict[str, Any]:
     """Run one study with `workers` processes; its finished trials and their rate per hour of wall time."""
     import optuna
     from optuna.trial import TrialState

@@ -10,8 +10,9 @@ import typer
 
 import spaces
 from search.cli_options import Arch, Backend, DataDir, ImageSize, Quiet, Storage, StudyName, user_errors
+from search.config import DEFAULT_STORAGE, StudyConfig
+from search.console import Console
 from search.errors import UserError, require_positive
-from search.storage import DEFAULT_STORAGE
 
 if TYPE_CHECKING:
     import optuna
@@ -37,22 +38,24 @@ def data_prepare(
 
     with user_errors():
         for path in prepare(source, out, labels, fmt, force=force):
-            typer.echo(f"wrote {path}")
+            Console().result(f"wrote {path}")
 
 
 @app.command()
 def study(
     arch: Arch,
     trials: Annotated[int, typer.Option(help="Finished trials the study should hold; a rerun adds only "
-                                        "the missing ones.")] = 20,
-    data: DataDir = Path("data"),
+                                        "the missing ones.")] = StudyConfig.trials,
+    data: DataDir = Path(StudyConfig.data_dir),
     image_size: ImageSize = None,
-    epochs: Annotated[int, typer.Option(help="Epochs per trial (the pruner may stop a trial earlier).")] = 50,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial (the pruner may stop a trial earlier).")]
+    = StudyConfig.epochs,
     storage: Storage = DEFAULT_STORAGE,
     study_name: StudyName = None,
-    sampler: Annotated[str, typer.Option(help="tpe or random.")] = "tpe",
-    pruner: Annotated[str, typer.Option(help="hyperband, median or none.")] = "hyperband",
-    seed: Annotated[int, typer.Option(help="Seed of the sampler and of every model's initialization.")] = 1337,
+    sampler: Annotated[str, typer.Option(help="tpe or random.")] = StudyConfig.sampler,
+    pruner: Annotated[str, typer.Option(help="hyperband, median or none.")] = StudyConfig.pruner,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler and of every model's initialization.")]
+    = StudyConfig.seed,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
     subset: Annotated[Optional[int], typer.Option(help="Train on the first N training images "
                                                   "(and N/4 validation images) for quick runs.")] = None,
@@ -62,20 +65,21 @@ def study(
     shuffle: Annotated[bool, typer.Option(help="Shuffle training data each epoch (the notebook did not).")] = False,
     backend: Backend = None,
     workers: Annotated[int, typer.Option(help="Worker processes sharing the study (use a journal or "
-                                         "PostgreSQL storage for many).")] = 1,
-    max_failures: Annotated[int, typer.Option(help="Stop after this many failed trials in one run.")] = 10,
+                                         "PostgreSQL storage for many).")] = StudyConfig.workers,
+    max_failures: Annotated[int, typer.Option(help="Stop after this many failed trials in one run.")]
+    = StudyConfig.max_failures,
     device_loop: Annotated[Optional[bool], typer.Option(
         "--device-loop/--no-device-loop", help="JAX only: train each epoch as one compiled on-device loop "
         "(default: on where JAX trains on a GPU; on CPU it measured 5-16x slower than model.fit).")] = None,
     heartbeat: Annotated[int, typer.Option(help="Seconds between a worker's heartbeats (SQLite/PostgreSQL); "
-                                           "a trial silent for 3 beats is failed and retried once.")] = 10,
+                                           "a trial silent for 3 beats is failed and retried once.")]
+    = StudyConfig.heartbeat_seconds,
     fail_orphans: Annotated[bool, typer.Option(help="First mark failed the RUNNING trials whose worker is gone "
                                                "(left by a killed worker on a journal storage).")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Run (or resume) an Optuna study of ARCH until it holds --trials finished trials."""
     from search.runner import run_study
-    from search.study import StudyConfig
 
     config = StudyConfig(arch=arch, data_dir=str(data), trials=trials, epochs=epochs, storage=storage,
                          study_name=study_name, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
@@ -111,16 +115,18 @@ def replay(
     with user_errors():
         spaces.require(arch)
         use_backend(backend)  # before the architecture's module imports Keras
-        from search.replay import choose_models, replay as run_replay, replay_config, replay_table
+        from search.replay import choose_models, replay_config, replay_table
+        from search.replay import replay as run_replay
         from spaces._notebook import NOTEBOOK_SETUP
 
         chosen = choose_models(arch, models)
         config = replay_config(arch, chosen, epochs_scale, study_name, data_dir=str(data), storage=storage,
                                subset=subset, backend=backend, quiet=quiet)
         study_obj = run_replay(config, chosen, epochs_scale)
-    typer.echo(f"study {study_obj.study_name!r} in {display_url(storage)}: the notebook's models measured here "
-               f"vs as the notebook reported them ({NOTEBOOK_SETUP})")
-    typer.echo(replay_table(study_obj, chosen).to_string(index=False, na_rep="-"))
+    console = Console(quiet)
+    console.result(f"study {study_obj.study_name!r} in {display_url(storage)}: the notebook's models measured here "
+                   f"vs as the notebook reported them ({NOTEBOOK_SETUP})")
+    console.result(replay_table(study_obj, chosen).to_string(index=False, na_rep="-"))
 
 
 @app.command(hidden=True)
@@ -138,16 +144,17 @@ def worker() -> None:
 @app.command("trials")
 def trials_table(arch: Arch, storage: Storage = DEFAULT_STORAGE, study_name: StudyName = None) -> None:
     """Print a study's trials as a table: state, value, seconds, parameters."""
-    from search.tables import trials_frame
+    from search.records import StudyRecord
     from search.storage import load_study, open_storage
+    from search.tables import trials_frame
 
     with user_errors():
         found = load_study(open_storage(storage, readonly=True), study_name or arch)
         frame = trials_frame(found)
-    if found.user_attrs.get("class_names"):  # on stderr, so stdout stays one table
-        typer.echo(f"classes (labels 0..{len(found.user_attrs['class_names']) - 1}): "
-                   f"{', '.join(found.user_attrs['class_names'])}", err=True)
-    typer.echo(frame.to_string(index=False) if len(frame) else "no trials yet")
+    console, classes = Console(), StudyRecord.of(found).class_names
+    if classes:  # on stderr, so stdout stays one table
+        console.say(f"classes (labels 0..{len(classes) - 1}): {', '.join(classes)}")
+    console.result(frame.to_string(index=False) if len(frame) else "no trials yet")
 
 
 def _study_for_training(arch: str, storage: str, study_name: str | None, backend: str | None) -> optuna.Study:
@@ -187,9 +194,10 @@ def export_best(
 
         result = run_export(study_obj, data, out_dir, epochs=epochs, full_train=full_train, quiet=quiet,
                             image_size=image_size, force=force)
-    typer.echo(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}")
+    console = Console(quiet)
+    console.result(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}")
     for path in result.files:
-        typer.echo(f"wrote {path}")
+        console.result(f"wrote {path}")
 
 
 @app.command()
@@ -209,14 +217,13 @@ def confirm(
         require_positive(("--top", top), ("--seeds", seeds))
         study_obj = _study_for_training(arch, storage, study_name, backend)
         from search.confirm import confirm as run_confirm
-        from search.export import best_trial, study_data
-        from search.progress import Progress
+        from search.export import study_data
+        from search.records import require_winner
 
-        best_trial(study_obj)  # a clear error when nothing is complete yet
-        progress = Progress(quiet)
-        table = run_confirm(study_obj, study_data(study_obj, data, image_size), top, seeds, progress=progress.epoch,
-                            say=lambda text: None if quiet else typer.echo(text, err=True))
-    typer.echo(table.to_string(index=False))
+        require_winner(study_obj)  # a clear error when nothing is complete yet
+        console = Console(quiet)
+        table = run_confirm(study_obj, study_data(study_obj, data, image_size), top, seeds, console)
+    console.result(table.to_string(index=False))
 
 
 @app.command()
@@ -227,24 +234,25 @@ def report(
 ) -> None:
     """Compare every architecture study in a storage: table, CSV and HTML with curves and timings."""
     from search.runtime import use_backend
-    from search.storage import display_url, open_storage
+    from search.storage import display_url, load_all, open_storage
 
     with user_errors():
-        use_backend(None)
-        from search.compare import arch_studies, write_report
+        use_backend(None)  # the notebook's tables live in the architectures' modules, which import Keras
         from search.notebook import glance_lines, replay_studies
+        from search.report import arch_studies, write_report
 
-        opened = open_storage(storage, readonly=True)
-        studies = arch_studies(opened)
+        every_study = load_all(open_storage(storage, readonly=True))
+        studies = arch_studies(every_study)
         if not studies:
             raise UserError(f"no hpsearch studies in {display_url(storage)}; run `hpsearch study ARCH` first")
-        table, notebook, csv_path, html_path = write_report(studies, out, replay_studies(opened))
+        table, notebook, csv_path, html_path = write_report(studies, out, replay_studies(every_study))
     # Params and class names are long: they are in the CSV and the HTML.
-    typer.echo(table.drop(columns=["best_params", "classes"], errors="ignore").to_string(index=False, na_rep=""))
-    typer.echo("\nThe notebook at a glance (its best reported model, its replay here, the search's best):")
-    typer.echo(notebook.drop(columns=["search_vs_notebook"]).to_string(index=False, na_rep="-"))
-    typer.echo("\n".join(glance_lines(notebook)))
-    typer.echo(f"wrote {csv_path}\nwrote {html_path}")
+    console = Console()
+    console.result(table.drop(columns=["best_params", "classes"], errors="ignore").to_string(index=False, na_rep=""))
+    console.result("\nThe notebook at a glance (its best reported model, its replay here, the search's best):")
+    console.result(notebook.drop(columns=["search_vs_notebook"]).to_string(index=False, na_rep="-"))
+    console.result("\n".join(glance_lines(notebook)))
+    console.result(f"wrote {csv_path}\nwrote {html_path}")
 
 
 @app.command()
@@ -258,10 +266,11 @@ def score(
 
     with user_errors():
         result = run_score(submission, labels)
-    typer.echo(f"accuracy: {result.accuracy:.4f} on {int(result.per_class['support'].sum())} rows")
-    typer.echo(result.per_class.to_string(index=False))
-    typer.echo("confusion matrix (rows: true, columns: predicted)")
-    typer.echo(result.confusion.to_string())
+    console = Console()
+    console.result(f"accuracy: {result.accuracy:.4f} on {int(result.per_class['support'].sum())} rows")
+    console.result(result.per_class.to_string(index=False))
+    console.result("confusion matrix (rows: true, columns: predicted)")
+    console.result(result.confusion.to_string())
 
 
 def main() -> None:
@@ -270,4 +279,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 import spaces
+from search.console import Console
 from search.errors import UserError
 
 DataDir = Annotated[Path, typer.Option("--data", help="Folder with train.csv and testX.csv, or with train/<class "
@@ -34,8 +35,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (UserError, spaces.UnknownArchitecture) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        Console().warn(f"error: {exc}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted: finished trials are saved; run the same command again to resume", err=True)
+        Console().warn("interrupted: finished trials are saved; run the same command again to resume")
         raise typer.Exit(130) from None

@@ -48,7 +48,8 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """Shape of one image as the models take it."""
-        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+        height, width, channels = self.x_train.shape[1:]
+        return int(height), int(width), int(channels)
 
 
 def read_idx(path: Path) -> np.ndarray:

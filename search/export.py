@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import html
 import json
-import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -14,15 +13,13 @@ import optuna
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-import spaces
+from search.confirm import confirmation_table
+from search.console import Console
 from search.data import DataError, Dataset, load_dataset, load_test, parse_image_size
-from search.errors import UserError
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
-from search.objective import EpochRecorder, train
-from search.progress import Progress
-from search.confirm import best_by_mean, confirmation_table
-from search.report import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
-from search.study import best_complete
+from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
+from search.objective import retrain
+from search.records import StudyRecord, require_winner, retrain_plan
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
 
@@ -34,14 +31,6 @@ class Export:
     out_dir: Path
     val_accuracy: float
     files: tuple[Path, ...]
-
-
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The study's best complete trial, or a one-line error when it has none."""
-    best = best_complete(study)
-    if best is None:
-        raise UserError(f"study {study.study_name!r} has no complete trial yet; run `hpsearch study` first")
-    return best_by_mean(study) or best  # after `hpsearch confirm`, a lucky single run does not win
 
 
 def versions() -> dict[str, str]:
@@ -57,12 +46,14 @@ def versions() -> dict[str, str]:
 
 def study_data(study: optuna.Study, data_dir: Path, image_size: str | None = None) -> Dataset:
     """The data the study searched on (same subset and image size), refusing data that changed since."""
-    size = image_size or study.user_attrs.get("image_size")
-    data = load_dataset(data_dir, study.user_attrs.get("subset"), parse_image_size(size))
-    expected = study.user_attrs.get("data_fingerprint")
+    record = StudyRecord.of(study)
+    size = image_size or record.image_size
+    data = load_dataset(data_dir, record.subset, parse_image_size(size))
+    expected = record.data_fingerprint
     if expected and expected != data.fingerprint:
         raise DataError(f"the training data in {data_dir} (at image size {size or 'most common'}) differs from "
-                        f"what study {study.study_name!r} ran on (fingerprint {data.fingerprint}, study has {expected})")
+                        f"what study {study.study_name!r} ran on (fingerprint {data.fingerprint}, "
+                        f"study has {expected})")
     return data
 
 
@@ -77,33 +68,28 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
     """Retrain the best trial's params with its seed, evaluate, predict testX and write the five files
     (an earlier export in out_dir is replaced only with force)."""
     check_out_dir(out_dir, force)
-    trial = best_trial(study)
-    arch = spaces.get(study.user_attrs.get("arch", study.study_name))
+    trial = require_winner(study)
+    record = StudyRecord.of(study)
     data = study_data(study, data_dir, image_size)
     test_ids, x_test = load_test(data_dir, data.input_shape)
-    seed = int(trial.user_attrs.get("seed", 1337))
-    epochs = epochs or int(trial.user_attrs.get("best_epoch") or len(trial.intermediate_values) or 1)
-    if not quiet:
-        print(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {trial.value:.4f}) "
-              f"for {epochs} epochs{' on all labelled rows' if full_train else ''}", file=sys.stderr)
-    recorder = EpochRecorder(progress=None if quiet else Progress().epoch)
-    # Retrain the way the trial trained where this backend allows (both ways give the same numbers on JAX).
-    device_loop = bool(trial.user_attrs.get("device_loop")) and keras.backend.backend() == "jax"
-    run = train(arch, trial.params, data, epochs, seed, recorder=recorder, full_train=full_train,
-                device_loop=device_loop)
+    plan = retrain_plan(study, trial, keras.backend.backend(), epochs)
+    console = Console(quiet)
+    console.say(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {trial.value:.4f}) "
+                f"for {plan.epochs} epochs{' on all labelled rows' if full_train else ''}")
+    run = retrain(plan, data, show=console.epoch, full_train=full_train)
     val_pred = predict_labels(run.model, data.x_val)
     val_accuracy = float(np.mean(val_pred == data.y_val))
     with staged_out_dir(out_dir, force) as staging:
         pd.DataFrame({"Id": test_ids, "Label": predict_labels(run.model, x_test)}).to_csv(
             staging / "submission.csv", index=False)
         run.model.save(staging / "model.keras")
-        history = pd.DataFrame(recorder.history)
+        history = pd.DataFrame(run.history.rows)
         history.to_csv(staging / "history.csv", index=False)
-        params = {"arch": arch.NAME, "study": study.study_name, "trial": trial.number, "value": trial.value,
-                  "params": trial.params, "seed": seed, "epochs": epochs, "full_train": full_train,
+        params = {"arch": plan.arch, "study": study.study_name, "trial": trial.number, "value": trial.value,
+                  "params": trial.params, "seed": plan.seed, "epochs": plan.epochs, "full_train": full_train,
                   "val_accuracy": val_accuracy, "data_fingerprint": data.fingerprint, "label_set": data.label_set,
                   "class_names": list(data.class_names), "input_shape": list(data.input_shape),
-                  "image_size": study.user_attrs.get("image_size"), "subset": study.user_attrs.get("subset"),
+                  "image_size": record.image_size, "subset": record.subset,
                   "backend": keras.backend.backend(), "versions": versions()}
         confirmations = confirmation_table(study)
         if len(confirmations):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -15,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from search import npzcache
+from search.console import Console
 from search.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -104,8 +104,9 @@ def _majority_mode(headers: list[tuple[tuple[int, int], str]], where: Path) -> s
     mode = modes.most_common(1)[0][0]
     if len(modes) > 1:
         other = len(headers) - modes[mode]
-        print(f"note: {where}: {other} of {len(headers)} images are {'colour' if mode == 'L' else 'greyscale'}; "
-              f"converting them to {'greyscale' if mode == 'L' else 'colour'} like the rest", file=sys.stderr)
+        kept, converted = ("greyscale", "colour") if mode == "L" else ("colour", "greyscale")
+        Console().warn(f"note: {where}: {other} of {len(headers)} images are {converted}; "
+                       f"converting them to {kept} like the rest")
     return mode
 
 

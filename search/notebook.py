@@ -1,16 +1,15 @@
-"""The notebook at a glance: per architecture, the notebook's best reported model, its replay here, the search's best."""
+"""The notebook at a glance: per architecture, the notebook's best reported model, its replay here, and the
+search's best."""
 from __future__ import annotations
 
 import optuna
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
-from optuna.storages import BaseStorage
 
 import spaces
-from search.replay import REPLAY_ATTR, replayed_trials
-from search.storage import study_names
-from search.study import best_complete
+from search.records import StudyRecord, TrialRecord, replay_scale, value_of, winner
+from search.replay import replayed_trials
 from spaces._notebook import NOTEBOOK_SETUP, NotebookModel
 
 # Each source's columns in the glance table, in the order the figure draws them.
@@ -26,10 +25,9 @@ def notebook_best(arch: str) -> tuple[str, NotebookModel]:
     return name, notebook[name]
 
 
-def replay_studies(storage: BaseStorage) -> dict[str, optuna.Study]:
-    """Every `hpsearch replay` study in the storage, by architecture (the last one when several)."""
-    studies = [optuna.load_study(study_name=name, storage=storage) for name in study_names(storage)]
-    return {s.user_attrs["arch"]: s for s in studies if s.user_attrs.get(REPLAY_ATTR)}
+def replay_studies(studies: list[optuna.Study]) -> dict[str, optuna.Study]:
+    """The `hpsearch replay` studies among studies, by architecture (the last one when several)."""
+    return {StudyRecord.of(s).arch: s for s in studies if replay_scale(s) is not None}
 
 
 def _replay_columns(study: optuna.Study | None, preferred: str) -> dict:
@@ -37,23 +35,24 @@ def _replay_columns(study: optuna.Study | None, preferred: str) -> dict:
     trials = replayed_trials(study) if study is not None else {}
     if not trials:
         return {}
-    name = preferred if preferred in trials else max(trials, key=lambda n: trials[n].value)
-    trial = trials[name]
-    return {"replay_model": name, "replay_val_accuracy": round(trial.value, 4),
-            "replay_seconds": trial.user_attrs.get("train_seconds"),
-            "replay_epochs": len(trial.user_attrs.get("history", [])), "replay_params": trial.user_attrs.get("n_params")}
+    name = preferred if preferred in trials else max(trials, key=lambda n: value_of(trials[n]))
+    record = TrialRecord.of(trials[name])
+    return {"replay_model": name, "replay_val_accuracy": round(value_of(trials[name]), 4),
+            "replay_seconds": record.train_seconds, "replay_epochs": len(record.history),
+            "replay_params": record.n_params}
 
 
 def _search_columns(studies: list[optuna.Study]) -> dict:
-    """The best complete trial over arch's search studies."""
-    best = [(s, t) for s in studies if (t := best_complete(s)) is not None]
+    """The best winner over arch's search studies."""
+    best = [(s, t) for s in studies if (t := winner(s)) is not None]
     if not best:
         return {}
-    study, trial = max(best, key=lambda pair: pair[1].value)
+    study, trial = max(best, key=lambda pair: value_of(pair[1]))
+    record = TrialRecord.of(trial)
     return {"search_study": study.study_name, "search_trial": trial.number,
-            "search_val_accuracy": round(trial.value, 4), "search_seconds": trial.user_attrs.get("train_seconds"),
-            "search_epochs": len(trial.user_attrs.get("history", [])), "search_params": trial.user_attrs.get("n_params"),
-            "search_subset": study.user_attrs.get("subset")}
+            "search_val_accuracy": round(value_of(trial), 4), "search_seconds": record.train_seconds,
+            "search_epochs": len(record.history), "search_params": record.n_params,
+            "search_subset": StudyRecord.of(study).subset}
 
 
 def verdict(search_accuracy: float | None, notebook_accuracy: float) -> str:
@@ -69,7 +68,7 @@ def glance(search: list[optuna.Study], replays: dict[str, optuna.Study]) -> pd.D
     """One row per architecture that has a search or a replay study: notebook vs replay vs search."""
     rows = []
     for arch in spaces.names():
-        arch_search = [s for s in search if s.user_attrs.get("arch") == arch]
+        arch_search = [s for s in search if StudyRecord.of(s).arch == arch]
         if not arch_search and arch not in replays:
             continue
         name, model = notebook_best(arch)

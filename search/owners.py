@@ -13,7 +13,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-OWNER_ATTR = "worker"
+from search import records
+from search.records import TrialRecord
+
 ORPHAN_REASON = "orphaned: its worker process was gone (marked by --fail-orphans)"
 
 
@@ -24,7 +26,7 @@ def owner() -> str:
 
 def mark_owner(trial: optuna.Trial) -> None:
     """Record this process as the trial's worker."""
-    trial.set_user_attr(OWNER_ATTR, owner())
+    records.update(trial, worker=owner())
 
 
 def _alive(pid: int) -> bool:
@@ -46,7 +48,7 @@ def _alive(pid: int) -> bool:
 
 def is_orphan(trial: FrozenTrial) -> bool:
     """A RUNNING trial whose worker is known to be gone (trials of other machines are taken as live)."""
-    host, _, pid = str(trial.user_attrs.get(OWNER_ATTR, "")).rpartition(":")
+    host, _, pid = TrialRecord.of(trial).worker.rpartition(":")
     if not pid.isdigit():
         return True  # no hpsearch worker ever ran it
     return host == socket.gethostname() and not _alive(int(pid))
@@ -66,6 +68,6 @@ def fail_orphans(study: optuna.Study) -> list[int]:
     _, orphans = running(study)
     for trial in orphans:
         # Optuna has no public setter for another process's trial; its own fail_stale_trials uses _trial_id too.
-        optuna.Trial(study, trial._trial_id).set_user_attr("fail_reason", ORPHAN_REASON)
+        records.update(optuna.Trial(study, trial._trial_id), fail_reason=ORPHAN_REASON)
         study.tell(trial.number, state=TrialState.FAIL)
     return [t.number for t in orphans]

@@ -10,13 +10,15 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 import spaces
+from search import records
+from search.config import StudyConfig
 from search.data import load_dataset
 from search.errors import UserError
-from search.study import StudyConfig, count, open_study, run_worker, stop_when_queue_empty
+from search.records import TrialRecord, mark_replay, replay_scale, value_of
+from search.study import count, open_study, run_worker, stop_when_queue_empty
 from spaces._notebook import NotebookModel, scaled_epochs
 
 REPLAY_SUFFIX = "-notebook"
-REPLAY_ATTR = "notebook_replay"  # study attribute that marks a replay, so reports keep it apart from searches
 
 
 def replay_name(arch: str) -> str:
@@ -38,17 +40,17 @@ def choose_models(arch: str, names: str | None) -> dict[str, NotebookModel]:
 def replayed_trials(study: optuna.Study) -> dict[str, FrozenTrial]:
     """The latest complete trial of each replayed notebook model, by model name."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return {t.user_attrs["seed_model"]: t for t in sorted(done, key=lambda t: t.number) if "seed_model" in t.user_attrs}
+    named = [(TrialRecord.of(t).seed_model, t) for t in sorted(done, key=lambda t: t.number)]
+    return {name: t for name, t in named if name}
 
 
 def _check_scale(study: optuna.Study, epochs_scale: float) -> None:
     """A replay study holds one epoch scale: models trained at another would not compare."""
-    held = study.user_attrs.get("epochs_scale")
+    held = replay_scale(study)
     if held is not None and held != epochs_scale:
         raise UserError(f"study {study.study_name!r} was replayed with --epochs-scale {held}, not "
                         f"{epochs_scale}; use that scale or another --study-name")
-    study.set_user_attr("epochs_scale", epochs_scale)
-    study.set_user_attr(REPLAY_ATTR, True)
+    mark_replay(study, epochs_scale)
 
 
 def replay_config(arch: str, models: dict[str, NotebookModel], epochs_scale: float, study_name: str | None = None,
@@ -68,12 +70,12 @@ def replay(config: StudyConfig, models: dict[str, NotebookModel], epochs_scale: 
     study = open_study(config, data)
     _check_scale(study, epochs_scale)
     done = replayed_trials(study)
-    waiting = {t.user_attrs.get("seed_model") for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
+    waiting = {TrialRecord.of(t).seed_model for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
     missing = [name for name in models if name not in done]
     for name in missing:  # a model left waiting by an interrupted replay is not queued twice
         if name not in waiting:
-            study.enqueue_trial(models[name].params, user_attrs={
-                "seed_model": name, "epochs": scaled_epochs(models[name].epochs, epochs_scale)})
+            study.enqueue_trial(models[name].params, user_attrs=records.enqueued(
+                seed_model=name, epochs=scaled_epochs(models[name].epochs, epochs_scale)))
     if missing:
         run_worker(dataclasses.replace(config, trials=count(study) + len(missing)), len(missing), data,
                    callbacks=[stop_when_queue_empty])
@@ -86,10 +88,11 @@ def replay_table(study: optuna.Study, models: dict[str, NotebookModel]) -> pd.Da
     rows = []
     for name, model in models.items():
         trial = trials.get(name)
+        record = TrialRecord.of(trial) if trial else None
         rows.append({"model": name,
-                     "val_accuracy": round(trial.value, 4) if trial else None,
-                     "seconds": trial.user_attrs.get("train_seconds") if trial else None,
-                     "epochs": len(trial.user_attrs.get("history", [])) if trial else None,
+                     "val_accuracy": round(value_of(trial), 4) if trial else None,
+                     "seconds": record.train_seconds if record else None,
+                     "epochs": len(record.history) if record else None,
                      "notebook_val_accuracy": model.reported.val_accuracy,
                      "notebook_seconds": model.reported.seconds, "notebook_epochs": model.epochs})
     return pd.DataFrame(rows)

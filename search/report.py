@@ -1,95 +1,117 @@
-"""Plotly figures for one training run and one study, and the offline HTML page that holds them."""
+"""`hpsearch report`: the notebook's comparison at a glance across every architecture study in a storage (the
+data steps here; the drawing in search.figures)."""
 from __future__ import annotations
 
-import html
-import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
-from plotly.subplots import make_subplots
+from optuna.trial import TrialState
 
-# The notebook's six plots of a run: (title, x column, y column).
-RUN_PLOTS: tuple[tuple[str, str, str], ...] = (
-    ("Training loss vs epoch", "epoch", "loss"),
-    ("Validation loss vs epoch", "epoch", "val_loss"),
-    ("Training accuracy vs epoch", "epoch", "accuracy"),
-    ("Validation accuracy vs epoch", "epoch", "val_accuracy"),
-    ("Training accuracy vs training loss", "loss", "accuracy"),
-    ("Validation accuracy vs validation loss", "val_loss", "val_accuracy"),
-)
+import spaces
+from search.confirm import confirmation_table
+from search.figures import Section, confirmed_figure, write_html
+from search.notebook import glance, glance_figure
+from search.records import StudyRecord, TrialRecord, is_search, value_of, winner
 
 
-@dataclass(frozen=True)
-class Section:
-    """One figure on the page, or a note where a figure cannot be drawn (e.g. too few trials)."""
-
-    title: str
-    figure: go.Figure | None = None
-    note: str = ""
+def arch_studies(studies: list[optuna.Study]) -> list[optuna.Study]:
+    """The search studies among studies (hpsearch made them for a known architecture; replays are apart)."""
+    return [s for s in studies if is_search(s, spaces.names())]
 
 
-def run_figure(history: pd.DataFrame, title: str = "Exported run") -> go.Figure:
-    """The notebook's six plots of one run, as a 3x2 grid."""
-    fig = make_subplots(rows=3, cols=2, subplot_titles=[t for t, _, _ in RUN_PLOTS])
-    for i, (_, x, y) in enumerate(RUN_PLOTS):
-        fig.add_trace(go.Scatter(x=history[x], y=history[y], mode="lines+markers", name=y, showlegend=False),
-                      row=i // 2 + 1, col=i % 2 + 1)
-        fig.update_xaxes(title_text=x, row=i // 2 + 1, col=i % 2 + 1)
-        fig.update_yaxes(title_text=y, row=i // 2 + 1, col=i % 2 + 1)
-    return fig.update_layout(title=title, height=900)
+def summary_row(study: optuna.Study) -> dict:
+    """One row of the comparison: best accuracy and loss, times, trial counts, size, layers, params."""
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    record = StudyRecord.of(study)
+    row: dict = {"study": study.study_name, "arch": record.arch,
+                 "complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
+                 "failed": states.count(TrialState.FAIL),
+                 "study_seconds": round(sum(t.duration.total_seconds() for t in trials if t.duration), 1),
+                 "classes": ", ".join(record.class_names)}
+    best = winner(study)
+    if best is None:
+        return row
+    chosen = confirmation_table(study)
+    if len(chosen):
+        row.update(confirmed_trial=int(chosen["trial"][0]), confirmed_mean=chosen["mean"][0],
+                   confirmed_std=chosen["std"][0], confirmed_seeds=int(chosen["seeds"][0]))
+    trial = TrialRecord.of(best)
+    history = trial.history or [{}]
+    # Layer counts were recorded at training time; a trial recorded before they were shows none.
+    layers = {kind: trial.layers.get(kind) for kind in ("conv", "pooling", "dense")}
+    row.update(best_trial=best.number, best_val_accuracy=round(value_of(best), 4),
+               best_val_loss=round(history[min(trial.best_epoch or 1, len(history)) - 1].get("val_loss", math.nan), 4),
+               best_train_seconds=trial.train_seconds, n_params=trial.n_params, **layers, best_params=best.params)
+    return row
 
 
-def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str) -> go.Figure:
-    """A confusion matrix heatmap with counts (rows: true class, columns: predicted)."""
-    fig = go.Figure(go.Heatmap(z=matrix, x=list(class_names), y=list(class_names), colorscale="Blues",
-                               text=matrix, texttemplate="%{text}"))
-    return fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true",
-                             yaxis_autorange="reversed")
+def comparison(studies: list[optuna.Study]) -> pd.DataFrame:
+    """The comparison table, best architecture first."""
+    frame = pd.DataFrame([summary_row(s) for s in studies])
+    return frame.sort_values("best_val_accuracy", ascending=False, na_position="last") if \
+        "best_val_accuracy" in frame else frame
 
 
-def confirmed_figure(table: pd.DataFrame) -> go.Figure:
-    """Mean validation accuracy over seeds with one-standard-deviation error bars, per configuration."""
-    fig = go.Figure()
-    for group, rows in table.groupby("group", sort=False):
-        fig.add_trace(go.Bar(x=rows["label"], y=rows["mean"], name=str(group),
-                             error_y={"type": "data", "array": rows["std"], "visible": True}))
-    return fig.update_layout(title="Confirmed configurations: mean validation accuracy over seeds (±1 sd)",
-                             yaxis_title="val_accuracy", xaxis_title="configuration")
+def best_curves(studies: list[optuna.Study]) -> pd.DataFrame:
+    """Per-epoch validation accuracy of each study's winner (long format)."""
+    rows = []
+    for study in studies:
+        best = winner(study)
+        for epoch in (TrialRecord.of(best).history if best else []):
+            rows.append({"study": study.study_name, "epoch": epoch["epoch"], "val_accuracy": epoch.get("val_accuracy")})
+    return pd.DataFrame(rows, columns=["study", "epoch", "val_accuracy"])
 
 
-def study_sections(study: optuna.Study) -> list[Section]:
-    """Optuna's own plots of a study: history, learning curves, importances, coordinates, timeline."""
-    plots = (("Optimization history", optuna.visualization.plot_optimization_history),
-             ("Learning curves of all trials (pruned ones included)", optuna.visualization.plot_intermediate_values),
-             ("Hyperparameter importances", optuna.visualization.plot_param_importances),
-             ("Parallel coordinates", optuna.visualization.plot_parallel_coordinate),
-             ("Trial timeline and durations", optuna.visualization.plot_timeline))
-    sections = []
-    for title, plot in plots:
-        try:
-            with warnings.catch_warnings():  # e.g. "some regimes have less than 2 trials": fine for a picture
-                warnings.simplefilter("ignore", UserWarning)
-                sections.append(Section(title, plot(study)))
-        except (ValueError, RuntimeError) as exc:  # e.g. importances need two complete trials
-            sections.append(Section(title, note=f"not drawn: {exc}"))
+def trial_points(studies: list[optuna.Study]) -> pd.DataFrame:
+    """Every finished trial: its architecture, state, value and training seconds."""
+    rows = [{"study": s.study_name, "arch": StudyRecord.of(s).arch, "trial": t.number, "state": t.state.name,
+             "val_accuracy": t.value, "train_seconds": TrialRecord.of(t).train_seconds}
+            for s in studies for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))]
+    return pd.DataFrame(rows, columns=["study", "arch", "trial", "state", "val_accuracy", "train_seconds"])
+
+
+def confirmed_points(studies: list[optuna.Study]) -> pd.DataFrame:
+    """Every confirmed configuration of every study: mean and spread over seeds."""
+    frames = []
+    for study in studies:
+        table = confirmation_table(study)
+        frames.append(table.assign(group=StudyRecord.of(study).arch,
+                                   label=[f"{study.study_name} #{n}" for n in table["trial"]]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def comparison_sections(curves: pd.DataFrame, points: pd.DataFrame, confirmed: pd.DataFrame) -> list[Section]:
+    """The charts: best learning curves, accuracy vs training time of all trials, confirmed configurations."""
+    curve_fig = px.line(curves, x="epoch", y="val_accuracy", color="study", markers=True)
+    scatter = px.scatter(points, x="train_seconds", y="val_accuracy", color="arch", symbol="state",
+                         hover_data=["study", "trial"])
+    sections = [Section("Best learning curve of each architecture", go.Figure(curve_fig)),
+                Section("Validation accuracy vs training time, all trials", go.Figure(scatter))]
+    if len(confirmed):
+        sections.append(Section("Confirmed configurations (hpsearch confirm)", confirmed_figure(confirmed)))
     return sections
 
 
-def write_html(sections: Sequence[Section], path: Path, title: str, intro_html: str = "") -> Path:
-    """One self-contained HTML file (plotly.js inline, no CDN) with every section."""
-    parts = [f"<h2>{html.escape(s.title)}</h2>" + (
-        s.figure.to_html(full_html=False, include_plotlyjs=False) if s.figure is not None
-        else f"<p class='note'>{html.escape(s.note)}</p>") for s in sections]
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<script>{get_plotlyjs()}</script><style>body{{font-family:sans-serif;margin:2em}}"
-            f"table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1>{intro_html}{''.join(parts)}</body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+def write_report(studies: list[optuna.Study], out: Path, replays: dict[str, optuna.Study] | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, Path, Path]:
+    """Write the comparison as CSV (beside out, with the notebook's columns per architecture) and HTML;
+    return the comparison, the notebook-at-a-glance table and both paths."""
+    table, notebook = comparison(studies), glance(studies, replays or {})
+    csv_path = out.with_suffix(".csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    notebook_columns = notebook.drop(columns=[c for c in notebook if c.startswith("search_") and
+                                              c != "search_vs_notebook"])
+    table.merge(notebook_columns, on="arch", how="left").to_csv(csv_path, index=False)
+    shown = table.drop(columns=["best_params"], errors="ignore")
+    intro = shown.to_html(index=False, na_rep="") + (
+        "<h3>Best params</h3>" + table[["study", "best_params"]].to_html(index=False) if "best_params" in table else "")
+    intro += "<h2>The notebook at a glance</h2>" + notebook.to_html(index=False, na_rep="")
+    sections = [Section("The notebook at a glance: accuracy vs seconds", glance_figure(notebook)),
+                *comparison_sections(best_curves(studies), trial_points(studies), confirmed_points(studies))]
+    html_path = write_html(sections, out, "hpsearch: comparison at a glance", intro)
+    return table, notebook, csv_path, html_path

@@ -3,40 +3,34 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-from collections import Counter
 import time
+from collections import Counter
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
+from search.config import DEFAULT_STORAGE, StudyConfig
+from search.console import Console
 from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
 from search.errors import UserError
-from search.runtime import device_name, use_backend
-from search.storage import DEFAULT_STORAGE, display_url
 from search.owners import fail_orphans, running
-from search.study import (StudyConfig, best_complete, count, enqueue_seed_models, enqueue_warm_start, open_study,
-                          run_worker)
+from search.records import winner
+from search.runtime import device_name, use_backend
+from search.storage import display_url
+from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
 from search.workers import run_workers, sigterm_as_interrupt
-
 
 # TensorFlow keeps ~13 MB per fitted model even after clear_session (measured: 803 -> 1064 MB over 20 tiny
 # fits in plain Keras), so long searches run in worker processes that are replaced every this many trials.
 TRIALS_PER_PROCESS = 15
 
 
-def _say(config: StudyConfig, text: str) -> None:
-    """A status line on stderr unless --quiet."""
-    if not config.quiet:
-        print(text, file=sys.stderr, flush=True)
-
-
 def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> bool:
     """Run the missing trials in this process, or in rounds of fresh worker processes; True if stopped on failures."""
     remaining = config.trials - count(study)
     if config.workers == 1 and remaining <= TRIALS_PER_PROCESS:
-        return run_worker(config, remaining, data).stopped_on_failures
+        return run_worker(config, remaining, data, study=study).stopped_on_failures
     deadline = time.monotonic() + config.timeout if config.timeout is not None else None
     while remaining > 0:
         left = deadline - time.monotonic() if deadline is not None else None
@@ -74,42 +68,42 @@ def _run_study(config: StudyConfig) -> int:
     if has_test(Path(config.data_dir)):  # found now rather than at export, hours later
         load_test(Path(config.data_dir), data.input_shape)
     study = open_study(config, data)
+    console = Console(config.quiet)
     if config.fail_orphans:
         failed = fail_orphans(study)
-        _say(config, f"marked {len(failed)} orphaned RUNNING trials failed: {failed}")
+        console.say(f"marked {len(failed)} orphaned RUNNING trials failed: {failed}")
     if config.enqueue_seed_models:  # the notebook's models, when asked for, are the study's first trials
         enqueue_seed_models(study, config.arch)
     elif config.warm_start and not study.get_trials(deepcopy=False):
         enqueue_warm_start(study, config.arch)
     remaining = config.trials - count(study)
-    _say(config, f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, "
+    console.say(f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, "
                  f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
                  f"{data.num_classes} classes ({data.label_set}) of {'x'.join(map(str, data.input_shape))} images")
-    _say(config, f"training on {device} (Keras backend {backend}{', on-device training loop' if device_loop else ''})")
+    console.say(f"training on {device} (Keras backend {backend}{', on-device training loop' if device_loop else ''})")
     failed_workers = _run_trials(config, study, data) if remaining > 0 else False
     states = Counter(t.state for t in study.get_trials(deepcopy=False))  # one read of the storage
     finished = states[TrialState.COMPLETE] + states[TrialState.PRUNED]
     live, orphans = running(study)
-    best = best_complete(study)
-    print(f"study {config.name!r}: {finished} finished trials ({states[TrialState.COMPLETE]} complete, "
+    best = winner(study)
+    console.result(f"study {config.name!r}: {finished} finished trials ({states[TrialState.COMPLETE]} complete, "
           f"{states[TrialState.PRUNED]} pruned), {states[TrialState.FAIL]} failed")
     if best is not None:
-        print(f"best: trial {best.number}, val_accuracy {best.value:.4f}, params {best.params}")
+        console.result(f"best: trial {best.number}, val_accuracy {best.value:.4f}, params {best.params}")
     # The storage the next command gets without --storage needs none (and a password must not be shown).
     implied = config.storage == (os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE)
     where = ("" if implied else f" --storage {display_url(config.storage)}") + (
         "" if config.name == config.arch else f" --study-name {config.name}")
-    print(f"results: {display_url(config.storage)} (study {config.name!r}); see `hpsearch trials {config.arch}"
+    console.result(f"results: {display_url(config.storage)} (study {config.name!r}); see `hpsearch trials {config.arch}"
           f"{where}`, export with `hpsearch export-best {config.arch}{where}`")
     if failed_workers:
-        print(f"stopped: {config.max_failures} failed trials in a run (see fail_reason in `hpsearch trials`)",
-              file=sys.stderr)
+        console.warn(f"stopped: {config.max_failures} failed trials in a run (see fail_reason in `hpsearch trials`)")
         return 1
     if orphans:
-        print(f"found {len(orphans)} RUNNING trials with no live worker (trials "
+        console.warn(f"found {len(orphans)} RUNNING trials with no live worker (trials "
               f"{', '.join(str(t.number) for t in orphans)}): they do not count toward --trials; "
-              "run the same command with --fail-orphans to mark them failed", file=sys.stderr)
+              "run the same command with --fail-orphans to mark them failed")
     if finished < config.trials and live:
-        print(f"{len(live)} trials still running in other processes or machines", file=sys.stderr)
+        console.warn(f"{len(live)} trials still running in other processes or machines")
     # Short of the target with no live trial elsewhere and no timeout: workers died; say so in the exit code.
     return 0 if finished + len(live) >= config.trials or config.timeout is not None else 1

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from search.errors import UserError
 
-BACKENDS = ("tensorflow", "jax", "torch")
+# The backends hpsearch is tested on (Keras also has torch; nothing here tests it, so it is not offered).
+BACKENDS = ("tensorflow", "jax")
 # Modules that JAX's CUDA builds install (`pip install 'jax[cuda13]'` or cuda12): their presence, not an
 # import of JAX, tells that JAX can use an NVIDIA GPU.
 JAX_CUDA_MODULES = ("jax_cuda13_plugin", "jax_cuda12_plugin")
@@ -108,6 +109,4 @@ def device_name() -> str:
 
         gpus = tf.config.list_physical_devices("GPU")
         return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "gpu") if gpus else "cpu"
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    raise UserError(f"Keras runs on {backend}; hpsearch supports {', '.join(BACKENDS)}")

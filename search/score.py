@@ -37,7 +37,8 @@ def _read_id_label(path: Path) -> pd.DataFrame:
     if not pd.api.types.is_integer_dtype(frame["Label"]):
         raise DataError(f"{path}: column 'Label' must hold integers only")
     if frame["Id"].isna().any():
-        raise DataError(f"{path}: column 'Id' has a blank cell on line {int(frame['Id'].isna().to_numpy().argmax()) + 2}")
+        line = int(frame["Id"].isna().to_numpy().argmax()) + 2  # 1-based, after the header
+        raise DataError(f"{path}: column 'Id' has a blank cell on line {line}")
     if frame["Id"].duplicated().any():
         raise DataError(f"{path}: duplicate Id {frame['Id'][frame['Id'].duplicated()].iloc[0]}")
     return frame

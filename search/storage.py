@@ -14,17 +14,15 @@ from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from search.config import DEFAULT_STORAGE, HEARTBEAT_SECONDS
 from search.errors import UserError
 
 # Heartbeats and stale-trial retries are marked experimental in Optuna; we rely on them knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-DEFAULT_STORAGE = "sqlite:///studies/hpsearch.db"
 DEFAULT_FOLDER = Path("studies")  # the only storage folder hpsearch creates by itself
 JOURNAL_PREFIX = "journal:///"
-# A worker that stops beating for this long is dead: its trial is failed and retried once.
-HEARTBEAT_SECONDS = 10
 GRACE_PERIODS = 3
 # Query parameters that carry a password (libpq accepts ?password=...).
 PASSWORD_QUERY = re.compile(r"(?i)(pass(?:word|wd)?=)[^&]*")
@@ -134,7 +132,7 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
     parsed = make_url(url)
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
-        path = Path(parsed.database)
+        path = Path(parsed.database or "")  # check_url refused an SQLite URL without a file
         _storage_file(shown, path, readonly)
         _require_optuna_sqlite(shown, path)
         engine_kwargs = {"connect_args": {"timeout": 60}}  # wait for other writers instead of failing
@@ -152,14 +150,14 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
     return storage
 
 
-def study_names(storage: BaseStorage) -> list[str]:
-    """Names of every study in a storage."""
-    return [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+def load_all(storage: BaseStorage) -> list[optuna.Study]:
+    """Every study in a storage."""
+    return [optuna.load_study(study_name=name, storage=storage) for name in optuna.get_all_study_names(storage)]
 
 
 def load_study(storage: BaseStorage, name: str) -> optuna.Study:
     """An existing study, or a one-line error listing the studies that do exist."""
-    names = study_names(storage)
+    names = optuna.get_all_study_names(storage)
     if name not in names:
         raise UserError(f"no study {name!r} in this storage; studies: {', '.join(names) or 'none'}")
     return optuna.load_study(study_name=name, storage=storage)

@@ -1,22 +1,28 @@
-"""Tables of trials for the terminal, built on Optuna's trials_dataframe."""
+"""Tables of trials for the terminal, built on Optuna's trials_dataframe and hpsearch's trial records."""
 from __future__ import annotations
 
 import optuna
 import pandas as pd
 
+from search.records import TrialRecord
+
+# The trial record's fields a table shows, beside Optuna's number, state, value, duration and params.
+RECORD_COLUMNS = ("train_seconds", "n_params", "best_epoch", "seed_model", "fail_reason")
+
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, seconds, size, best epoch, failure reason and params."""
-    frame = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params", "user_attrs"))
+    frame = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params"))
     if frame.empty:
         return frame
     out = pd.DataFrame({"number": frame["number"], "state": frame["state"],
                         "val_accuracy": frame.get("value")})
     out["seconds"] = frame["duration"].dt.total_seconds().round(1)
-    for attr in ("train_seconds", "n_params", "best_epoch", "seed_model", "fail_reason"):
-        column = f"user_attrs_{attr}"
-        if column in frame:
-            out[attr] = frame[column]
+    recorded = [TrialRecord.of(trial) for trial in study.get_trials(deepcopy=False)]
+    for column in RECORD_COLUMNS:
+        values = [getattr(record, column) for record in recorded]
+        if any(values):  # a column nobody filled in (e.g. no failures) is left out
+            out[column] = values
     for column in ("n_params", "best_epoch"):
         if column in out:
             out[column] = pd.to_numeric(out[column]).astype("Int64")

@@ -13,7 +13,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from search.study import StudyConfig, run_worker
+from search.config import StudyConfig
+from search.study import run_worker
 
 # After its parent is gone, a worker gets this long to record its interrupted trial before it is ended.
 ORPHAN_GRACE_SECONDS = 30

@@ -37,7 +37,7 @@ class DecayedSGD(keras.optimizers.SGD):
     def learning_rate(self, value: Any) -> None:
         """Set the rate of the current step by rescaling the base rate (ReduceLROnPlateau halves the base)."""
         factor = float(ops.convert_to_numpy(self._decay_factor()))
-        keras.optimizers.SGD.learning_rate.fset(self, float(value) * factor)  # type: ignore[attr-defined]
+        keras.optimizers.SGD.learning_rate.fset(self, float(value) * factor)
 
     def get_config(self) -> dict[str, Any]:
         """The SGD config plus the decay, so a saved model.keras reloads with it."""

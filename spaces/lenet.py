@@ -6,8 +6,16 @@ from typing import Any
 import keras
 from keras import layers
 
-from spaces._common import (Params, classifier_head, conv_block, model_input, suggest_activation,
-                            suggest_batch_norm, suggest_dropout, suggest_training)
+from spaces._common import (
+    Params,
+    classifier_head,
+    conv_block,
+    model_input,
+    suggest_activation,
+    suggest_batch_norm,
+    suggest_dropout,
+    suggest_training,
+)
 from spaces._notebook import NotebookModel, Reported, seed_params
 
 NAME = "lenet"

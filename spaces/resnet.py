@@ -6,8 +6,18 @@ from typing import Any
 import keras
 from keras import layers
 
-from spaces._common import (NOTEBOOK_BN_MOMENTUM, Params, activation, classifier_head, conv_block, model_input, suggest_activation,
-                            suggest_bn_momentum, suggest_dropout, suggest_training)
+from spaces._common import (
+    NOTEBOOK_BN_MOMENTUM,
+    Params,
+    activation,
+    classifier_head,
+    conv_block,
+    model_input,
+    suggest_activation,
+    suggest_bn_momentum,
+    suggest_dropout,
+    suggest_training,
+)
 from spaces._notebook import NotebookModel, Reported, seed_params
 
 NAME = "resnet"

@@ -22,6 +22,7 @@ def test_compare_curves() -> None:
 
 def test_kerastuner_adapter_samples_the_same_space() -> None:
     import keras_tuner as kt
+
     import spaces
 
     hp = kt.HyperParameters()

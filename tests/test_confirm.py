@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 import search.confirm
 from search.cli import app
-from search.compare import comparison
-from search.confirm import confirmation_table, confirmed
+from search.confirm import confirmation_table
+from search.records import confirmations as confirmed
+from search.report import comparison
 from search.storage import open_storage
 
 runner = CliRunner()
@@ -45,8 +46,8 @@ def test_confirm_runs_each_top_configuration_with_more_seeds(study_url: str, tin
     assert sorted(entries) == sorted(t.number for t in ranked)
     for trial in ranked:
         entry = entries[trial.number]
-        assert entry["seeds"] == [1337, 1338, 1339] and entry["scores"][0] == trial.value
-        assert all(0.0 <= score <= 1.0 for score in entry["scores"])
+        assert entry.seeds == [1337, 1338, 1339] and entry.scores[0] == trial.value
+        assert all(0.0 <= score <= 1.0 for score in entry.scores)
     table = confirmation_table(study)
     assert list(table["seeds"]) == [3, 3] and table["mean"].is_monotonic_decreasing
     assert "mean" in result.stdout and "std" in result.stdout
@@ -54,7 +55,7 @@ def test_confirm_runs_each_top_configuration_with_more_seeds(study_url: str, tin
     def must_not_train(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished confirmation run was repeated")
 
-    monkeypatch.setattr(search.confirm, "train", must_not_train)
+    monkeypatch.setattr(search.confirm, "retrain", must_not_train)
     assert _confirm(study_url, tiny_data, 3).exit_code == 0  # the same command again: nothing to do
 
 

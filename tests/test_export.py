@@ -19,8 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from search.cli import app
-from search.compare import best_curves, comparison, trial_points
 from search.data import load_test
+from search.report import best_curves, comparison, trial_points
 from search.storage import open_storage
 
 runner = CliRunner()

@@ -149,7 +149,8 @@ def _bad_train(root: Path, case: str) -> str:
     raise AssertionError(case)
 
 
-BAD_TREES = ["unreadable image", "truncated image", "non-image file", "empty class folder", "single class", "no train folder",
+BAD_TREES = ["unreadable image", "truncated image", "non-image file", "empty class folder", "single class",
+             "no train folder",
              "train.csv beside train/", "test of another mode"]
 
 

@@ -15,8 +15,8 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from search.cli import app
-from tests.conftest import as_foreground_job
 from search.storage import open_storage
+from tests.conftest import as_foreground_job
 
 runner = CliRunner()
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -33,3 +33,9 @@ def test_keras_backend_variable_and_option_win(monkeypatch: pytest.MonkeyPatch) 
     assert runtime.use_backend(None) == "tensorflow"
     monkeypatch.delenv("KERAS_BACKEND")
     assert runtime.use_backend("tensorflow") == "tensorflow"
+
+
+@pytest.mark.parametrize("name", ["torch", "numpy", "tensorflw"])
+def test_an_untested_or_unknown_backend_is_refused_naming_the_valid_ones(name: str) -> None:
+    with pytest.raises(runtime.UserError, match="valid: tensorflow, jax"):
+        runtime.use_backend(name)

@@ -1,10 +1,13 @@
-"""Progress lines on stderr: one per finished trial, and a live line per epoch during a trial."""
+"""The one way hpsearch writes to the terminal: results on stdout; status, progress (a line per finished trial,
+a live line per epoch) and errors on stderr."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-import optuna
-from optuna.trial import FrozenTrial
+if TYPE_CHECKING:  # Optuna is imported by the commands that run trials; the console itself is light
+    import optuna
+    from optuna.trial import FrozenTrial
 
 
 def format_params(params: dict) -> str:
@@ -15,8 +18,9 @@ def format_params(params: dict) -> str:
     return " ".join(f"{key}={short(value)}" for key, value in params.items())
 
 
-class Progress:
-    """Writes progress to stderr unless quiet; in a worker, each line starts with [wN]."""
+class Console:
+    """Writes results to stdout, and status and progress to stderr unless quiet; in a worker, each stderr line
+    starts with [wN]."""
 
     def __init__(self, quiet: bool = False, worker: int | None = None) -> None:
         self.quiet = quiet
@@ -33,6 +37,20 @@ class Progress:
             sys.stderr.write(self.prefix + text + "\n")
         sys.stderr.flush()
 
+    def result(self, text: str) -> None:
+        """A command's result on stdout (also under --quiet: it is what the command is for)."""
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def say(self, text: str) -> None:
+        """A status line on stderr unless quiet."""
+        self._write(text)
+
+    def warn(self, text: str) -> None:
+        """A warning or an error on stderr, shown also under --quiet."""
+        sys.stderr.write(self.prefix + text + "\n")
+        sys.stderr.flush()
+
     def epoch(self, number: int | None, row: dict, epochs: int) -> None:
         """Live line after each epoch of a running trial."""
         label = f"trial {number}" if number is not None else "training"
@@ -43,7 +61,10 @@ class Progress:
     def trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """One line per finished trial: number, state, value, seconds, params."""
         value = "-" if trial.value is None else f"{trial.value:.4f}"
-        seconds = trial.user_attrs.get("train_seconds", 0.0)
-        reason = f" ({trial.user_attrs['fail_reason']})" if "fail_reason" in trial.user_attrs else ""
+        from search.records import TrialRecord
+
+        record = TrialRecord.of(trial)
+        seconds = record.train_seconds
+        reason = f" ({record.fail_reason})" if record.fail_reason else ""
         self._write(f"trial {trial.number:>3} {trial.state.name:<8} val_acc {value} {seconds:6.1f}s "
                     f"{format_params(trial.params)}{reason}")

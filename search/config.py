@@ -1,0 +1,64 @@
+"""The settings of a search and their defaults, in one light module (the CLI's options read them without
+importing Optuna or Keras)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import spaces
+from search.errors import UserError, require_positive
+
+DEFAULT_STORAGE = "sqlite:///studies/hpsearch.db"
+DEFAULT_SEED = 1337  # the notebook's seed; the sampler's and every model's unless --seed says otherwise
+# A worker that stops beating for this long is dead: its trial is failed and retried once.
+HEARTBEAT_SECONDS = 10
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("hyperband", "median", "none")
+
+
+@dataclass
+class StudyConfig:
+    """Everything that defines a run of `hpsearch study`; workers receive it as JSON."""
+
+    arch: str
+    data_dir: str = "data"
+    trials: int = 20
+    epochs: int = 50
+    storage: str = DEFAULT_STORAGE
+    study_name: str | None = None
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    seed: int = DEFAULT_SEED
+    timeout: float | None = None
+    subset: int | None = None
+    enqueue_seed_models: bool = False
+    warm_start: bool = True
+    shuffle: bool = False
+    backend: str | None = None
+    workers: int = 1
+    max_failures: int = 10
+    quiet: bool = False
+    heartbeat_seconds: int = HEARTBEAT_SECONDS
+    device_loop: bool | None = None  # None: on where JAX trains on a GPU
+    image_size: str | None = None  # "HxW" for an image tree; None: its most common size
+    fail_orphans: bool = False
+
+    @property
+    def name(self) -> str:
+        """The study's name: given, or the architecture's."""
+        return self.study_name or self.arch
+
+    def check(self) -> None:
+        """Reject impossible settings with one line each, before anything is loaded or written."""
+        from search.data import parse_image_size  # NumPy and pandas: only once a command runs
+
+        spaces.require(self.arch)
+        require_positive(("--trials", self.trials), ("--epochs", self.epochs), ("--workers", self.workers),
+                         ("--max-failures", self.max_failures), ("--heartbeat", self.heartbeat_seconds),
+                         ("--subset", self.subset))
+        parse_image_size(self.image_size)
+        if self.timeout is not None and not self.timeout > 0:  # 0 would mean "no deadline" to a loop
+            raise UserError(f"--timeout must be more than 0 seconds, got {self.timeout:g}")
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        if self.pruner not in PRUNERS:
+            raise UserError(f"unknown pruner {self.pruner!r}; valid: {', '.join(PRUNERS)}")

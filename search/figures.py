@@ -1,0 +1,95 @@
+"""Plotly figures for one training run and one study, and the offline HTML page that holds them."""
+from __future__ import annotations
+
+import html
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+
+# The notebook's six plots of a run: (title, x column, y column).
+RUN_PLOTS: tuple[tuple[str, str, str], ...] = (
+    ("Training loss vs epoch", "epoch", "loss"),
+    ("Validation loss vs epoch", "epoch", "val_loss"),
+    ("Training accuracy vs epoch", "epoch", "accuracy"),
+    ("Validation accuracy vs epoch", "epoch", "val_accuracy"),
+    ("Training accuracy vs training loss", "loss", "accuracy"),
+    ("Validation accuracy vs validation loss", "val_loss", "val_accuracy"),
+)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One figure on the page, or a note where a figure cannot be drawn (e.g. too few trials)."""
+
+    title: str
+    figure: go.Figure | None = None
+    note: str = ""
+
+
+def run_figure(history: pd.DataFrame, title: str = "Exported run") -> go.Figure:
+    """The notebook's six plots of one run, as a 3x2 grid."""
+    fig = make_subplots(rows=3, cols=2, subplot_titles=[t for t, _, _ in RUN_PLOTS])
+    for i, (_, x, y) in enumerate(RUN_PLOTS):
+        fig.add_trace(go.Scatter(x=history[x], y=history[y], mode="lines+markers", name=y, showlegend=False),
+                      row=i // 2 + 1, col=i % 2 + 1)
+        fig.update_xaxes(title_text=x, row=i // 2 + 1, col=i % 2 + 1)
+        fig.update_yaxes(title_text=y, row=i // 2 + 1, col=i % 2 + 1)
+    return fig.update_layout(title=title, height=900)
+
+
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str) -> go.Figure:
+    """A confusion matrix heatmap with counts (rows: true class, columns: predicted)."""
+    fig = go.Figure(go.Heatmap(z=matrix, x=list(class_names), y=list(class_names), colorscale="Blues",
+                               text=matrix, texttemplate="%{text}"))
+    return fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true",
+                             yaxis_autorange="reversed")
+
+
+def confirmed_figure(table: pd.DataFrame) -> go.Figure:
+    """Mean validation accuracy over seeds with one-standard-deviation error bars, per configuration."""
+    fig = go.Figure()
+    for group, rows in table.groupby("group", sort=False):
+        fig.add_trace(go.Bar(x=rows["label"], y=rows["mean"], name=str(group),
+                             error_y={"type": "data", "array": rows["std"], "visible": True}))
+    return fig.update_layout(title="Confirmed configurations: mean validation accuracy over seeds (±1 sd)",
+                             yaxis_title="val_accuracy", xaxis_title="configuration")
+
+
+def study_sections(study: optuna.Study) -> list[Section]:
+    """Optuna's own plots of a study: history, learning curves, importances, coordinates, timeline."""
+    plots = (("Optimization history", optuna.visualization.plot_optimization_history),
+             ("Learning curves of all trials (pruned ones included)", optuna.visualization.plot_intermediate_values),
+             ("Hyperparameter importances", optuna.visualization.plot_param_importances),
+             ("Parallel coordinates", optuna.visualization.plot_parallel_coordinate),
+             ("Trial timeline and durations", optuna.visualization.plot_timeline))
+    sections = []
+    for title, plot in plots:
+        try:
+            with warnings.catch_warnings():  # e.g. "some regimes have less than 2 trials": fine for a picture
+                warnings.simplefilter("ignore", UserWarning)
+                sections.append(Section(title, plot(study)))
+        except (ValueError, RuntimeError) as exc:  # e.g. importances need two complete trials
+            sections.append(Section(title, note=f"not drawn: {exc}"))
+    return sections
+
+
+def write_html(sections: Sequence[Section], path: Path, title: str, intro_html: str = "") -> Path:
+    """One self-contained HTML file (plotly.js inline, no CDN) with every section."""
+    parts = [f"<h2>{html.escape(s.title)}</h2>" + (
+        s.figure.to_html(full_html=False, include_plotlyjs=False) if s.figure is not None
+        else f"<p class='note'>{html.escape(s.note)}</p>") for s in sections]
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<script>{get_plotlyjs()}</script><style>body{{font-family:sans-serif;margin:2em}}"
+            f"table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head>"
+            f"<body><h1>{html.escape(title)}</h1>{intro_html}{''.join(parts)}</body></html>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path

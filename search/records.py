@@ -1,0 +1,193 @@
+"""What hpsearch keeps about a study and its trials in Optuna's user attributes: the only module that knows
+their keys. Each record reads itself from a study or trial and writes itself back (a round trip)."""
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from search.config import DEFAULT_SEED
+from search.errors import UserError
+
+SPLIT = "train_test_split(test_size=0.2, random_state=42)"
+EpochRow = dict[str, float]
+AnyTrial = FrozenTrial | optuna.Trial
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """What a study searched on. A resumed study must match in everything but the class names."""
+
+    arch: str
+    data_fingerprint: str = ""
+    label_set: str = ""
+    subset: int | None = None
+    image_size: str | None = None
+    split: str = SPLIT
+    class_names: tuple[str, ...] = ()
+    IDENTITY: ClassVar[tuple[str, ...]] = ("arch", "data_fingerprint", "label_set", "split", "subset", "image_size")
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> StudyRecord:
+        """The study's record; a study made before a field existed reads that field's default."""
+        attrs = study.user_attrs
+        values = {f.name: attrs[f.name] for f in fields(cls) if f.name in attrs}
+        values.setdefault("arch", study.study_name)
+        return cls(**{**values, "class_names": tuple(values.get("class_names", ()))})
+
+    def attach(self, study: optuna.Study) -> None:
+        """Record this on a new study, or check that a resumed one searched the same thing."""
+        attrs = study.user_attrs
+        mine = {**asdict(self), "class_names": list(self.class_names)}
+        for key in self.IDENTITY:
+            if key in attrs and attrs[key] != mine[key]:
+                raise UserError(f"study {study.study_name!r} holds {key} {attrs[key]!r}, not {mine[key]!r}; "
+                                "choose another --study-name")
+        for key, value in mine.items():
+            if key not in attrs:
+                study.set_user_attr(key, value)
+
+
+def is_search(study: optuna.Study, arch_names: list[str]) -> bool:
+    """A study hpsearch searched in (it names a known architecture and is not a notebook replay)."""
+    return study.user_attrs.get("arch") in arch_names and replay_scale(study) is None
+
+
+def replay_scale(study: optuna.Study) -> float | None:
+    """The epoch scale of an `hpsearch replay` study; None for a search."""
+    return study.user_attrs.get("epochs_scale") if study.user_attrs.get("notebook_replay") else None
+
+
+def mark_replay(study: optuna.Study, epochs_scale: float) -> None:
+    """Record that the study replays the notebook's models at this epoch scale (kept apart in reports)."""
+    study.set_user_attr("epochs_scale", epochs_scale)
+    study.set_user_attr("notebook_replay", True)
+
+
+@dataclass
+class TrialRecord:
+    """What hpsearch records about a trial beside Optuna's own fields (params, value, state, times)."""
+
+    history: list[EpochRow] = field(default_factory=list)  # one row per epoch: losses, accuracies, lr, seconds
+    train_seconds: float = 0.0
+    n_params: int = 0
+    layers: dict[str, int] = field(default_factory=dict)  # conv, pooling and dense layers of the model
+    best_epoch: int = 0  # 1-based epoch of the best validation accuracy; 0 before one
+    seed: int = DEFAULT_SEED
+    backend: str = ""
+    device: str = ""
+    device_loop: bool = False
+    rss_mb: float = 0.0
+    fail_reason: str = ""
+    worker: str = ""  # host:pid of the process that ran it (search.owners)
+    # Set when the trial is enqueued:
+    seed_model: str = ""  # the notebook model it replays
+    warm_start: bool = False  # the architecture's default configuration
+    epochs: int = 0  # its own epoch count (a replayed notebook model); 0: the study's
+
+    @classmethod
+    def of(cls, trial: AnyTrial) -> TrialRecord:
+        """The trial's record (attributes hpsearch did not write are ignored)."""
+        attrs = trial.user_attrs
+        return cls(**{f.name: attrs[f.name] for f in fields(cls) if f.name in attrs})
+
+
+def _checked(values: dict[str, Any]) -> dict[str, Any]:
+    """values, refusing a name that is no TrialRecord field (a typo would silently record nothing)."""
+    unknown = set(values) - {f.name for f in fields(TrialRecord)}
+    if unknown:
+        raise KeyError(f"not a trial record field: {', '.join(sorted(unknown))}")
+    return values
+
+
+def update(trial: optuna.Trial, **values: Any) -> None:
+    """Write some fields of the trial's record."""
+    for key, value in _checked(values).items():
+        trial.set_user_attr(key, value)
+
+
+def enqueued(**values: Any) -> dict[str, Any]:
+    """The user attributes an enqueued trial starts with (e.g. seed_model, epochs)."""
+    return _checked(values)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A configuration's runs over seeds (`hpsearch confirm`); its first run is the trial itself."""
+
+    seeds: list[int]
+    scores: list[float]
+
+    @property
+    def mean(self) -> float:
+        """Mean validation accuracy over the seeds."""
+        return statistics.fmean(self.scores)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over the seeds (0 for one)."""
+        return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
+
+
+def confirmations(study: optuna.Study) -> dict[int, Confirmation]:
+    """The confirmation runs recorded so far, by trial number."""
+    return {int(number): Confirmation(list(entry["seeds"]), list(entry["scores"]))
+            for number, entry in study.user_attrs.get("confirmed", {}).items()}
+
+
+def save_confirmations(study: optuna.Study, entries: dict[int, Confirmation]) -> None:
+    """Store the confirmation runs (JSON keys are strings)."""
+    study.set_user_attr("confirmed", {str(number): asdict(entry) for number, entry in entries.items()})
+
+
+def value_of(trial: FrozenTrial) -> float:
+    """A trial's value (its best validation accuracy); NaN for a trial that has none (pruned, failed)."""
+    return float("nan") if trial.value is None else float(trial.value)
+
+
+def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
+    """One trial of the study, without copying all of them (study.trials deep-copies every trial)."""
+    return study.get_trials(deepcopy=False)[number]
+
+
+def winner(study: optuna.Study) -> FrozenTrial | None:
+    """The study's best configuration: after `hpsearch confirm` the best mean over seeds (a lucky single run
+    does not win), else Optuna's best trial; None before any trial completes."""
+    confirmed = confirmations(study)
+    if confirmed:
+        return trial_by_number(study, max(confirmed, key=lambda number: confirmed[number].mean))
+    try:
+        return study.best_trial
+    except ValueError:  # no complete trial yet
+        return None
+
+
+def require_winner(study: optuna.Study) -> FrozenTrial:
+    """The winner, or a one-line error when no trial has completed."""
+    best = winner(study)
+    if best is None:
+        raise UserError(f"study {study.study_name!r} has no complete trial yet; run `hpsearch study` first")
+    return best
+
+
+@dataclass(frozen=True)
+class RetrainPlan:
+    """How to train a trial's configuration again (export-best and confirm): params, seed, epochs, fast path."""
+
+    arch: str
+    params: dict[str, Any]
+    seed: int
+    epochs: int
+    device_loop: bool
+
+
+def retrain_plan(study: optuna.Study, trial: FrozenTrial, backend: str, epochs: int | None = None) -> RetrainPlan:
+    """Retrain to the trial's best epoch (or `epochs`) with its seed; the on-device loop only where the trial
+    used it and this process runs JAX (the loop exists only there)."""
+    record = TrialRecord.of(trial)
+    return RetrainPlan(arch=StudyRecord.of(study).arch, params=dict(trial.params), seed=record.seed,
+                       epochs=epochs or record.best_epoch or len(record.history) or 1,
+                       device_loop=record.device_loop and backend == "jax")

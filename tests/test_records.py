@@ -1,0 +1,132 @@
+"""The study and trial records, the winner, the retrain plan, the worker stop rule and the split of trials
+over workers: plain logic on in-memory Optuna studies, no Keras."""
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import records
+from search.errors import UserError
+from search.records import (
+    Confirmation,
+    StudyRecord,
+    TrialRecord,
+    confirmations,
+    retrain_plan,
+    save_confirmations,
+    winner,
+)
+from search.study import worker_done
+from search.workers import _shares
+
+HISTORY = [{"epoch": 1, "loss": 1.0, "val_accuracy": 0.5, "learning_rate": 0.01, "seconds": 2.0},
+           {"epoch": 2, "loss": 0.5, "val_accuracy": 0.7, "learning_rate": 0.01, "seconds": 1.0},
+           {"epoch": 3, "loss": 0.4, "val_accuracy": 0.6, "learning_rate": 0.005, "seconds": 1.0}]
+
+
+def _study() -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    return optuna.create_study(direction="maximize")
+
+
+def _trial(study: optuna.Study, value: float | None, state: TrialState = TrialState.COMPLETE, **record: object
+           ) -> int:
+    """Add a trial with params {"x": value} and the given record fields; return its number."""
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    records.update(trial, **record)
+    study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    return trial.number
+
+
+def test_trial_record_round_trips_through_a_study() -> None:
+    study = _study()
+    written = TrialRecord(history=HISTORY, train_seconds=4.0, n_params=123, layers={"conv": 2, "pooling": 1,
+                          "dense": 2}, best_epoch=2, seed=7, backend="jax", device="cpu", device_loop=True,
+                          rss_mb=512.5, fail_reason="", worker="host:1", seed_model="model1", warm_start=True, epochs=9)
+    fields = {name: value for name, value in vars(written).items()}
+    number = _trial(study, 0.7, **fields)
+    read = TrialRecord.of(study.get_trials(deepcopy=False)[number])
+    assert read == written
+
+
+def test_a_trial_without_a_record_reads_the_defaults_and_foreign_attributes_are_ignored() -> None:
+    study = _study()
+    trial = study.ask()
+    trial.set_user_attr("someone_elses", 1)
+    study.tell(trial, 0.5)
+    assert TrialRecord.of(study.trials[0]) == TrialRecord()
+
+
+def test_writing_an_unknown_field_is_refused() -> None:
+    trial = _study().ask()
+    with pytest.raises(KeyError, match="histroy"):
+        records.update(trial, histroy=[])
+    with pytest.raises(KeyError):
+        records.enqueued(seed_modle="model1")
+
+
+def test_study_record_round_trips_and_a_resumed_study_must_match() -> None:
+    study = _study()
+    record = StudyRecord(arch="cnn", data_fingerprint="abc", label_set="fashion5", subset=300, image_size="28x28",
+                         class_names=("a", "b"))
+    record.attach(study)
+    assert StudyRecord.of(study) == record
+    record.attach(study)  # the same search again: fine
+    StudyRecord(**{**vars(record), "class_names": ("renamed",)}).attach(study)  # names are not identity
+    for field, other in (("arch", "lenet"), ("data_fingerprint", "xyz"), ("subset", None), ("image_size", "32x32")):
+        with pytest.raises(UserError, match=field):
+            StudyRecord(**{**vars(record), field: other}).attach(study)
+
+
+def test_a_study_without_a_record_reads_its_name_as_the_architecture() -> None:
+    study = optuna.create_study(study_name="lenet")
+    assert StudyRecord.of(study).arch == "lenet" and records.replay_scale(study) is None
+
+
+def test_replays_are_not_searches() -> None:
+    search, replay = _study(), _study()
+    for study in (search, replay):
+        study.set_user_attr("arch", "cnn")
+    records.mark_replay(replay, 0.5)
+    assert records.is_search(search, ["cnn"]) and not records.is_search(replay, ["cnn"])
+    assert records.replay_scale(replay) == 0.5 and not records.is_search(search, ["lenet"])
+
+
+def test_winner_is_the_best_trial_until_confirm_then_the_best_mean() -> None:
+    study = _study()
+    assert winner(study) is None
+    with pytest.raises(UserError, match="no complete trial"):
+        records.require_winner(study)
+    lucky = _trial(study, 0.9)
+    steady = _trial(study, 0.85)
+    _trial(study, None, TrialState.PRUNED)
+    assert winner(study).number == lucky == study.best_trial.number
+    save_confirmations(study, {lucky: Confirmation([1, 2], [0.9, 0.7]), steady: Confirmation([1, 2], [0.85, 0.84])})
+    assert winner(study).number == steady
+    assert confirmations(study)[steady].mean == pytest.approx(0.845)
+    assert confirmations(study)[lucky].std == pytest.approx(0.1414, abs=1e-4)
+
+
+def test_retrain_plan_uses_the_best_epoch_seed_and_the_device_loop_only_on_jax() -> None:
+    study = _study()
+    study.set_user_attr("arch", "lenet")
+    number = _trial(study, 0.7, history=HISTORY, best_epoch=2, seed=11, device_loop=True)
+    trial = study.get_trials(deepcopy=False)[number]
+    plan = retrain_plan(study, trial, "jax")
+    assert (plan.arch, plan.seed, plan.epochs, plan.device_loop) == ("lenet", 11, 2, True)
+    assert plan.params == trial.params
+    assert not retrain_plan(study, trial, "tensorflow").device_loop  # the loop exists only on JAX
+    assert retrain_plan(study, trial, "jax", epochs=5).epochs == 5
+
+
+@pytest.mark.parametrize(("finished", "failed", "done"), [(0, 0, False), (2, 0, False), (3, 0, True), (0, 4, True),
+                                                          (2, 3, False), (5, 9, True)])
+def test_worker_stops_after_its_quota_or_too_many_failures(finished: int, failed: int, done: bool) -> None:
+    assert worker_done(finished, failed, quota=3, max_failures=4) is done
+
+
+@pytest.mark.parametrize(("total", "workers", "shares"), [(10, 3, [4, 3, 3]), (2, 4, [1, 1]), (6, 1, [6]),
+                                                          (0, 2, [])])
+def test_trials_are_split_evenly_over_workers_with_no_empty_share(total: int, workers: int, shares: list[int]) -> None:
+    assert _shares(total, workers) == shares and sum(shares) == total
