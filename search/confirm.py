@@ -35,7 +35,7 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
 
 def confirmation_table(study: optuna.Study) -> pd.DataFrame:
     """One row per confirmed trial: its single-run value, mean and spread over seeds, best mean first."""
-    rows = [{"trial": number, "value": trial_by_number(study, number).value, "mean": round(entry.mean, 4),
+    rows = [{"trial": number, "value": value_of(trial_by_number(study, number)), "mean": round(entry.mean, 4),
              "std": round(entry.std, 4), "seeds": len(entry.scores), "scores": [round(s, 4) for s in entry.scores]}
             for number, entry in confirmations(study).items()]
     frame = pd.DataFrame(rows, columns=["trial", "value", "mean", "std", "seeds", "scores"])

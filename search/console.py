@@ -60,7 +60,7 @@ class Console:
 
     def trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """One line per finished trial: number, state, value, seconds, params."""
-        value = "-" if trial.value is None else f"{trial.value:.4f}"
+        value = f"{trial.values[0]:.4f}" if trial.values else "-"  # accuracy, also of an accuracy-time study
         from search.records import TrialRecord
 
         record = TrialRecord.of(trial)

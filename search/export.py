@@ -19,7 +19,7 @@ from search.data import DataError, Dataset, load_dataset, load_test, parse_image
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
 from search.objective import retrain
-from search.records import StudyRecord, require_winner, retrain_plan
+from search.records import StudyRecord, require_winner, retrain_plan, value_of
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
 
@@ -74,7 +74,7 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
     test_ids, x_test = load_test(data_dir, data.input_shape)
     plan = retrain_plan(study, trial, keras.backend.backend(), epochs)
     console = Console(quiet)
-    console.say(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {trial.value:.4f}) "
+    console.say(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {value_of(trial):.4f}) "
                 f"for {plan.epochs} epochs{' on all labelled rows' if full_train else ''}")
     run = retrain(plan, data, show=console.epoch, full_train=full_train)
     val_pred = predict_labels(run.model, data.x_val)
@@ -85,7 +85,7 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
         run.model.save(staging / "model.keras")
         history = pd.DataFrame(run.history.rows)
         history.to_csv(staging / "history.csv", index=False)
-        params = {"arch": plan.arch, "study": study.study_name, "trial": trial.number, "value": trial.value,
+        params = {"arch": plan.arch, "study": study.study_name, "trial": trial.number, "value": value_of(trial),
                   "params": trial.params, "seed": plan.seed, "epochs": plan.epochs, "full_train": full_train,
                   "val_accuracy": val_accuracy, "data_fingerprint": data.fingerprint, "label_set": data.label_set,
                   "class_names": list(data.class_names), "input_shape": list(data.input_shape),

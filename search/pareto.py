@@ -96,7 +96,8 @@ def hypervolume(points: Sequence[Point], reference: Point) -> float:
     area, best = 0.0, ref_acc
     # Sweep by seconds: between one point's seconds and the next, the best accuracy reached so far
     # is the height of the dominated region; dominated points never raise it, so they add nothing.
-    for (sec, acc), next_sec in zip(inside, [s for s, _ in inside[1:]] + [ref_sec]):
+    ends = [s for s, _ in inside[1:]] + [ref_sec] if inside else []
+    for (sec, acc), next_sec in zip(inside, ends, strict=True):
         best = max(best, acc)
         area += (best - ref_acc) * (next_sec - sec)
     return area

@@ -144,8 +144,9 @@ def save_confirmations(study: optuna.Study, entries: dict[int, Confirmation]) ->
 
 
 def value_of(trial: FrozenTrial) -> float:
-    """A trial's value (its best validation accuracy); NaN for a trial that has none (pruned, failed)."""
-    return float("nan") if trial.value is None else float(trial.value)
+    """A trial's best validation accuracy (its value; the first of an accuracy-time study's two values); NaN for
+    a trial that has none (pruned in a two-objective study, failed)."""
+    return float(trial.values[0]) if trial.values else float("nan")
 
 
 def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:

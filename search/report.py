@@ -70,7 +70,7 @@ def best_curves(studies: list[optuna.Study]) -> pd.DataFrame:
 def trial_points(studies: list[optuna.Study]) -> pd.DataFrame:
     """Every finished trial: its architecture, state, value and training seconds."""
     rows = [{"study": s.study_name, "arch": StudyRecord.of(s).arch, "trial": t.number, "state": t.state.name,
-             "val_accuracy": t.value, "train_seconds": TrialRecord.of(t).train_seconds}
+             "val_accuracy": value_of(t), "train_seconds": TrialRecord.of(t).train_seconds}
             for s in studies for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))]
     return pd.DataFrame(rows, columns=["study", "arch", "trial", "state", "val_accuracy", "train_seconds"])
 

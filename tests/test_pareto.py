@@ -7,16 +7,31 @@ import random
 import optuna
 import pytest
 
-from search.pareto import (MIN_GAIN, History, Point, dominates, dominators, front_numbers, hypervolume,
-                           hypervolume_ratio, least_final_seconds, objectives, pareto_front,
-                           pick_fastest_within, plausible_gain, reference_point, should_stop, simulate,
-                           trial_points)
+from search.pareto import (
+    MIN_GAIN,
+    History,
+    Point,
+    dominates,
+    dominators,
+    front_numbers,
+    hypervolume,
+    hypervolume_ratio,
+    least_final_seconds,
+    objectives,
+    pareto_front,
+    pick_fastest_within,
+    plausible_gain,
+    reference_point,
+    should_stop,
+    simulate,
+    trial_points,
+)
 
 
 def curve(accs: list[float], secs: list[float]) -> list[dict[str, float]]:
     """A history in the objective's format from per-epoch validation accuracies and seconds."""
     return [{"epoch": e, "loss": 1.0, "accuracy": a, "val_loss": 1.0, "val_accuracy": a,
-             "learning_rate": 1e-3, "seconds": s} for e, (a, s) in enumerate(zip(accs, secs), start=1)]
+             "learning_rate": 1e-3, "seconds": s} for e, (a, s) in enumerate(zip(accs, secs, strict=True), start=1)]
 
 
 # Three completed 5-epoch trials: epoch 1 costs 2 s (compilation), later ones about 1 s.
