@@ -47,6 +47,7 @@ class StudyConfig:
     device_loop: bool | None = None  # None: on where JAX trains on a GPU
     image_size: str | None = None  # "HxW" for an image tree; None: its most common size
     fail_orphans: bool = False
+    levers: bool = True  # search the accuracy levers (spaces._levers) too
 
     @property
     def name(self) -> str:
@@ -177,7 +178,7 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     progress = Progress(config.quiet, worker if config.workers > 1 else None)
     objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,
                                shuffle=config.shuffle, progress=progress.epoch,
-                               device_loop=bool(config.device_loop))
+                               device_loop=bool(config.device_loop), levers=config.levers)
     budget = Budget(quota, config.max_failures, config.trials)
     # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
