@@ -190,3 +190,17 @@ def test_every_lever_on_trains(name: str, tiny_data: Path) -> None:
     assert len(history) == 2 and all(math.isfinite(row["loss"]) for row in history)
     assert 0 <= history[-1]["accuracy"] <= 1 and 0 <= history[-1]["val_accuracy"] <= 1
     assert history[1]["learning_rate"] != history[0]["learning_rate"]  # the schedule moved the rate
+
+
+def test_model_with_every_lever_saves_and_reloads(tmp_path: Path) -> None:
+    """export-best's model.keras reloads with its augmentation layers, smoothed loss, schedule and AdamW."""
+    arch = spaces.get("lenet")
+    params = {**arch.DEFAULT, **ALL_ON, "lr_schedule": "cosine"}
+    model = arch.build(params, (28, 28, 1), 5)
+    model.compile(optimizer=make_optimizer(params, steps=10), loss=make_loss(params), metrics=["accuracy"])
+    x, y = np.random.default_rng(0).random((8, 28, 28, 1), np.float32), np.arange(8, dtype=np.int32) % 5
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert type(reloaded.loss) is SmoothedSparseCrossentropy and type(reloaded.optimizer) is keras.optimizers.AdamW
+    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
