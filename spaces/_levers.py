@@ -18,7 +18,7 @@ Params = dict[str, Any]
 # Augmentations in the order they run, right after the input: (values searched, layer at a strength). A float
 # range (low, high, step) with 0 meaning off, or None for on/off. Translation fills with 0 and moves whole
 # pixels, as the classic pad-and-crop does (Fashion-MNIST's background is 0). Erasing's strength is the chance
-# that an image gets one noise patch of 2-33% of its area (Keras' default sizes, the paper's; it used 0.5).
+# that an image gets one noise patch of 2-33% of its area (Keras' default sizes; the paper erased with 0.5).
 AUGMENTATIONS: dict[str, tuple[tuple[float, float, float] | None, Callable[[float], layers.Layer]]] = {
     "augment_translate": ((0.0, 0.15, 0.025), lambda factor: layers.RandomTranslation(
         factor, factor, fill_mode="constant", interpolation="nearest")),
@@ -55,7 +55,7 @@ def _given(trial: Any) -> dict[str, Any] | None:
 
 def _asks(trial: Any, name: str) -> bool:
     """Whether to ask the trial for lever `name`: a trial handed params without it (a notebook model, the warm
-    start, an old study's trial) runs as given, with the lever off and not recorded."""
+    start, a replay) runs as given, with the lever off and not recorded."""
     given = _given(trial)
     return given is None or name in given
 

@@ -17,7 +17,7 @@ from search.cli import app
 from search.data import load_dataset
 from search.objective import train
 from search.storage import open_storage
-from spaces._common import OPTIMIZERS, LEARNING_RATES, make_callbacks, make_optimizer
+from spaces._common import LEARNING_RATES, OPTIMIZERS, make_callbacks, make_optimizer
 from spaces._keras2 import DecayedSGD
 from spaces._levers import (AUGMENTATIONS, LR_SCHEDULES, SmoothedSparseCrossentropy, augmentation, make_loss,
                             training_steps)
