@@ -55,6 +55,7 @@ def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[
     import spaces
     from search.data import load_dataset, load_test
     from spaces._common import make_callbacks, make_optimizer
+    from spaces._levers import make_loss, training_steps
 
     arch = spaces.get(args.arch)
     data = load_dataset(args.data, args.subset)
@@ -66,8 +67,10 @@ def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[
         def build(self, hp: Any) -> keras.Model:
             params = arch.suggest(KerasTunerTrial(hp))
             model = arch.build(params, data.input_shape, data.num_classes)
-            model.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy",
-                          metrics=["accuracy"])
+            # A learning-rate schedule spans the epochs Hyperband gives this trial.
+            steps = training_steps(len(data.x_train), int(params["batch_size"]),
+                                   int(hp.values.get("tuner/epochs", args.epochs)))
+            model.compile(optimizer=make_optimizer(params, steps), loss=make_loss(params), metrics=["accuracy"])
             return model
 
         def fit(self, hp: Any, model: keras.Model, *fit_args: Any, **kwargs: Any) -> Any:

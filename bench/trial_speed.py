@@ -45,11 +45,13 @@ def plain_fit(arch: ModuleType, params: dict, data: Any, epochs: int) -> list[fl
 
     from search.objective import EpochHistory
     from spaces._common import make_optimizer
+    from spaces._levers import make_loss, training_steps
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(DEFAULT_SEED)
     model = arch.build(params, data.input_shape, data.num_classes)
-    model.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    steps = training_steps(len(data.x_train), int(params["batch_size"]), epochs)
+    model.compile(optimizer=make_optimizer(params, steps), loss=make_loss(params), metrics=["accuracy"])
     timer = EpochHistory()
     model.fit(data.x_train, data.y_train, batch_size=params["batch_size"], epochs=epochs, shuffle=False,
               validation_data=(data.x_val, data.y_val), verbose=0, callbacks=[timer])

@@ -76,6 +76,10 @@ def study(
     = StudyConfig.heartbeat_seconds,
     fail_orphans: Annotated[bool, typer.Option(help="First mark failed the RUNNING trials whose worker is gone "
                                                "(left by a killed worker on a journal storage).")] = False,
+    levers: Annotated[bool, typer.Option("--levers/--no-levers", help="Search the accuracy levers too: "
+                                         "augmentation (translation, horizontal flip, random erasing), label "
+                                         "smoothing, weight decay, cosine and one-cycle learning-rate "
+                                         "schedules.")] = True,
     quiet: Quiet = False,
 ) -> None:
     """Run (or resume) an Optuna study of ARCH until it holds --trials finished trials."""
@@ -86,7 +90,7 @@ def study(
                          subset=subset, enqueue_seed_models=enqueue_seed_models, warm_start=warm_start,
                          shuffle=shuffle, backend=backend, workers=workers, max_failures=max_failures, quiet=quiet,
                          heartbeat_seconds=heartbeat, device_loop=device_loop, image_size=image_size,
-                         fail_orphans=fail_orphans)
+                         fail_orphans=fail_orphans, levers=levers)
     with user_errors():
         code = run_study(config)
     raise typer.Exit(code)

@@ -41,6 +41,7 @@ class StudyConfig:
     device_loop: bool | None = None  # None: on where JAX trains on a GPU
     image_size: str | None = None  # "HxW" for an image tree; None: its most common size
     fail_orphans: bool = False
+    levers: bool = True  # search the accuracy levers (spaces._levers) too
 
     @property
     def name(self) -> str:

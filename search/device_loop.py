@@ -46,15 +46,15 @@ def _padded(x: np.ndarray, y: np.ndarray, size: int) -> tuple[jax.Array, jax.Arr
 
 def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray],
                   batch_size: int, epochs: int, callbacks: Sequence[keras.callbacks.Callback], *,
-                  shuffle: bool = False, seed: int = 0) -> None:
-    """Train a compiled model like `model.fit(..., validation_data=validation)`, one program per epoch."""
+                  loss_fn: keras.losses.Loss, shuffle: bool = False, seed: int = 0) -> None:
+    """Train a compiled model like `model.fit(..., validation_data=validation)`, one program per epoch;
+    `loss_fn` is the compiled loss, per image (reduction=None: padded rows are masked out here)."""
     batch_size = min(batch_size, len(x))
     # The scan needs equal batches: the last one is padded, and padded rows weigh nothing in the loss.
     x_train, y_train, train_mask = (a.reshape(-1, *a.shape[2:]) for a in _padded(x, y, batch_size))
     steps, n = len(x_train) // batch_size, len(x)
     x_val, y_val, val_mask = _padded(*validation, min(VAL_BATCH, len(validation[0])))
     n_val = float(len(validation[0]))
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
     optimizer = model.optimizer
     if not optimizer.built:
         optimizer.build(model.trainable_variables)

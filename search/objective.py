@@ -21,6 +21,7 @@ from search.errors import UserError
 from search.records import EpochRow, RetrainPlan
 from search.runtime import device_name
 from spaces._common import Params, make_callbacks, make_optimizer
+from spaces._levers import make_loss, training_steps
 
 ProgressFn = Callable[[int | None, EpochRow, int], None]
 
@@ -129,11 +130,11 @@ def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: in
     keras.utils.set_random_seed(seed)
     history = history or EpochHistory()
     model = arch.build(params, data.input_shape, data.num_classes)
-    model.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
     x, y = data.x_train, data.y_train
     if full_train:
         x, y = np.concatenate([x, data.x_val]), np.concatenate([y, data.y_val])
+    steps = training_steps(len(x), int(params["batch_size"]), epochs)  # a learning-rate schedule spans them
+    model.compile(optimizer=make_optimizer(params, steps), loss=make_loss(params), metrics=["accuracy"])
     # History first: the callbacks after it (progress, pruning) read the epoch it recorded.
     all_callbacks = [keras.callbacks.TerminateOnNaN(), history, *callbacks, *make_callbacks(params)]
     if device_loop:
@@ -142,7 +143,7 @@ def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: in
         from search.device_loop import fit_on_device  # imports jax
 
         fit_on_device(model, x, y, (data.x_val, data.y_val), int(params["batch_size"]), epochs, all_callbacks,
-                      shuffle=shuffle, seed=seed)
+                      loss_fn=make_loss(params, reduction=None), shuffle=shuffle, seed=seed)
     else:
         model.fit(x, y, batch_size=int(params["batch_size"]), epochs=epochs, shuffle=shuffle, verbose=0,
                   validation_data=(data.x_val, data.y_val), callbacks=all_callbacks)
@@ -179,15 +180,16 @@ def _reason(exc: BaseException) -> str:
 
 
 def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, shuffle: bool = False,
-                   show: ProgressFn | None = None,
-                   device_loop: bool = False) -> Callable[[optuna.Trial], float]:
+                   show: ProgressFn | None = None, device_loop: bool = False,
+                   levers: bool = True) -> Callable[[optuna.Trial], float]:
     """The Optuna objective for `arch`: the trial's value is its best validation accuracy.
 
-    Trials train for `epochs`, or for the epochs an enqueued trial's record carries (a replayed notebook model)."""
+    Trials train for `epochs`, or for the epochs an enqueued trial's record carries (a replayed notebook model);
+    `levers` False searches without the accuracy levers (spaces._levers)."""
     backend, device = keras.backend.backend(), device_name()
 
     def objective(trial: optuna.Trial) -> float:
-        params = arch.suggest(trial)
+        params = arch.suggest(trial, levers=levers)
         records.update(trial, backend=backend, device=device, seed=seed, device_loop=device_loop)
         trial_epochs = records.TrialRecord.of(trial).epochs or epochs
         history = EpochHistory()

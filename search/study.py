@@ -120,7 +120,8 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     study = study or open_study(config, data, seed_offset=worker)
     console = Console(config.quiet, worker if config.workers > 1 else None)
     objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,
-                               shuffle=config.shuffle, show=console.epoch, device_loop=bool(config.device_loop))
+                               shuffle=config.shuffle, show=console.epoch, device_loop=bool(config.device_loop),
+                               levers=config.levers)
     quota_callback = WorkerQuota(quota, config.max_failures)
     target = optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)
     # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.

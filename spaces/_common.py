@@ -8,6 +8,7 @@ import keras
 from keras import layers
 
 from spaces._keras2 import DecayedSGD
+from spaces._levers import CONSTANT, WEIGHT_DECAYS, augmentation, learning_rate, suggest_levers, suggest_schedule
 
 Params = dict[str, Any]
 
@@ -40,18 +41,22 @@ LEARNING_RATES: dict[str, tuple[float, float]] = {
 }
 OPTIMIZERS = tuple(OPTIMIZER_TABLE)
 assert set(LEARNING_RATES) == set(OPTIMIZERS), "every optimizer needs a learning-rate range"
+assert set(WEIGHT_DECAYS) == set(OPTIMIZERS), "every optimizer needs a weight-decay range"
+# Keras 3's AdamW is Adam with weight decay (every Keras optimizer decays decoupled); the class is swapped so that
+# saved models and reports name it.
+WITH_WEIGHT_DECAY: dict[str, type[keras.optimizers.Optimizer]] = {"adam": keras.optimizers.AdamW}
 
 
-def suggest_training(trial: Any) -> Params:
+def suggest_training(trial: Any, levers: bool = True) -> Params:
     """Sample the training hyperparameters that every architecture shares; the learning rate's range
-    depends on the optimizer (a conditional parameter)."""
+    depends on the optimizer (a conditional parameter). `levers` adds the accuracy levers (spaces._levers)."""
     optimizer = trial.suggest_categorical("optimizer", OPTIMIZERS)
     low, high = LEARNING_RATES[optimizer]
     return {
         "optimizer": optimizer,
         "learning_rate": trial.suggest_float("learning_rate", low, high, log=True),
         "batch_size": trial.suggest_categorical("batch_size", BATCH_SIZES),
-        "reduce_lr": trial.suggest_categorical("reduce_lr", (False, True)),
+        **suggest_schedule(trial, levers), **suggest_levers(trial, optimizer, levers),
     }
 
 
@@ -79,28 +84,42 @@ def suggest_batch_norm(trial: Any) -> Params:
     return {**params, **suggest_bn_momentum(trial)} if params["batch_norm"] else params
 
 
-def make_optimizer(params: Params) -> keras.optimizers.Optimizer:
-    """Build the Keras optimizer named by params at its learning rate (see OPTIMIZER_TABLE)."""
+def make_optimizer(params: Params, steps: int | None = None) -> keras.optimizers.Optimizer:
+    """Build the Keras optimizer named by params (see OPTIMIZER_TABLE) at its learning rate, or its schedule over
+    `steps` training steps (spaces._levers.training_steps), with weight decay where params ask for it."""
     if params["optimizer"] not in OPTIMIZER_TABLE:
         raise ValueError(f"unknown optimizer {params['optimizer']!r}; expected one of {', '.join(OPTIMIZERS)}")
     optimizer_class, arguments = OPTIMIZER_TABLE[params["optimizer"]]
-    return optimizer_class(learning_rate=params["learning_rate"], **arguments)
+    if params.get("weight_decay"):
+        optimizer_class = WITH_WEIGHT_DECAY.get(params["optimizer"], optimizer_class)
+        arguments = {**arguments, "weight_decay": float(params["weight_decay"])}
+    return optimizer_class(learning_rate=learning_rate(params, steps), **arguments)
 
 
 def make_callbacks(params: Params) -> list[keras.callbacks.Callback]:
     """Training callbacks that params switch on (ReduceLROnPlateau as in the notebook)."""
-    return [keras.callbacks.ReduceLROnPlateau(**PLATEAU, verbose=0)] if params["reduce_lr"] else []
+    if not params.get("reduce_lr"):
+        return []
+    if params.get("lr_schedule", CONSTANT) != CONSTANT:
+        raise ValueError("ReduceLROnPlateau cannot lower a scheduled learning rate; choose one of the two")
+    return [keras.callbacks.ReduceLROnPlateau(**PLATEAU, verbose=0)]
 
 
-def model_input(input_shape: Sequence[int], size: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
-    """The model's (height, width, channels) input, upscaled inside the model to at least size x size.
+def model_input(input_shape: Sequence[int], size: int,
+                params: Params) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The model's (height, width, channels) input, augmented in training as params ask, then upscaled inside
+    the model to at least size x size.
 
     `size` is the smallest side the architecture's layers take (its INPUT_SIZE): a smaller height or
-    width is resized up to it, larger ones are kept (pass --image-size to shrink big images)."""
+    width is resized up to it, larger ones are kept (pass --image-size to shrink big images). Augmentation
+    runs before the upscaling, on fewer pixels."""
     height, width, _ = input_shape
     inputs = keras.Input(tuple(input_shape))
+    x = inputs
+    for layer in augmentation(params):
+        x = layer(x)
     target = (max(height, size), max(width, size))
-    x = inputs if target == (height, width) else layers.Resizing(*target)(inputs)
+    x = x if target == (height, width) else layers.Resizing(*target)(x)
     return inputs, x
 
 

@@ -47,18 +47,19 @@ DEFAULT: Params = {**_ALEXNET, "dense_units": 1024, "batch_norm": False, "optimi
                    "learning_rate": 0.001, "reduce_lr": True}
 
 
-def suggest(trial: Any) -> Params:
-    """Sample head width, regularization, activation and training settings."""
+def suggest(trial: Any, levers: bool = True) -> Params:
+    """Sample head width, regularization, activation, training settings
+    and the accuracy levers (spaces._levers; none when levers is False)."""
     return {
         "dense_units": trial.suggest_categorical("dense_units", (512, 1024, 2048, 4096)),
         **suggest_dropout(trial), **suggest_batch_norm(trial), **suggest_activation(trial),
-        **suggest_training(trial),
+        **suggest_training(trial, levers),
     }
 
 
 def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build the AlexNet described by params (uncompiled); the input is resized to 48x48 inside."""
-    inputs, x = model_input(input_shape, INPUT_SIZE)
+    inputs, x = model_input(input_shape, INPUT_SIZE, params)
     for filters, kernel, padding, pool in LAYERS:
         x = conv_block(x, filters, kernel, params, padding=padding)
         if pool:

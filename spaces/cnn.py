@@ -65,8 +65,9 @@ SEED_MODELS: dict[str, Params] = seed_params(NOTEBOOK)
 DEFAULT: Params = {**_PLATEAU, "kernel1": 3, "batch_size": 64}
 
 
-def suggest(trial: Any) -> Params:
-    """Sample filters, kernels, dense width, dropouts, head LeakyReLU, batch norm, activation and training."""
+def suggest(trial: Any, levers: bool = True) -> Params:
+    """Sample filters, kernels, dense width, dropouts, head LeakyReLU, batch norm, activation, training
+    and the accuracy levers (spaces._levers; none when levers is False)."""
     return {
         "filters1": trial.suggest_categorical("filters1", (16, 32, 64)),
         "kernel1": trial.suggest_categorical("kernel1", (3, 5)),
@@ -76,7 +77,7 @@ def suggest(trial: Any) -> Params:
         **suggest_dropout(trial),
         "head_dropout": trial.suggest_float("head_dropout", 0.0, 0.6, step=0.05),
         "head_leaky_relu": trial.suggest_categorical("head_leaky_relu", (False, True)),
-        **_suggest_batch_norm_layout(trial), **suggest_activation(trial), **suggest_training(trial),
+        **_suggest_batch_norm_layout(trial), **suggest_activation(trial), **suggest_training(trial, levers),
     }
 
 
@@ -90,7 +91,7 @@ def _suggest_batch_norm_layout(trial: Any) -> Params:
 
 def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build the CNN described by params (uncompiled)."""
-    inputs, x = model_input(input_shape, INPUT_SIZE)
+    inputs, x = model_input(input_shape, INPUT_SIZE, params)
     notebook_bn = params["batch_norm"] and params["batch_norm_layout"] == "notebook"
     blocks = ((params["filters1"], params["kernel1"]), (params["filters2"], params["kernel2"]))
     for block, (filters, kernel) in enumerate(blocks):

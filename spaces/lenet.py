@@ -52,13 +52,14 @@ SEED_MODELS: dict[str, Params] = seed_params(NOTEBOOK)
 DEFAULT: Params = {**_MODERN, "dropout": 0.25, "reduce_lr": True}
 
 
-def suggest(trial: Any) -> Params:
-    """Sample the variant, pooling kind, activation (tanh too), regularization and training settings."""
+def suggest(trial: Any, levers: bool = True) -> Params:
+    """Sample the variant, pooling kind, activation (tanh too), regularization, training settings
+    and the accuracy levers (spaces._levers; none when levers is False)."""
     return {
         "variant": trial.suggest_categorical("variant", tuple(VARIANTS)),
         "pooling": trial.suggest_categorical("pooling", tuple(_POOLING)),
         **suggest_activation(trial, ("tanh", "relu", "leaky_relu")),
-        **suggest_dropout(trial), **suggest_batch_norm(trial), **suggest_training(trial),
+        **suggest_dropout(trial), **suggest_batch_norm(trial), **suggest_training(trial, levers),
     }
 
 
@@ -66,7 +67,7 @@ def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> ker
     """Build the LeNet described by params (uncompiled)."""
     layout = VARIANTS[params["variant"]]
     pool = _POOLING[params["pooling"]]
-    inputs, x = model_input(input_shape, INPUT_SIZE)
+    inputs, x = model_input(input_shape, INPUT_SIZE, params)
     first, second = layout["filters"]
     x = conv_block(x, first, 5, params, padding="same")
     x = pool(2, strides=layout["first_pool_strides"])(x)

@@ -47,15 +47,16 @@ DEFAULT: Params = {**_RESNET18, "stages": 3, "blocks": 1, "base_filters": 32, "r
                    "bn_momentum": 0.9}
 
 
-def suggest(trial: Any) -> Params:
-    """Sample depth (stages, blocks per stage), width, stem pooling and training settings."""
+def suggest(trial: Any, levers: bool = True) -> Params:
+    """Sample depth (stages, blocks per stage), width, stem pooling, training settings
+    and the accuracy levers (spaces._levers; none when levers is False)."""
     return {
         "stages": trial.suggest_int("stages", 2, 4),
         "blocks": trial.suggest_int("blocks", 1, 2),
         "base_filters": trial.suggest_categorical("base_filters", (16, 32, 64)),
         "stem_maxpool": trial.suggest_categorical("stem_maxpool", (False, True)),
         **suggest_bn_momentum(trial), **suggest_dropout(trial), **suggest_activation(trial),
-        **suggest_training(trial),
+        **suggest_training(trial, levers),
     }
 
 
@@ -71,7 +72,7 @@ def _residual_block(x: keras.KerasTensor, filters: int, strides: int, params: Pa
 
 def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build the ResNet described by params (uncompiled)."""
-    inputs, x = model_input(input_shape, INPUT_SIZE)
+    inputs, x = model_input(input_shape, INPUT_SIZE, params)
     x = conv_block(x, params["base_filters"], 7, params, strides=2, batch_norm=True)
     if params["stem_maxpool"]:
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)

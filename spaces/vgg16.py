@@ -47,19 +47,20 @@ DEFAULT: Params = {**_VGG16, "depth": 11, "dense_units": 512, "batch_norm": True
                    "optimizer": "adam", "learning_rate": 0.001, "reduce_lr": True}
 
 
-def suggest(trial: Any) -> Params:
-    """Sample depth (11/13/16), head width, regularization, activation and training settings."""
+def suggest(trial: Any, levers: bool = True) -> Params:
+    """Sample depth (11/13/16), head width, regularization, activation, training settings
+    and the accuracy levers (spaces._levers; none when levers is False)."""
     return {
         "depth": trial.suggest_categorical("depth", tuple(CFGS)),
         "dense_units": trial.suggest_categorical("dense_units", (512, 1024, 2048, 4096)),
         **suggest_dropout(trial), **suggest_batch_norm(trial), **suggest_activation(trial),
-        **suggest_training(trial),
+        **suggest_training(trial, levers),
     }
 
 
 def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build the VGG described by params (uncompiled); the input is resized to 48x48 inside."""
-    inputs, x = model_input(input_shape, INPUT_SIZE)
+    inputs, x = model_input(input_shape, INPUT_SIZE, params)
     for item in CFGS[params["depth"]]:
         x = layers.MaxPooling2D()(x) if item == "M" else conv_block(x, int(item), 3, params)
     units = params["dense_units"]

@@ -27,9 +27,13 @@ data = load_dataset(Path(sys.argv[1]), 120)
 arch = spaces.get("lenet")
 out = {}
 DROPOUT = {**arch.SEED_MODELS["model2"], "dropout": 0.25}  # batch 64: a partial last batch
-for name, params in (("dropout", DROPOUT),
+# The levers that act on the device: augmentation layers, label smoothing, a schedule, weight decay.
+LEVERS = {**DROPOUT, "augment": True, "augment_translate": 0.1, "augment_flip": True, "augment_erasing": 0.5,
+          "label_smoothing": 0.1, "lr_schedule": "one_cycle", "use_weight_decay": True, "weight_decay": 0.01}
+del LEVERS["reduce_lr"]
+for name, params in (("dropout", DROPOUT), ("levers", LEVERS),
                      ("plateau", {**arch.SEED_MODELS["model4"], "learning_rate": 1e-4, "reduce_lr": True})):
-    runs = [train(arch, params, data, 8, 7, device_loop=loop).recorder.history for loop in (False, True)]
+    runs = [train(arch, params, data, 8, 7, device_loop=loop).history.rows for loop in (False, True)]
     out[name] = runs
 poisoned = load_dataset(Path(sys.argv[1]), 120)
 poisoned.x_train[0] = np.nan
@@ -54,7 +58,7 @@ def test_device_loop_matches_model_fit_and_stops_on_nan(tiny_data: Path, tmp_pat
                                             "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache")})
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    for name in ("dropout", "plateau"):
+    for name in ("dropout", "levers", "plateau"):
         fit, loop = out[name]
         assert len(fit) == len(loop) == 8
         for a, b in zip(fit, loop, strict=True):
@@ -66,6 +70,8 @@ def test_device_loop_matches_model_fit_and_stops_on_nan(tiny_data: Path, tmp_pat
                 assert abs(a[key] - b[key]) <= tolerance, (name, key, a, b)
     learning_rates = [row["learning_rate"] for row in out["plateau"][1]]
     assert learning_rates[-1] < learning_rates[0]  # ReduceLROnPlateau acted, between compiled epochs
+    scheduled = [row["learning_rate"] for row in out["levers"][1]]
+    assert scheduled[0] < max(scheduled) and scheduled[-1] < max(scheduled)  # one-cycle: up, then down
     assert out["nan"] == "loss became nan in epoch 1"
     assert out["programs"] > 0 and out["new_programs"] == 0  # another learning rate reused every program
 
