@@ -10,6 +10,7 @@ import typer
 
 import spaces
 from search.cli_options import Arch, Backend, DataDir, ImageSize, Quiet, Storage, StudyName, user_errors
+from search.cli_results import report, score, trials_table
 from search.config import DEFAULT_STORAGE, StudyConfig
 from search.console import Console
 from search.errors import UserError, require_positive
@@ -53,7 +54,11 @@ def study(
     storage: Storage = DEFAULT_STORAGE,
     study_name: StudyName = None,
     sampler: Annotated[str, typer.Option(help="tpe or random.")] = StudyConfig.sampler,
-    pruner: Annotated[str, typer.Option(help="hyperband, median or none.")] = StudyConfig.pruner,
+    objective: Annotated[str, typer.Option(help="accuracy (validation accuracy), or accuracy-time (accuracy up and "
+                                           "training seconds down: a Pareto front).")] = StudyConfig.objective,
+    pruner: Annotated[Optional[str], typer.Option(help="hyperband (the default for accuracy), median, dominance "
+                                                  "(the default for accuracy-time: stop a trial that finished "
+                                                  "trials beat on both) or none.")] = StudyConfig.pruner,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of every model's initialization.")]
     = StudyConfig.seed,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
@@ -90,7 +95,7 @@ def study(
                          subset=subset, enqueue_seed_models=enqueue_seed_models, warm_start=warm_start,
                          shuffle=shuffle, backend=backend, workers=workers, max_failures=max_failures, quiet=quiet,
                          heartbeat_seconds=heartbeat, device_loop=device_loop, image_size=image_size,
-                         fail_orphans=fail_orphans, levers=levers)
+                         fail_orphans=fail_orphans, levers=levers, objective=objective)
     with user_errors():
         code = run_study(config)
     raise typer.Exit(code)
@@ -145,22 +150,6 @@ def worker() -> None:
         raise typer.Exit(worker_main(payload))
 
 
-@app.command("trials")
-def trials_table(arch: Arch, storage: Storage = DEFAULT_STORAGE, study_name: StudyName = None) -> None:
-    """Print a study's trials as a table: state, value, seconds, parameters."""
-    from search.records import StudyRecord
-    from search.storage import load_study, open_storage
-    from search.tables import trials_frame
-
-    with user_errors():
-        found = load_study(open_storage(storage, readonly=True), study_name or arch)
-        frame = trials_frame(found)
-    console, classes = Console(), StudyRecord.of(found).class_names
-    if classes:  # on stderr, so stdout stays one table
-        console.say(f"classes (labels 0..{len(classes) - 1}): {', '.join(classes)}")
-    console.result(frame.to_string(index=False) if len(frame) else "no trials yet")
-
-
 def _study_for_training(arch: str, storage: str, study_name: str | None, backend: str | None) -> optuna.Study:
     """Check the architecture, start the Keras backend, and load an existing study to retrain from."""
     from search.runtime import use_backend
@@ -184,6 +173,11 @@ def export_best(
     full_train: Annotated[bool, typer.Option(help="Retrain on all labelled rows (validation included).")] = False,
     backend: Backend = None,
     force: Annotated[bool, typer.Option(help="Replace an earlier export in the output folder.")] = False,
+    pick: Annotated[Optional[tuple[str, float]], typer.Option(
+        help="Accuracy-time studies: `--pick fastest-within X` exports the fastest trial of the Pareto front within "
+        "X points of accuracy of its most accurate (default: the most accurate).")] = None,
+    ensemble: Annotated[int, typer.Option(help="Average the softmax of the K best trials (confirmed ones first), "
+                                          "each retrained.")] = 1,
     quiet: Quiet = False,
 ) -> None:
     """Retrain the best trial and write submission.csv, model.keras, params.json, history.csv, report.html."""
@@ -191,13 +185,16 @@ def export_best(
 
     out_dir = out or Path("studies") / arch / "best"
     with user_errors():
-        require_positive(("--epochs", epochs))
+        require_positive(("--epochs", epochs), ("--ensemble", ensemble))
+        if pick is not None and (pick[0] != "fastest-within" or not pick[1] >= 0):
+            raise UserError(f"--pick {pick[0]} {pick[1]:g}: expected `--pick fastest-within X` with X >= 0 points")
         check_out_dir(out_dir, force)  # before hours of retraining, not after
         study_obj = _study_for_training(arch, storage, study_name, backend)
         from search.export import export_best as run_export
 
         result = run_export(study_obj, data, out_dir, epochs=epochs, full_train=full_train, quiet=quiet,
-                            image_size=image_size, force=force)
+                            image_size=image_size, force=force, within=pick[1] if pick else None,
+                            ensemble=ensemble)
     console = Console(quiet)
     console.result(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}")
     for path in result.files:
@@ -230,51 +227,10 @@ def confirm(
     console.result(table.to_string(index=False))
 
 
-@app.command()
-def report(
-    storage: Storage = DEFAULT_STORAGE,
-    out: Annotated[Path, typer.Option(help="HTML file; a CSV of the table is written beside it.")]
-    = Path("studies/report.html"),
-) -> None:
-    """Compare every architecture study in a storage: table, CSV and HTML with curves and timings."""
-    from search.runtime import use_backend
-    from search.storage import display_url, load_all, open_storage
-
-    with user_errors():
-        use_backend(None)  # the notebook's tables live in the architectures' modules, which import Keras
-        from search.notebook import glance_lines, replay_studies
-        from search.report import arch_studies, write_report
-
-        every_study = load_all(open_storage(storage, readonly=True))
-        studies = arch_studies(every_study)
-        if not studies:
-            raise UserError(f"no hpsearch studies in {display_url(storage)}; run `hpsearch study ARCH` first")
-        table, notebook, csv_path, html_path = write_report(studies, out, replay_studies(every_study))
-    # Params and class names are long: they are in the CSV and the HTML.
-    console = Console()
-    console.result(table.drop(columns=["best_params", "classes"], errors="ignore").to_string(index=False, na_rep=""))
-    console.result("\nThe notebook at a glance (its best reported model, its replay here, the search's best):")
-    console.result(notebook.drop(columns=["search_vs_notebook"]).to_string(index=False, na_rep="-"))
-    console.result("\n".join(glance_lines(notebook)))
-    console.result(f"wrote {csv_path}\nwrote {html_path}")
-
-
-@app.command()
-def score(
-    submission: Annotated[Path, typer.Argument(help="A submission.csv (Id,Label).")],
-    labels: Annotated[Path, typer.Option(help="The true labels (Id,Label), e.g. data/testY.csv.")]
-    = Path("data/testY.csv"),
-) -> None:
-    """Accuracy, per-class accuracy and confusion matrix of a submission against true labels."""
-    from search.score import score as run_score
-
-    with user_errors():
-        result = run_score(submission, labels)
-    console = Console()
-    console.result(f"accuracy: {result.accuracy:.4f} on {int(result.per_class['support'].sum())} rows")
-    console.result(result.per_class.to_string(index=False))
-    console.result("confusion matrix (rows: true, columns: predicted)")
-    console.result(result.confusion.to_string())
+# The commands that only read studies and files (search.cli_results), after the ones that train.
+app.command("trials")(trials_table)
+app.command()(report)
+app.command()(score)
 
 
 def main() -> None:

@@ -12,7 +12,11 @@ DEFAULT_SEED = 1337  # the notebook's seed; the sampler's and every model's unle
 # A worker that stops beating for this long is dead: its trial is failed and retried once.
 HEARTBEAT_SECONDS = 10
 SAMPLERS = ("tpe", "random")
-PRUNERS = ("hyperband", "median", "none")
+# What a study optimizes: validation accuracy, or accuracy and training seconds together (a Pareto front).
+OBJECTIVES = ("accuracy", "accuracy-time")
+# Optuna's pruners work on one objective; "dominance" is hpsearch's rule for accuracy-time (search.pareto).
+PRUNERS = ("hyperband", "median", "dominance", "none")
+DEFAULT_PRUNER = {"accuracy": "hyperband", "accuracy-time": "dominance"}
 
 
 @dataclass
@@ -26,7 +30,7 @@ class StudyConfig:
     storage: str = DEFAULT_STORAGE
     study_name: str | None = None
     sampler: str = "tpe"
-    pruner: str = "hyperband"
+    pruner: str | None = None  # None: the objective's default (DEFAULT_PRUNER)
     seed: int = DEFAULT_SEED
     timeout: float | None = None
     subset: int | None = None
@@ -42,11 +46,22 @@ class StudyConfig:
     image_size: str | None = None  # "HxW" for an image tree; None: its most common size
     fail_orphans: bool = False
     levers: bool = True  # search the accuracy levers (spaces._levers) too
+    objective: str = "accuracy"
 
     @property
     def name(self) -> str:
         """The study's name: given, or the architecture's."""
         return self.study_name or self.arch
+
+    @property
+    def accuracy_time(self) -> bool:
+        """Whether the study has two objectives (accuracy up, training seconds down)."""
+        return self.objective == "accuracy-time"
+
+    @property
+    def chosen_pruner(self) -> str:
+        """The pruner asked for, else the objective's default."""
+        return self.pruner or DEFAULT_PRUNER.get(self.objective, "none")
 
     def check(self) -> None:
         """Reject impossible settings with one line each, before anything is loaded or written."""
@@ -61,5 +76,12 @@ class StudyConfig:
             raise UserError(f"--timeout must be more than 0 seconds, got {self.timeout:g}")
         if self.sampler not in SAMPLERS:
             raise UserError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
-        if self.pruner not in PRUNERS:
-            raise UserError(f"unknown pruner {self.pruner!r}; valid: {', '.join(PRUNERS)}")
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
+        if self.chosen_pruner not in PRUNERS:
+            raise UserError(f"unknown pruner {self.chosen_pruner!r}; valid: {', '.join(PRUNERS)}")
+        if self.accuracy_time and self.chosen_pruner not in ("dominance", "none"):
+            raise UserError(f"--pruner {self.chosen_pruner} prunes on one objective (Optuna cannot prune a "
+                            "two-objective study); with --objective accuracy-time use dominance or none")
+        if not self.accuracy_time and self.chosen_pruner == "dominance":
+            raise UserError("--pruner dominance is for --objective accuracy-time")

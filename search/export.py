@@ -16,10 +16,11 @@ from sklearn.metrics import confusion_matrix
 from search.confirm import confirmation_table
 from search.console import Console
 from search.data import DataError, Dataset, load_dataset, load_test, parse_image_size
+from search.errors import UserError
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
 from search.objective import retrain
-from search.records import StudyRecord, require_winner, retrain_plan, value_of
+from search.records import StudyRecord, ranked, require_winner, retrain_plan, value_of
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
 
@@ -62,43 +63,70 @@ def predict_labels(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return np.argmax(model.predict(x, batch_size=1024, verbose=0), axis=1)
 
 
+def ensemble_model(models: list[keras.Model], input_shape: tuple[int, ...]) -> keras.Model:
+    """One model whose output is the mean of the members' softmax (each member keeps its own layers)."""
+    inputs = keras.Input(input_shape)
+    # Members are wrapped under unique names: several may share their architecture's model name.
+    outputs = [keras.Sequential([model], name=f"member_{i}")(inputs) for i, model in enumerate(models)]
+    return keras.Model(inputs, keras.layers.Average()(outputs), name="ensemble")
+
+
 def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: int | None = None,
                 full_train: bool = False, quiet: bool = False, image_size: str | None = None,
-                force: bool = False) -> Export:
-    """Retrain the best trial's params with its seed, evaluate, predict testX and write the five files
-    (an earlier export in out_dir is replaced only with force)."""
+                force: bool = False, within: float | None = None, ensemble: int = 1) -> Export:
+    """Retrain the study's winner (with `ensemble` K > 1, its K best trials, their softmax averaged) with their
+    seeds, evaluate, predict testX and write the five files (an earlier export is replaced only with force)."""
     check_out_dir(out_dir, force)
-    trial = require_winner(study)
+    members = ranked(study, within)[:ensemble]
+    if not members:
+        require_winner(study)  # the one-line error
+    if len(members) < ensemble:
+        raise UserError(f"--ensemble {ensemble}: study {study.study_name!r} has only {len(members)} complete trials")
     record = StudyRecord.of(study)
     data = study_data(study, data_dir, image_size)
     test_ids, x_test = load_test(data_dir, data.input_shape)
-    plan = retrain_plan(study, trial, keras.backend.backend(), epochs)
-    console = Console(quiet)
-    console.say(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {value_of(trial):.4f}) "
-                f"for {plan.epochs} epochs{' on all labelled rows' if full_train else ''}")
-    run = retrain(plan, data, show=console.epoch, full_train=full_train)
-    val_pred = predict_labels(run.model, data.x_val)
+    plans = [retrain_plan(study, trial, keras.backend.backend(), epochs) for trial in members]
+    console, runs = Console(quiet), []
+    for trial, plan in zip(members, plans, strict=True):
+        console.say(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {value_of(trial):.4f}) "
+                    f"for {plan.epochs} epochs{' on all labelled rows' if full_train else ''}")
+        runs.append(retrain(plan, data, show=console.epoch, full_train=full_train))
+    model = runs[0].model if len(runs) == 1 else ensemble_model([run.model for run in runs], data.input_shape)
+    val_pred = predict_labels(model, data.x_val)
     val_accuracy = float(np.mean(val_pred == data.y_val))
+    trial, plan = members[0], plans[0]
     with staged_out_dir(out_dir, force) as staging:
-        pd.DataFrame({"Id": test_ids, "Label": predict_labels(run.model, x_test)}).to_csv(
+        pd.DataFrame({"Id": test_ids, "Label": predict_labels(model, x_test)}).to_csv(
             staging / "submission.csv", index=False)
-        run.model.save(staging / "model.keras")
-        history = pd.DataFrame(run.history.rows)
-        history.to_csv(staging / "history.csv", index=False)
+        model.save(staging / "model.keras")
+        history = pd.DataFrame(runs[0].history.rows)
+        pd.concat([pd.DataFrame(run.history.rows).assign(trial=t.number) for run, t in zip(runs, members, strict=True)]
+                  ).to_csv(staging / "history.csv", index=False)
         params = {"arch": plan.arch, "study": study.study_name, "trial": trial.number, "value": value_of(trial),
                   "params": trial.params, "seed": plan.seed, "epochs": plan.epochs, "full_train": full_train,
                   "val_accuracy": val_accuracy, "data_fingerprint": data.fingerprint, "label_set": data.label_set,
                   "class_names": list(data.class_names), "input_shape": list(data.input_shape),
-                  "image_size": record.image_size, "subset": record.subset,
+                  "image_size": record.image_size, "subset": record.subset, "objective": record.objective,
                   "backend": keras.backend.backend(), "versions": versions()}
+        if len(trial.values or ()) > 1:
+            params["train_seconds"] = trial.values[1]
+        if within is not None:
+            params["pick"] = f"fastest-within {within} points of accuracy on the Pareto front"
+        if len(runs) > 1:
+            params["ensemble"] = [{"trial": t.number, "value": value_of(t), "params": t.params, "seed": p.seed,
+                                   "epochs": p.epochs, "val_accuracy": float(np.mean(predict_labels(r.model, data.x_val)
+                                                                                     == data.y_val))}
+                                  for t, p, r in zip(members, plans, runs, strict=True)]
         confirmations = confirmation_table(study)
-        if len(confirmations):
+        if len(confirmations) and trial.number in set(confirmations["trial"]):
             params["confirmed"] = confirmations[confirmations["trial"] == trial.number].iloc[0].to_dict()
         (staging / "params.json").write_text(json.dumps(params, indent=1, default=int))  # default: NumPy ints
         matrix = confusion_matrix(data.y_val, val_pred, labels=range(data.num_classes))
         caveat = " (validation rows were also trained on)" if full_train else ""
-        sections = [Section("The exported run: the notebook's six plots", run_figure(history)),
-                    Section(f"Validation confusion matrix, accuracy {val_accuracy:.4f}{caveat}",
+        what = f"ensemble of trials {', '.join(str(t.number) for t in members)}" if len(runs) > 1 else \
+            f"trial {trial.number}"
+        sections = [Section(f"The exported run (trial {trial.number}): the notebook's six plots", run_figure(history)),
+                    Section(f"Validation confusion matrix of the {what}, accuracy {val_accuracy:.4f}{caveat}",
                             confusion_figure(matrix, data.class_names, "Validation confusion matrix")),
                     *study_sections(study)]
         if len(confirmations):
@@ -106,6 +134,7 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
                                             group=study.study_name)
             sections.append(Section("Confirmed configurations", confirmed_figure(labelled)))
         # Param values come from the storage: escaped like every other value on the page.
-        write_html(sections, staging / "report.html", f"hpsearch: {study.study_name}, trial {trial.number}",
-                   f"<pre>{html.escape(json.dumps(trial.params, indent=1))}</pre>")
+        shown = params.get("ensemble", trial.params)
+        write_html(sections, staging / "report.html", f"hpsearch: {study.study_name}, {what}",
+                   f"<pre>{html.escape(json.dumps(shown, indent=1))}</pre>")
     return Export(out_dir, val_accuracy, tuple(out_dir / name for name in EXPORT_FILES))

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import html
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +65,29 @@ def confirmed_figure(table: pd.DataFrame) -> go.Figure:
 
 
 def study_sections(study: optuna.Study) -> list[Section]:
-    """Optuna's own plots of a study: history, learning curves, importances, coordinates, timeline."""
-    plots = (("Optimization history", optuna.visualization.plot_optimization_history),
-             ("Learning curves of all trials (pruned ones included)", optuna.visualization.plot_intermediate_values),
-             ("Hyperparameter importances", optuna.visualization.plot_param_importances),
-             ("Parallel coordinates", optuna.visualization.plot_parallel_coordinate),
-             ("Trial timeline and durations", optuna.visualization.plot_timeline))
+    """Optuna's own plots of a study: history, learning curves, importances, coordinates, timeline; for an
+    accuracy-time study the Pareto front first, and the rest on accuracy (it reports no learning curves)."""
+    vis = optuna.visualization
+    plots: tuple[tuple[str, Callable[[optuna.Study], go.Figure]], ...]
+    if len(study.directions) > 1:
+        def accuracy(trial: optuna.trial.FrozenTrial) -> float:
+            return float(trial.values[0])
+
+        plots = (("Pareto front: validation accuracy vs training seconds (red: the front)",
+                  partial(vis.plot_pareto_front, target_names=["val_accuracy", "train_seconds"])),
+                 ("Optimization history (accuracy)",
+                  partial(vis.plot_optimization_history, target=accuracy, target_name="val_accuracy")),
+                 ("Hyperparameter importances for accuracy",
+                  partial(vis.plot_param_importances, target=accuracy, target_name="val_accuracy")),
+                 ("Parallel coordinates (accuracy)",
+                  partial(vis.plot_parallel_coordinate, target=accuracy, target_name="val_accuracy")),
+                 ("Trial timeline and durations", vis.plot_timeline))
+    else:
+        plots = (("Optimization history", vis.plot_optimization_history),
+                 ("Learning curves of all trials (pruned ones included)", vis.plot_intermediate_values),
+                 ("Hyperparameter importances", vis.plot_param_importances),
+                 ("Parallel coordinates", vis.plot_parallel_coordinate),
+                 ("Trial timeline and durations", vis.plot_timeline))
     sections = []
     for title, plot in plots:
         try:

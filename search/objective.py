@@ -4,7 +4,6 @@ from __future__ import annotations
 import gc
 import math
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,99 +15,19 @@ import optuna
 
 import spaces
 from search import records
+from search.callbacks import EpochHistory, EpochProgress, ProgressFn, PruneDominated, PruneOnValAccuracy
 from search.data import Dataset
 from search.errors import UserError
-from search.records import EpochRow, RetrainPlan
+from search.records import RetrainPlan
 from search.runtime import device_name
 from spaces._common import Params, make_callbacks, make_optimizer
 from spaces._levers import make_loss, training_steps
 
-ProgressFn = Callable[[int | None, EpochRow, int], None]
+Values = float | tuple[float, float]  # a trial's value, or its (accuracy, seconds) in an accuracy-time study
 
 
 class TrialFailed(RuntimeError):
     """Training went wrong in a way that makes the trial's result meaningless (e.g. NaN loss)."""
-
-
-# Layer kinds the reports count, by Keras class name (recorded with the trial: reports need no Keras).
-LAYER_KINDS = {"conv": ("Conv2D",), "pooling": ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"),
-               "dense": ("Dense",)}
-
-
-def layer_counts(model: keras.Model) -> dict[str, int]:
-    """How many conv, pooling and dense layers the model has."""
-    names = [type(layer).__name__ for layer in model.layers]
-    return {kind: sum(name in classes for name in names) for kind, classes in LAYER_KINDS.items()}
-
-
-class EpochHistory(keras.callbacks.Callback):
-    """Records each epoch's metrics, learning rate and seconds, and the model's size."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[EpochRow] = []
-        self.n_params = 0
-        self.layers: dict[str, int] = {}
-        self._started = 0.0
-        self._lr = 0.0
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        """Note the parameter and layer counts once the model is built."""
-        self.n_params, self.layers = int(self.model.count_params()), layer_counts(self.model)
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        """Start the epoch clock and note the learning rate used in this epoch."""
-        self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """Record the epoch."""
-        logs = logs or {}
-        row = {key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy") if key in logs}
-        self.rows.append({**row, "epoch": epoch + 1, "learning_rate": self._lr,
-                          "seconds": time.perf_counter() - self._started})
-
-    @property
-    def train_seconds(self) -> float:
-        """Seconds spent in the recorded epochs (compilation included in the first)."""
-        return float(sum(row["seconds"] for row in self.rows))
-
-    def best_epoch(self) -> tuple[int, float]:
-        """The 1-based epoch with the highest validation accuracy, and that accuracy."""
-        scores = [row.get("val_accuracy", float("nan")) for row in self.rows]
-        if not scores or all(math.isnan(s) for s in scores):
-            return 0, float("nan")
-        best = int(np.nanargmax(scores))
-        return best + 1, float(scores[best])
-
-
-class EpochProgress(keras.callbacks.Callback):
-    """Shows each epoch recorded by `history` as it ends (place it after `history`)."""
-
-    def __init__(self, history: EpochHistory, show: ProgressFn, trial_number: int | None, epochs: int) -> None:
-        super().__init__()
-        self.history, self.show, self.trial_number, self.epochs = history, show, trial_number, epochs
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """Show the epoch's line."""
-        self.show(self.trial_number, self.history.rows[-1], self.epochs)
-
-
-class PruneOnValAccuracy(keras.callbacks.Callback):
-    """Reports validation accuracy to the trial each epoch and stops the trial when the pruner says so."""
-
-    def __init__(self, trial: optuna.Trial) -> None:
-        super().__init__()
-        self.trial = trial
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """Report, then prune; a non-finite loss is left to TerminateOnNaN and the caller."""
-        logs = logs or {}
-        if "val_accuracy" not in logs or not math.isfinite(float(logs.get("loss", 0.0))):
-            return
-        self.trial.report(float(logs["val_accuracy"]), epoch + 1)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
 
 @dataclass
@@ -180,24 +99,29 @@ def _reason(exc: BaseException) -> str:
 
 
 def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, shuffle: bool = False,
-                   show: ProgressFn | None = None, device_loop: bool = False,
-                   levers: bool = True) -> Callable[[optuna.Trial], float]:
-    """The Optuna objective for `arch`: the trial's value is its best validation accuracy.
+                   show: ProgressFn | None = None, device_loop: bool = False, levers: bool = True,
+                   accuracy_time: bool = False, prune: bool = True) -> Callable[[optuna.Trial], Values]:
+    """The Optuna objective for `arch`: the trial's value is its best validation accuracy, or with
+    `accuracy_time` the pair (best validation accuracy, training seconds), pruned by search.pareto's rule.
 
     Trials train for `epochs`, or for the epochs an enqueued trial's record carries (a replayed notebook model);
     `levers` False searches without the accuracy levers (spaces._levers)."""
     backend, device = keras.backend.backend(), device_name()
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: optuna.Trial) -> Values:
         params = arch.suggest(trial, levers=levers)
         records.update(trial, backend=backend, device=device, seed=seed, device_loop=device_loop)
         trial_epochs = records.TrialRecord.of(trial).epochs or epochs
         history = EpochHistory()
         callbacks: list[keras.callbacks.Callback] = [EpochProgress(history, show, trial.number, trial_epochs)] \
             if show else []
+        if not accuracy_time:
+            callbacks.append(PruneOnValAccuracy(trial))  # the study's pruner decides (NopPruner: never)
+        elif prune:
+            callbacks.append(PruneDominated(trial, history, trial_epochs))
         try:
-            train(arch, params, data, trial_epochs, seed, history=history,
-                  callbacks=[*callbacks, PruneOnValAccuracy(trial)], shuffle=shuffle, device_loop=device_loop)
+            train(arch, params, data, trial_epochs, seed, history=history, callbacks=callbacks, shuffle=shuffle,
+                  device_loop=device_loop)
         except optuna.TrialPruned:
             raise
         except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt too: the trial says why it ended
@@ -207,6 +131,7 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
             records.update(trial, history=history.rows, train_seconds=round(history.train_seconds, 3),
                            n_params=history.n_params, layers=history.layers, best_epoch=history.best_epoch()[0],
                            rss_mb=resident_mb())
-        return history.best_epoch()[1]
+        accuracy = history.best_epoch()[1]
+        return (accuracy, round(history.train_seconds, 3)) if accuracy_time else accuracy
 
     return objective

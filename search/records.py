@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
+from search import pareto
 from search.config import DEFAULT_SEED
 from search.errors import UserError
 
@@ -28,7 +29,9 @@ class StudyRecord:
     image_size: str | None = None
     split: str = SPLIT
     class_names: tuple[str, ...] = ()
-    IDENTITY: ClassVar[tuple[str, ...]] = ("arch", "data_fingerprint", "label_set", "split", "subset", "image_size")
+    objective: str = "accuracy"  # or "accuracy-time": two values per trial, (accuracy, training seconds)
+    IDENTITY: ClassVar[tuple[str, ...]] = ("arch", "data_fingerprint", "label_set", "split", "subset", "image_size",
+                                           "objective")
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:
@@ -154,21 +157,53 @@ def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
     return study.get_trials(deepcopy=False)[number]
 
 
-def winner(study: optuna.Study) -> FrozenTrial | None:
-    """The study's best configuration: after `hpsearch confirm` the best mean over seeds (a lucky single run
-    does not win), else Optuna's best trial; None before any trial completes."""
-    confirmed = confirmations(study)
-    if confirmed:
-        return trial_by_number(study, max(confirmed, key=lambda number: confirmed[number].mean))
+def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete trials no other complete trial beats on both accuracy and seconds (Optuna's best_trials);
+    in a one-objective study, its best trial."""
     try:
-        return study.best_trial
+        return study.best_trials
     except ValueError:  # no complete trial yet
+        return []
+
+
+def winner(study: optuna.Study, within: float | None = None) -> FrozenTrial | None:
+    """The study's best configuration; None before any trial completes. After `hpsearch confirm`, the best mean
+    over seeds (a lucky single run does not win). Else Optuna's best trial, or in an accuracy-time study the
+    point of its Pareto front picked by `within`: the fastest within that many points of accuracy of the most
+    accurate (None: the most accurate)."""
+    two_objectives = len(study.directions) > 1
+    if within is not None and not two_objectives:
+        raise UserError(f"--pick fastest-within needs a study made with --objective accuracy-time; "
+                        f"{study.study_name!r} optimizes accuracy alone")
+    confirmed = confirmations(study)
+    if confirmed and within is None:
+        return trial_by_number(study, max(confirmed, key=lambda number: confirmed[number].mean))
+    front = pareto_front(study)
+    if not front:
         return None
+    if not two_objectives:
+        return front[0]
+    points = [(value_of(t), float(t.values[1])) for t in front]
+    return front[pareto.pick_fastest_within(points, within or 0.0)]
 
 
-def require_winner(study: optuna.Study) -> FrozenTrial:
+def ranked(study: optuna.Study, within: float | None = None) -> list[FrozenTrial]:
+    """The complete trials best first: the winner, then the confirmed ones by mean, then the rest by accuracy
+    (the members of an `export-best --ensemble K` are the first K)."""
+    first = winner(study, within)
+    if first is None:
+        return []
+    confirmed = confirmations(study)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    rest = sorted((t for t in complete if t.number != first.number),
+                  key=lambda t: (t.number in confirmed, confirmed[t.number].mean if t.number in confirmed
+                                 else value_of(t)), reverse=True)
+    return [first, *rest]
+
+
+def require_winner(study: optuna.Study, within: float | None = None) -> FrozenTrial:
     """The winner, or a one-line error when no trial has completed."""
-    best = winner(study)
+    best = winner(study, within)
     if best is None:
         raise UserError(f"study {study.study_name!r} has no complete trial yet; run `hpsearch study` first")
     return best

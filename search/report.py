@@ -15,7 +15,7 @@ import spaces
 from search.confirm import confirmation_table
 from search.figures import Section, confirmed_figure, write_html
 from search.notebook import glance, glance_figure
-from search.records import StudyRecord, TrialRecord, is_search, value_of, winner
+from search.records import StudyRecord, TrialRecord, is_search, pareto_front, value_of, winner
 
 
 def arch_studies(studies: list[optuna.Study]) -> list[optuna.Study]:
@@ -68,11 +68,16 @@ def best_curves(studies: list[optuna.Study]) -> pd.DataFrame:
 
 
 def trial_points(studies: list[optuna.Study]) -> pd.DataFrame:
-    """Every finished trial: its architecture, state, value and training seconds."""
-    rows = [{"study": s.study_name, "arch": StudyRecord.of(s).arch, "trial": t.number, "state": t.state.name,
-             "val_accuracy": value_of(t), "train_seconds": TrialRecord.of(t).train_seconds}
-            for s in studies for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))]
-    return pd.DataFrame(rows, columns=["study", "arch", "trial", "state", "val_accuracy", "train_seconds"])
+    """Every finished trial: its architecture, state, value and training seconds, and whether it is on its
+    accuracy-time study's Pareto front."""
+    rows = []
+    for s in studies:
+        front = {t.number for t in pareto_front(s)} if len(s.directions) > 1 else set()
+        rows += [{"study": s.study_name, "arch": StudyRecord.of(s).arch, "trial": t.number, "state": t.state.name,
+                  "val_accuracy": value_of(t), "train_seconds": TrialRecord.of(t).train_seconds,
+                  "pareto": t.number in front}
+                 for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))]
+    return pd.DataFrame(rows, columns=["study", "arch", "trial", "state", "val_accuracy", "train_seconds", "pareto"])
 
 
 def confirmed_points(studies: list[optuna.Study]) -> pd.DataFrame:
@@ -92,6 +97,11 @@ def comparison_sections(curves: pd.DataFrame, points: pd.DataFrame, confirmed: p
                          hover_data=["study", "trial"])
     sections = [Section("Best learning curve of each architecture", go.Figure(curve_fig)),
                 Section("Validation accuracy vs training time, all trials", go.Figure(scatter))]
+    front = points[points["pareto"].astype(bool)].sort_values("train_seconds")
+    if len(front):  # accuracy-time studies: each front as a staircase from fastest to most accurate
+        fronts = px.line(front, x="train_seconds", y="val_accuracy", color="study", markers=True, line_shape="hv",
+                         hover_data=["trial"])
+        sections.append(Section("Pareto fronts of the accuracy-time studies", go.Figure(fronts)))
     if len(confirmed):
         sections.append(Section("Confirmed configurations (hpsearch confirm)", confirmed_figure(confirmed)))
     return sections

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -12,9 +13,13 @@ from search import records
 from search.config import StudyConfig
 from search.console import Console
 from search.data import Dataset, load_dataset, parse_image_size
+from search.errors import UserError
 from search.owners import mark_owner
 from search.records import StudyRecord
 from search.storage import open_storage
+
+if TYPE_CHECKING:
+    from search.objective import Values  # imports Keras
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Chosen from bench/sampler_settings.py (see make_sampler and make_pruner).
@@ -47,11 +52,18 @@ def make_pruner(kind: str, epochs: int) -> optuna.pruners.BasePruner:
 def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0) -> optuna.Study:
     """Create or resume the study; a resumed one must have searched this architecture and dataset."""
     storage = open_storage(config.storage, config.heartbeat_seconds)
-    study = optuna.create_study(storage=storage, study_name=config.name, direction="maximize",
-                                load_if_exists=True, pruner=make_pruner(config.pruner, config.epochs),
-                                sampler=optuna.samplers.RandomSampler())
+    directions: list[Literal["maximize", "minimize"]] = ["maximize", "minimize"] if config.accuracy_time \
+        else ["maximize"]
+    # The dominance rule runs in the objective (search.callbacks): Optuna's pruners need one objective.
+    pruner = make_pruner("none" if config.accuracy_time else config.chosen_pruner, config.epochs)
+    study = optuna.create_study(storage=storage, study_name=config.name, directions=directions,
+                                load_if_exists=True, pruner=pruner, sampler=optuna.samplers.RandomSampler())
+    if len(study.directions) != len(directions):  # also for a study made before its record held the objective
+        raise UserError(f"study {config.name!r} has {len(study.directions)} objective(s), not the "
+                        f"{len(directions)} of --objective {config.objective}; choose another --study-name")
     StudyRecord(arch=config.arch, data_fingerprint=data.fingerprint, label_set=data.label_set, subset=config.subset,
-                image_size=config.image_size, class_names=tuple(data.class_names)).attach(study)
+                image_size=config.image_size, class_names=tuple(data.class_names),
+                objective=config.objective).attach(study)
     optuna.storages.fail_stale_trials(study)
     # A resumed study must not replay the sampler's first draws: offset the seed by the trials so far.
     trials_so_far = len(study.get_trials(deepcopy=False))
@@ -121,13 +133,14 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     console = Console(config.quiet, worker if config.workers > 1 else None)
     objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,
                                shuffle=config.shuffle, show=console.epoch, device_loop=bool(config.device_loop),
-                               levers=config.levers)
+                               levers=config.levers, accuracy_time=config.accuracy_time,
+                               prune=config.chosen_pruner != "none")
     quota_callback = WorkerQuota(quota, config.max_failures)
     target = optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)
     # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-    def owned_objective(trial: optuna.Trial) -> float:
+    def owned_objective(trial: optuna.Trial) -> Values:
         """The objective, after recording which process runs the trial (see search.owners)."""
         mark_owner(trial)
         return objective(trial)

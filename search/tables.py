@@ -4,21 +4,26 @@ from __future__ import annotations
 import optuna
 import pandas as pd
 
-from search.records import TrialRecord
+from search.records import TrialRecord, pareto_front, value_of
 
 # The trial record's fields a table shows, beside Optuna's number, state, value, duration and params.
 RECORD_COLUMNS = ("train_seconds", "n_params", "best_epoch", "seed_model", "fail_reason")
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, value, seconds, size, best epoch, failure reason and params."""
-    frame = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params"))
+    """One row per trial: number, state, value, seconds, size, best epoch, failure reason and params; in an
+    accuracy-time study, `pareto` marks the trials of the Pareto front with a *."""
+    frame = study.trials_dataframe(attrs=("number", "state", "duration", "params"))
     if frame.empty:
         return frame
+    trials = study.get_trials(deepcopy=False)
     out = pd.DataFrame({"number": frame["number"], "state": frame["state"],
-                        "val_accuracy": frame.get("value")})
+                        "val_accuracy": [None if t.values is None else value_of(t) for t in trials]})
+    if len(study.directions) > 1:
+        front = {t.number for t in pareto_front(study)}
+        out.insert(0, "pareto", ["*" if t.number in front else "" for t in trials])
     out["seconds"] = frame["duration"].dt.total_seconds().round(1)
-    recorded = [TrialRecord.of(trial) for trial in study.get_trials(deepcopy=False)]
+    recorded = [TrialRecord.of(trial) for trial in trials]
     for column in RECORD_COLUMNS:
         values = [getattr(record, column) for record in recorded]
         if any(values):  # a column nobody filled in (e.g. no failures) is left out

@@ -1,0 +1,72 @@
+"""The hpsearch commands that only read studies and files: trials, report and score (registered in search.cli)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from search.cli_options import Arch, Storage, StudyName, user_errors
+from search.config import DEFAULT_STORAGE
+from search.console import Console
+from search.errors import UserError
+
+
+def trials_table(arch: Arch, storage: Storage = DEFAULT_STORAGE, study_name: StudyName = None) -> None:
+    """Print a study's trials as a table: state, value, seconds, parameters."""
+    from search.records import StudyRecord
+    from search.storage import load_study, open_storage
+    from search.tables import trials_frame
+
+    with user_errors():
+        found = load_study(open_storage(storage, readonly=True), study_name or arch)
+        frame = trials_frame(found)
+    console, classes = Console(), StudyRecord.of(found).class_names
+    if classes:  # on stderr, so stdout stays one table
+        console.say(f"classes (labels 0..{len(classes) - 1}): {', '.join(classes)}")
+    console.result(frame.to_string(index=False) if len(frame) else "no trials yet")
+
+
+def report(
+    storage: Storage = DEFAULT_STORAGE,
+    out: Annotated[Path, typer.Option(help="HTML file; a CSV of the table is written beside it.")]
+    = Path("studies/report.html"),
+) -> None:
+    """Compare every architecture study in a storage: table, CSV and HTML with curves and timings."""
+    from search.runtime import use_backend
+    from search.storage import display_url, load_all, open_storage
+
+    with user_errors():
+        use_backend(None)  # the notebook's tables live in the architectures' modules, which import Keras
+        from search.notebook import glance_lines, replay_studies
+        from search.report import arch_studies, write_report
+
+        every_study = load_all(open_storage(storage, readonly=True))
+        studies = arch_studies(every_study)
+        if not studies:
+            raise UserError(f"no hpsearch studies in {display_url(storage)}; run `hpsearch study ARCH` first")
+        table, notebook, csv_path, html_path = write_report(studies, out, replay_studies(every_study))
+    # Params and class names are long: they are in the CSV and the HTML.
+    console = Console()
+    console.result(table.drop(columns=["best_params", "classes"], errors="ignore").to_string(index=False, na_rep=""))
+    console.result("\nThe notebook at a glance (its best reported model, its replay here, the search's best):")
+    console.result(notebook.drop(columns=["search_vs_notebook"]).to_string(index=False, na_rep="-"))
+    console.result("\n".join(glance_lines(notebook)))
+    console.result(f"wrote {csv_path}\nwrote {html_path}")
+
+
+def score(
+    submission: Annotated[Path, typer.Argument(help="A submission.csv (Id,Label).")],
+    labels: Annotated[Path, typer.Option(help="The true labels (Id,Label), e.g. data/testY.csv.")]
+    = Path("data/testY.csv"),
+) -> None:
+    """Accuracy, per-class accuracy and confusion matrix of a submission against true labels."""
+    from search.score import score as run_score
+
+    with user_errors():
+        result = run_score(submission, labels)
+    console = Console()
+    console.result(f"accuracy: {result.accuracy:.4f} on {int(result.per_class['support'].sum())} rows")
+    console.result(result.per_class.to_string(index=False))
+    console.result("confusion matrix (rows: true, columns: predicted)")
+    console.result(result.confusion.to_string())

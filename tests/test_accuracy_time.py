@@ -1,0 +1,142 @@
+"""Accuracy-time studies: two objectives, hpsearch's dominance pruning, the Pareto front in the trials table and
+the reports, export-best --pick fastest-within, and export-best --ensemble K."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from search import records
+from search.callbacks import EpochHistory, PruneDominated
+from search.cli import app
+from search.data import load_test
+from search.storage import open_storage
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def two_objective(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 5-trial accuracy-time lenet study on tiny data."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('mo') / 'db.sqlite'}"
+    result = runner.invoke(app, ["study", "lenet", "--objective", "accuracy-time", "--trials", "5", "--epochs", "3",
+                                 "--subset", "200", "--data", str(tiny_data), "--storage", url, "-q"])
+    assert result.exit_code == 0, result.output
+    return url
+
+
+def _study(url: str) -> optuna.Study:
+    return optuna.load_study(study_name="lenet", storage=open_storage(url))
+
+
+def test_trials_have_accuracy_and_seconds_and_the_table_marks_the_front(two_objective: str) -> None:
+    study = _study(two_objective)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert complete and all(len(t.values) == 2 for t in complete)
+    for trial in complete:  # the second value is the recorded training time
+        assert trial.values[1] == pytest.approx(records.TrialRecord.of(trial).train_seconds)
+    result = runner.invoke(app, ["trials", "lenet", "--storage", two_objective])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["pareto", "number"]
+    marked = {int(line.split()[1]) for line in lines[1:] if line.split()[0] == "*"}
+    assert marked == {t.number for t in study.best_trials}
+
+
+def test_export_picks_the_fastest_front_trial_within_the_given_points(two_objective: str, tiny_data: Path,
+                                                                      tmp_path: Path) -> None:
+    study = _study(two_objective)
+    front = study.best_trials
+    best = max(t.values[0] for t in front)
+    within = [t for t in front if t.values[0] >= best - 0.05]  # 5 points
+    expected = min(within, key=lambda t: (t.values[1], -t.values[0]))
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data),
+                                 "--out", str(tmp_path / "fast"), "--pick", "fastest-within", "5", "-q"])
+    assert result.exit_code == 0, result.output
+    params = json.loads((tmp_path / "fast" / "params.json").read_text())
+    assert params["trial"] == expected.number and params["objective"] == "accuracy-time"
+    assert params["train_seconds"] == expected.values[1] and "fastest-within 5" in params["pick"]
+    report = (tmp_path / "fast" / "report.html").read_text()
+    assert "Pareto front" in report
+
+
+def test_ensemble_averages_the_k_best_trials(two_objective: str, tiny_data: Path, tmp_path: Path) -> None:
+    study = _study(two_objective)
+    top = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.values[0], reverse=True)[:2]
+    out = tmp_path / "ens"
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data),
+                                 "--out", str(out), "--ensemble", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    params = json.loads((out / "params.json").read_text())
+    assert [m["trial"] for m in params["ensemble"]] == [t.number for t in top]
+    assert set(pd.read_csv(out / "history.csv")["trial"]) == {t.number for t in top}
+    assert "ensemble of trials" in (out / "report.html").read_text()
+    import spaces  # noqa: F401 - registers the custom loss and optimizer the members may use
+
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    ids, x_test = load_test(tiny_data, (28, 28, 1))
+    probabilities = model.predict(x_test[:50], verbose=0)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)  # a mean of softmaxes is a distribution
+    submission = pd.read_csv(out / "submission.csv")
+    assert list(submission["Id"]) == list(ids)
+    assert (submission["Label"][:50].to_numpy() == probabilities.argmax(axis=1)).all()
+
+
+def test_wrong_combinations_are_one_line_errors(two_objective: str, tiny_data: Path, sqlite_url: str,
+                                                tmp_path: Path) -> None:
+    common = ["--trials", "1", "--epochs", "1", "--subset", "100", "--data", str(tiny_data)]
+    cases = [
+        (["study", "lenet", "--objective", "accuracy-time", "--pruner", "hyperband", *common, "--storage", sqlite_url],
+         "cannot prune a two-objective study"),
+        (["study", "lenet", "--pruner", "dominance", *common, "--storage", sqlite_url], "accuracy-time"),
+        (["study", "lenet", "--objective", "speed", *common, "--storage", sqlite_url], "unknown objective"),
+        (["study", "lenet", *common, "--storage", two_objective], "objective"),  # resumed with one objective
+        (["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data), "--out", str(tmp_path / "x"),
+          "--ensemble", "50"], "only"),
+        (["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data), "--out", str(tmp_path / "y"),
+          "--pick", "fastest-within", "-1"], "X >= 0"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.stderr, (args, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_pick_needs_an_accuracy_time_study(tiny_data: Path, sqlite_url: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "100", "--data",
+                                 str(tiny_data), "--storage", sqlite_url, "-q"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", sqlite_url, "--data", str(tiny_data), "--out",
+                                 str(tmp_path / "x"), "--pick", "fastest-within", "1"])
+    assert result.exit_code == 2 and "accuracy-time" in result.stderr
+
+
+def _rows(accuracies: list[float], seconds: float) -> list[dict[str, float]]:
+    return [{"epoch": e, "loss": 1.0, "val_accuracy": a, "seconds": seconds} for e, a in enumerate(accuracies, 1)]
+
+
+def test_dominated_trial_is_pruned_by_the_callback_and_a_leading_one_is_not() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for _ in range(3):  # three fast, accurate finished trials
+        trial = study.ask()
+        records.update(trial, history=_rows([0.8, 0.9, 0.9], 1.0))
+        study.tell(trial, (0.9, 3.0))
+    for accuracies, seconds, pruned in (([0.3, 0.35], 2.0, True), ([0.85, 0.95], 0.5, False)):
+        trial = study.ask()
+        history = EpochHistory()
+        history.rows = _rows(accuracies, seconds)
+        callback = PruneDominated(trial, history, planned_epochs=3)
+        if pruned:
+            with pytest.raises(optuna.TrialPruned, match="dominated after epoch 2"):
+                callback.on_epoch_end(1, {"loss": 1.0})
+        else:
+            callback.on_epoch_end(1, {"loss": 1.0})
+        study.tell(trial, state=TrialState.PRUNED)
