@@ -73,7 +73,7 @@ def study_sections(study: optuna.Study) -> list[Section]:
         def accuracy(trial: optuna.trial.FrozenTrial) -> float:
             return float(trial.values[0])
 
-        plots = (("Pareto front: validation accuracy vs training seconds (red: the front)",
+        plots = (("Pareto front: validation accuracy vs training seconds (dominated trials pale)",
                   partial(vis.plot_pareto_front, target_names=["val_accuracy", "train_seconds"])),
                  ("Optimization history (accuracy)",
                   partial(vis.plot_optimization_history, target=accuracy, target_name="val_accuracy")),

@@ -1,0 +1,72 @@
+"""Benchmark: an accuracy-time study with hpsearch's dominance pruning against the same study without it; JSON out.
+
+Both runs are `hpsearch study ARCH --objective accuracy-time` with the same seed, trial count, epochs and data,
+one after the other on an otherwise idle machine (the training seconds are an objective: nothing else may run).
+Printed: each run's wall seconds, training seconds summed over trials, pruned trials, its Pareto front, and
+the hypervolume of the pruned run's front as a fraction of the unpruned run's (shared reference point:
+accuracy 0 and 1.1 x the slowest front point of either run; see search.pareto).
+Example (CPU, fashion10):
+    hpsearch data prepare --labels fashion10 --out /tmp/f10
+    python bench/pareto_rule.py --data /tmp/f10 --arch cnn --subset 3000 --epochs 8 --trials 16
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from search import pareto
+from search.records import TrialRecord
+from search.storage import open_storage
+
+
+def run(args: argparse.Namespace, pruner: str, folder: Path) -> dict[str, Any]:
+    """One accuracy-time study with the given pruner; its timings and front."""
+    storage = f"sqlite:///{folder / f'{pruner}.db'}"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "search", "study", args.arch, "--objective", "accuracy-time", "--pruner",
+                    pruner, "--trials", str(args.trials), "--epochs", str(args.epochs), "--subset", str(args.subset),
+                    "--seed", str(args.seed), "--data", str(args.data), "--storage", storage, "--quiet"], check=True)
+    wall = time.perf_counter() - started
+    study = optuna.load_study(study_name=args.arch, storage=open_storage(storage))
+    trials = study.get_trials(deepcopy=False)
+    front = sorted((round(t.values[0], 4), round(t.values[1], 2), t.number) for t in study.best_trials)
+    return {"pruner": pruner, "wall_s": round(wall, 1),
+            "train_s": round(sum(TrialRecord.of(t).train_seconds for t in trials), 1),
+            "epochs_trained": sum(len(TrialRecord.of(t).history) for t in trials),
+            "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+            "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+            "best_accuracy": max((a for a, _, _ in front), default=None), "front": front}
+
+
+def main() -> None:
+    """Run the study with and without the rule and print one JSON object comparing them."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data"))
+    parser.add_argument("--arch", default="cnn")
+    parser.add_argument("--subset", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="pareto-"))
+    without, with_rule = run(args, "none", folder), run(args, "dominance", folder)
+    fronts = [[(a, s) for a, s, _ in result["front"]] for result in (with_rule, without)]
+    print(json.dumps({"bench": "pareto_rule", "arch": args.arch, "subset": args.subset, "epochs": args.epochs,
+                      "trials": args.trials, "seed": args.seed, "date": time.strftime("%Y-%m-%d"),
+                      "without": without, "with": with_rule,
+                      "wall_saved": round(1 - with_rule["wall_s"] / without["wall_s"], 3),
+                      "train_saved": round(1 - with_rule["train_s"] / without["train_s"], 3),
+                      "hypervolume_ratio": round(pareto.hypervolume_ratio(*fronts), 3)}))
+
+
+if __name__ == "__main__":
+    main()
