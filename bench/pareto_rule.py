@@ -2,6 +2,8 @@
 
 Both runs are `hpsearch study ARCH --objective accuracy-time` with the same seed, trial count, epochs and data,
 one after the other on an otherwise idle machine (the training seconds are an objective: nothing else may run).
+The run with the rule trains the very configurations the run without it sampled, in the same order (enqueued):
+a sampler fed other timings would otherwise draw other trials, and the comparison would measure the draws.
 Printed: each run's wall seconds, training seconds summed over trials, pruned trials, its Pareto front, and
 the hypervolume of the pruned run's front as a fraction of the unpruned run's (shared reference point:
 accuracy 0 and 1.1 x the slowest front point of either run; see search.pareto).
@@ -28,21 +30,30 @@ from search.records import TrialRecord
 from search.storage import open_storage
 
 
-def run(args: argparse.Namespace, pruner: str, folder: Path) -> dict[str, Any]:
-    """One accuracy-time study with the given pruner; its timings and front."""
+def run(args: argparse.Namespace, pruner: str, folder: Path, replay: optuna.Study | None = None) -> dict[str, Any]:
+    """One accuracy-time study with the given pruner (trying replay's configurations, if given, in its order);
+    its timings and front."""
     storage = f"sqlite:///{folder / f'{pruner}.db'}"
+    if replay is not None:
+        queue = optuna.create_study(study_name=args.arch, storage=open_storage(storage),
+                                    directions=["maximize", "minimize"])
+        for trial in replay.get_trials(deepcopy=False):
+            queue.enqueue_trial(trial.params)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "search", "study", args.arch, "--objective", "accuracy-time", "--pruner",
                     pruner, "--trials", str(args.trials), "--epochs", str(args.epochs), "--subset", str(args.subset),
-                    "--seed", str(args.seed), "--data", str(args.data), "--storage", storage, "--quiet"], check=True)
+                    "--seed", str(args.seed), "--data", str(args.data), "--storage", storage, "--quiet",
+                    *(["--no-warm-start"] if replay is not None else [])], check=True)
     wall = time.perf_counter() - started
     study = optuna.load_study(study_name=args.arch, storage=open_storage(storage))
     trials = study.get_trials(deepcopy=False)
     front = sorted((round(t.values[0], 4), round(t.values[1], 2), t.number) for t in study.best_trials)
-    return {"pruner": pruner, "wall_s": round(wall, 1),
+    return {"pruner": pruner, "study": study, "wall_s": round(wall, 1),
             "train_s": round(sum(TrialRecord.of(t).train_seconds for t in trials), 1),
             "epochs_trained": sum(len(TrialRecord.of(t).history) for t in trials),
             "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+            "stopped_after_epoch": {t.number: len(TrialRecord.of(t).history) for t in trials
+                                    if t.state == TrialState.PRUNED},
             "complete": sum(t.state == TrialState.COMPLETE for t in trials),
             "best_accuracy": max((a for a, _, _ in front), default=None), "front": front}
 
@@ -58,7 +69,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="pareto-"))
-    without, with_rule = run(args, "none", folder), run(args, "dominance", folder)
+    without = run(args, "none", folder)
+    with_rule = run(args, "dominance", folder, replay=without.pop("study"))
+    with_rule.pop("study")
     fronts = [[(a, s) for a, s, _ in result["front"]] for result in (with_rule, without)]
     print(json.dumps({"bench": "pareto_rule", "arch": args.arch, "subset": args.subset, "epochs": args.epochs,
                       "trials": args.trials, "seed": args.seed, "date": time.strftime("%Y-%m-%d"),

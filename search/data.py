@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from search import images
 from search.csvfiles import pixel_shape, read_table
@@ -180,14 +179,23 @@ def _labelled(data_dir: Path, image_size: tuple[int, int] | None
     return table.pixels.reshape(-1, *_csv_shape(table.pixels)), table.labels, table.fingerprint, None
 
 
+def split_rows(n_rows: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of scikit-learn's `train_test_split(test_size=val_fraction, random_state=seed)`, the notebook's
+    split, computed as it does (one seeded permutation, the first ceil(fraction x n) rows for validation):
+    importing scikit-learn took seconds before every study's first epoch (tests/test_data.py checks equality)."""
+    permutation = np.random.RandomState(seed).permutation(n_rows)
+    n_val = math.ceil(val_fraction * n_rows)
+    return permutation[n_val:], permutation[:n_val]
+
+
 def load_dataset(data_dir: Path, subset: int | None = None, image_size: tuple[int, int] | None = None, *,
                  val_fraction: float = 0.2, split_seed: int = 42) -> Dataset:
     """train.csv or train/<class>/ -> 80:20 split (random_state 42); `subset` keeps N training and N/4
     validation images; `image_size` (height, width) resizes an image tree (default: its most common size)."""
     data_dir = Path(data_dir)
     pixels, labels, fingerprint, folder_names = _labelled(data_dir, image_size)
-    x_train, x_val, y_train, y_val = train_test_split(pixels, labels, test_size=val_fraction,
-                                                      random_state=split_seed)
+    train_rows, val_rows = split_rows(len(labels), val_fraction, split_seed)
+    x_train, x_val, y_train, y_val = pixels[train_rows], pixels[val_rows], labels[train_rows], labels[val_rows]
     if subset is not None:
         if subset < 1 or subset > len(x_train):
             raise DataError(f"--subset {subset}: must be between 1 and {len(x_train)}, the training split's size")

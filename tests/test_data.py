@@ -184,3 +184,15 @@ def test_cache_writes_go_through_unique_temporary_files(tmp_path: Path, monkeypa
     assert len(moved) == 2 and moved[0] != moved[1]
     assert all(Path(name).parent == tmp_path for name in moved)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".train.csv.cache.npz", "train.csv"]
+
+
+@pytest.mark.parametrize("n_rows", [5, 101, 60_000])
+def test_split_is_scikit_learns_train_test_split(n_rows: int) -> None:
+    from sklearn.model_selection import train_test_split
+
+    from search.data import split_rows
+
+    rows = np.arange(n_rows)
+    expected_train, expected_val = train_test_split(rows, test_size=0.2, random_state=42)
+    train, val = split_rows(n_rows, 0.2, 42)
+    assert np.array_equal(train, expected_train) and np.array_equal(val, expected_val)
