@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from search.records import TrialRecord
+
 
 class KerasTunerTrial:
     """Optuna's `suggest_*` calls answered by KerasTuner's HyperParameters: one space serves both tools."""
@@ -173,7 +175,7 @@ def run_hpsearch(args: argparse.Namespace, seed: int, workdir: Path) -> dict[str
         if trial.datetime_complete is None:
             continue
         # Epoch ends, counted back from the trial's end with the epoch durations it recorded.
-        history = trial.user_attrs.get("history", [])
+        history = TrialRecord.of(trial).history
         end = trial.datetime_complete.timestamp() - started
         for i, row in enumerate(history):
             at = end - sum(later["seconds"] for later in history[i + 1:])

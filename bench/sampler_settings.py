@@ -17,6 +17,8 @@ from pathlib import Path
 
 import optuna
 
+from search.records import TrialRecord
+
 SamplerFn = Callable[[int], optuna.samplers.BaseSampler]
 PrunerFn = Callable[[int], optuna.pruners.BasePruner]
 
@@ -41,7 +43,7 @@ def best_within(trials: list[optuna.trial.FrozenTrial], budgets: list[int]) -> l
     spent, best, curve = 0, 0.0, []
     points: list[tuple[int, float]] = []
     for trial in trials:
-        spent += len(trial.user_attrs.get("history", []))
+        spent += len(TrialRecord.of(trial).history)
         if trial.state == optuna.trial.TrialState.COMPLETE:
             best = max(best, trial.value or 0.0)
         points.append((spent, best))

@@ -22,16 +22,22 @@ from search.study import count, enqueue_seed_models, enqueue_warm_start, open_st
 from search.workers import run_workers, sigterm_as_interrupt
 
 # TensorFlow keeps ~13 MB per fitted model even after clear_session (measured: 803 -> 1064 MB over 20 tiny
-# fits in plain Keras), so long searches run in worker processes that are replaced every this many trials.
+# fits in plain Keras), so after the first this many trials a long search goes on in rounds of fresh worker
+# processes of this many trials each.
 TRIALS_PER_PROCESS = 15
 
 
 def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> bool:
-    """Run the missing trials in this process, or in rounds of fresh worker processes; True if stopped on failures."""
+    """Run the missing trials (one worker: the first round in this process, the rest in rounds of fresh worker
+    processes); True if stopped on failures."""
     remaining = config.trials - count(study)
-    if config.workers == 1 and remaining <= TRIALS_PER_PROCESS:
-        return run_worker(config, remaining, data, study=study).stopped_on_failures
     deadline = time.monotonic() + config.timeout if config.timeout is not None else None
+    if config.workers == 1:
+        # The first round runs in this process: a fresh one would import Keras and load the data again before
+        # its first epoch (seconds a user waits for the first result).
+        if run_worker(config, min(remaining, TRIALS_PER_PROCESS), data, study=study).stopped_on_failures:
+            return True
+        remaining = config.trials - count(study)
     while remaining > 0:
         left = deadline - time.monotonic() if deadline is not None else None
         if left is not None and left <= 0:
