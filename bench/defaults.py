@@ -33,10 +33,15 @@ def main() -> None:
     data = load_dataset(args.data, args.subset)
     arch = spaces.get(args.arch)
     for name, change in json.loads(args.variants).items():
-        scores = [round(train(arch, {**arch.DEFAULT, **change}, data, args.epochs, seed).history.best_epoch()[1], 4)
-                  for seed in map(int, args.seeds.split(","))]
+        runs = [train(arch, {**arch.DEFAULT, **change}, data, args.epochs, seed).history
+                for seed in map(int, args.seeds.split(","))]
+        scores = [round(run.best_epoch()[1], 4) for run in runs]
+        # Per epoch, mean over seeds: how soon the configuration is good (the first epoch includes compilation).
+        curve = [round(statistics.fmean(run.rows[e]["val_accuracy"] for run in runs), 4) for e in range(args.epochs)]
+        seconds = [round(statistics.fmean(run.rows[e]["seconds"] for run in runs), 2) for e in range(args.epochs)]
         print(json.dumps({"arch": args.arch, "variant": name, "change": change, "scores": scores,
-                          "mean": round(statistics.fmean(scores), 4)}), flush=True)
+                          "mean": round(statistics.fmean(scores), 4), "val_accuracy_by_epoch": curve,
+                          "seconds_by_epoch": seconds}), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ The run with the rule trains the very configurations the run without it sampled,
 a sampler fed other timings would otherwise draw other trials, and the comparison would measure the draws.
 Printed: each run's wall seconds, training seconds summed over trials, pruned trials, its Pareto front, and
 the hypervolume of the pruned run's front as a fraction of the unpruned run's (shared reference point:
-accuracy 0 and 1.1 x the slowest front point of either run; see search.pareto).
+accuracy 0 and 1.1 x the slowest front point of either run; see search.pareto). The same configuration's seconds
+differ from run to run (up to +-30% on a 2-core CPU), which moves that ratio by itself, so two measures free of
+it are printed too: which trials of the unpruned front the pruned run completed, and the hypervolume ratio with
+every configuration at its unpruned seconds. `--compare DIR` recomputes them from an earlier run's databases.
 Example (CPU, fashion10):
     hpsearch data prepare --labels fashion10 --out /tmp/f10
     python bench/pareto_rule.py --data /tmp/f10 --arch cnn --subset 3000 --epochs 8 --trials 16
@@ -67,18 +70,39 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--compare", type=Path, help="folder of an earlier run (none.db, dominance.db): compare only")
     args = parser.parse_args()
+    if args.compare:
+        studies = [optuna.load_study(study_name=args.arch, storage=open_storage(f"sqlite:///{args.compare / name}.db"))
+                   for name in ("none", "dominance")]
+        print(json.dumps({"bench": "pareto_rule", "compare": str(args.compare), **front_kept(*studies)}))
+        return
     folder = Path(tempfile.mkdtemp(prefix="pareto-"))
     without = run(args, "none", folder)
-    with_rule = run(args, "dominance", folder, replay=without.pop("study"))
-    with_rule.pop("study")
+    with_rule = run(args, "dominance", folder, replay=without["study"])
+    kept = front_kept(without.pop("study"), with_rule.pop("study"))
     fronts = [[(a, s) for a, s, _ in result["front"]] for result in (with_rule, without)]
     print(json.dumps({"bench": "pareto_rule", "arch": args.arch, "subset": args.subset, "epochs": args.epochs,
                       "trials": args.trials, "seed": args.seed, "date": time.strftime("%Y-%m-%d"),
-                      "without": without, "with": with_rule,
+                      "folder": str(folder), "without": without, "with": with_rule,
                       "wall_saved": round(1 - with_rule["wall_s"] / without["wall_s"], 3),
                       "train_saved": round(1 - with_rule["train_s"] / without["train_s"], 3),
-                      "hypervolume_ratio": round(pareto.hypervolume_ratio(*fronts), 3)}))
+                      "epochs_saved": round(1 - with_rule["epochs_trained"] / without["epochs_trained"], 3),
+                      "hypervolume_ratio": round(pareto.hypervolume_ratio(*fronts), 3), **kept}))
+
+
+def front_kept(without: optuna.Study, with_rule: optuna.Study) -> dict[str, Any]:
+    """The rule's effect on the front without the run-to-run noise of seconds: the unpruned front's trials that
+    the pruned run completed (trial i is the same configuration in both), and the hypervolume ratio with each
+    configuration at its unpruned seconds."""
+    unpruned = {t.number: (float(t.values[0]), float(t.values[1]))
+                for t in without.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    completed = [t.number for t in with_rule.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                 if t.number in unpruned]
+    front = sorted(t.number for t in without.best_trials)
+    return {"unpruned_front": front, "front_trials_completed": [n for n in front if n in completed],
+            "hypervolume_ratio_same_seconds": round(pareto.hypervolume_ratio(
+                [unpruned[n] for n in completed], [unpruned[n] for n in front]), 3)}
 
 
 if __name__ == "__main__":
