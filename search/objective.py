@@ -1,7 +1,6 @@
 """The one training loop: build, compile and fit a model from params, recording every epoch."""
 from __future__ import annotations
 
-import gc
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -44,8 +43,8 @@ def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: in
     """Build arch from params, compile, and fit with validation every epoch; fails on a NaN/inf loss.
 
     `history` may be passed in so that the caller keeps the epochs of a run that raised (pruned, failed)."""
-    keras.backend.clear_session()  # each trial starts from an empty graph, so memory does not pile up
-    gc.collect()
+    # Each trial starts from an empty graph, so memory does not pile up (clear_session also runs gc.collect).
+    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     history = history or EpochHistory()
     model = arch.build(params, data.input_shape, data.num_classes)
