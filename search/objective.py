@@ -39,10 +39,12 @@ class TrainRun:
 
 def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: int, *,
           history: EpochHistory | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
-          shuffle: bool = False, full_train: bool = False, device_loop: bool = False) -> TrainRun:
+          shuffle: bool = False, full_train: bool = False, device_loop: bool = False,
+          schedule_epochs: int | None = None) -> TrainRun:
     """Build arch from params, compile, and fit with validation every epoch; fails on a NaN/inf loss.
 
-    `history` may be passed in so that the caller keeps the epochs of a run that raised (pruned, failed)."""
+    `history` may be passed in so that the caller keeps the epochs of a run that raised (pruned, failed);
+    a learning-rate schedule spans `schedule_epochs` (default: `epochs`)."""
     # Each trial starts from an empty graph, so memory does not pile up (clear_session also runs gc.collect).
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
@@ -51,7 +53,7 @@ def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: in
     x, y = data.x_train, data.y_train
     if full_train:
         x, y = np.concatenate([x, data.x_val]), np.concatenate([y, data.y_val])
-    steps = training_steps(len(x), int(params["batch_size"]), epochs)  # a learning-rate schedule spans them
+    steps = training_steps(len(x), int(params["batch_size"]), schedule_epochs or epochs)  # what a schedule spans
     model.compile(optimizer=make_optimizer(params, steps), loss=make_loss(params), metrics=["accuracy"])
     # History first: the callbacks after it (progress, pruning) read the epoch it recorded.
     all_callbacks = [keras.callbacks.TerminateOnNaN(), history, *callbacks, *make_callbacks(params)]
@@ -77,7 +79,8 @@ def retrain(plan: RetrainPlan, data: Dataset, *, seed: int | None = None, show: 
     history = EpochHistory()
     callbacks = [EpochProgress(history, show, None, plan.epochs)] if show else []
     return train(spaces.get(plan.arch), plan.params, data, plan.epochs, plan.seed if seed is None else seed,
-                 history=history, callbacks=callbacks, full_train=full_train, device_loop=plan.device_loop)
+                 history=history, callbacks=callbacks, full_train=full_train, device_loop=plan.device_loop,
+                 schedule_epochs=plan.schedule_epochs or None)
 
 
 def resident_mb() -> float:

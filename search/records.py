@@ -218,12 +218,16 @@ class RetrainPlan:
     seed: int
     epochs: int
     device_loop: bool
+    schedule_epochs: int = 0  # the epochs a learning-rate schedule spans (the trial's own); 0: `epochs`
 
 
 def retrain_plan(study: optuna.Study, trial: FrozenTrial, backend: str, epochs: int | None = None) -> RetrainPlan:
     """Retrain to the trial's best epoch (or `epochs`) with its seed; the on-device loop only where the trial
-    used it and this process runs JAX (the loop exists only there)."""
+    used it and this process runs JAX (the loop exists only there). A schedule (cosine, one-cycle) spans the
+    epochs the trial ran, as it did in the trial, so stopping at its best epoch repeats the trial's run up to there;
+    with `epochs` given, the schedule spans those."""
     record = TrialRecord.of(trial)
+    best = record.best_epoch or len(record.history) or 1
     return RetrainPlan(arch=StudyRecord.of(study).arch, params=dict(trial.params), seed=record.seed,
-                       epochs=epochs or record.best_epoch or len(record.history) or 1,
-                       device_loop=record.device_loop and backend == "jax")
+                       epochs=epochs or best, device_loop=record.device_loop and backend == "jax",
+                       schedule_epochs=epochs or max(len(record.history), best))

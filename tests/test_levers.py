@@ -210,3 +210,18 @@ def test_model_with_every_lever_saves_and_reloads(tmp_path: Path) -> None:
     reloaded = keras.saving.load_model(tmp_path / "model.keras")
     assert type(reloaded.loss) is SmoothedSparseCrossentropy and type(reloaded.optimizer) is keras.optimizers.AdamW
     np.testing.assert_array_equal(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_a_run_stopped_at_the_best_epoch_keeps_the_schedule_span(tiny_data: Path) -> None:
+    """export-best and confirm retrain to a trial's best epoch: with the schedule spanning the trial's epochs, that
+    run repeats the trial's first epochs exactly (same rates, same scores); squeezed into fewer epochs, it would not."""
+    arch = spaces.get("lenet")
+    data = load_dataset(tiny_data, 64)
+    params = {**arch.DEFAULT, "lr_schedule": "cosine"}
+    params.pop("reduce_lr")
+    trial = train(arch, params, data, 4, 3).history.rows
+    again = train(arch, params, data, 2, 3, schedule_epochs=4).history.rows
+    squeezed = train(arch, params, data, 2, 3).history.rows
+    for key in ("learning_rate", "loss", "val_accuracy"):
+        assert [row[key] for row in again] == pytest.approx([row[key] for row in trial[:2]], rel=1e-5), key
+    assert squeezed[1]["learning_rate"] != pytest.approx(trial[1]["learning_rate"], rel=1e-3)

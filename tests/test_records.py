@@ -120,6 +120,17 @@ def test_retrain_plan_uses_the_best_epoch_seed_and_the_device_loop_only_on_jax()
     assert retrain_plan(study, trial, "jax", epochs=5).epochs == 5
 
 
+def test_retrain_plan_keeps_the_trials_schedule_span() -> None:
+    """Stopping at the best epoch must not squeeze a cosine or one-cycle schedule into fewer epochs."""
+    study = _study()
+    study.set_user_attr("arch", "lenet")
+    number = _trial(study, 0.7, history=[*HISTORY, *HISTORY], best_epoch=2)
+    trial = study.get_trials(deepcopy=False)[number]
+    plan = retrain_plan(study, trial, "tensorflow")
+    assert (plan.epochs, plan.schedule_epochs) == (2, 2 * len(HISTORY))
+    assert (retrain_plan(study, trial, "tensorflow", epochs=7).schedule_epochs) == 7
+
+
 @pytest.mark.parametrize(("finished", "failed", "done"), [(0, 0, False), (2, 0, False), (3, 0, True), (0, 4, True),
                                                           (2, 3, False), (5, 9, True)])
 def test_worker_stops_after_its_quota_or_too_many_failures(finished: int, failed: int, done: bool) -> None:
