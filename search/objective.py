@@ -80,7 +80,7 @@ def retrain(plan: RetrainPlan, data: Dataset, *, seed: int | None = None, show: 
     callbacks = [EpochProgress(history, show, None, plan.epochs)] if show else []
     return train(spaces.get(plan.arch), plan.params, data, plan.epochs, plan.seed if seed is None else seed,
                  history=history, callbacks=callbacks, full_train=full_train, device_loop=plan.device_loop,
-                 schedule_epochs=plan.schedule_epochs or None)
+                 schedule_epochs=plan.schedule_epochs)
 
 
 def resident_mb() -> float:

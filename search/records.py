@@ -218,7 +218,7 @@ class RetrainPlan:
     seed: int
     epochs: int
     device_loop: bool
-    schedule_epochs: int = 0  # the epochs a learning-rate schedule spans (the trial's own); 0: `epochs`
+    schedule_epochs: int  # the epochs a learning-rate schedule spans: the trial's own, which may exceed `epochs`
 
 
 def retrain_plan(study: optuna.Study, trial: FrozenTrial, backend: str, epochs: int | None = None) -> RetrainPlan:
