@@ -19,7 +19,7 @@ from search.records import value_of, winner
 from search.runtime import device_name, use_backend
 from search.storage import display_url
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
-from search.workers import run_workers, sigterm_as_interrupt
+from search.workers import STOPPED_ON_FAILURES, run_workers, sigterm_as_interrupt
 
 # TensorFlow keeps ~13 MB per fitted model even after clear_session (measured: 803 -> 1064 MB over 20 tiny
 # fits in plain Keras), so after the first this many trials a long search goes on in rounds of fresh worker
@@ -27,29 +27,39 @@ from search.workers import run_workers, sigterm_as_interrupt
 TRIALS_PER_PROCESS = 15
 
 
-def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> bool:
+def _failures(config: StudyConfig) -> str:
+    """Why a search stopped on failed trials."""
+    return f"{config.max_failures} failed trials in a run (see fail_reason in `hpsearch trials`)"
+
+
+def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> str | None:
     """Run the missing trials (one worker: the first round in this process, the rest in rounds of fresh worker
-    processes); True if stopped on failures."""
+    processes); why it stopped early, if it did."""
     remaining = config.trials - count(study)
     deadline = time.monotonic() + config.timeout if config.timeout is not None else None
     if config.workers == 1:
         # The first round runs in this process: a fresh one would import Keras and load the data again before
         # its first epoch (seconds a user waits for the first result).
         if run_worker(config, min(remaining, TRIALS_PER_PROCESS), data, study=study).stopped_on_failures:
-            return True
+            return _failures(config)
         remaining = config.trials - count(study)
     while remaining > 0:
         left = deadline - time.monotonic() if deadline is not None else None
         if left is not None and left <= 0:
             break
         before = count(study)
-        if run_workers(dataclasses.replace(config, timeout=left),
-                       min(remaining, config.workers * TRIALS_PER_PROCESS)):
-            return True
+        codes = run_workers(dataclasses.replace(config, timeout=left),
+                            min(remaining, config.workers * TRIALS_PER_PROCESS))
+        if STOPPED_ON_FAILURES in codes:
+            return _failures(config)
+        crashed = [code for code in codes if code != 0]
+        if crashed:
+            return (f"{len(crashed)} worker process(es) ended with an error (exit code "
+                    f"{', '.join(map(str, crashed))}; see the output above)")
         if count(study) == before:
             break  # a round that finished nothing (e.g. workers killed): don't spin
         remaining = config.trials - count(study)
-    return False
+    return None
 
 
 def run_study(config: StudyConfig) -> int:
@@ -87,7 +97,7 @@ def _run_study(config: StudyConfig) -> int:
                  f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
                  f"{data.num_classes} classes ({data.label_set}) of {'x'.join(map(str, data.input_shape))} images")
     console.say(f"training on {device} (Keras backend {backend}{', on-device training loop' if device_loop else ''})")
-    failed_workers = _run_trials(config, study, data) if remaining > 0 else False
+    stopped_because = _run_trials(config, study, data) if remaining > 0 else None
     states = Counter(t.state for t in study.get_trials(deepcopy=False))  # one read of the storage
     finished = states[TrialState.COMPLETE] + states[TrialState.PRUNED]
     live, orphans = running(study)
@@ -102,8 +112,8 @@ def _run_study(config: StudyConfig) -> int:
         "" if config.name == config.arch else f" --study-name {config.name}")
     console.result(f"results: {display_url(config.storage)} (study {config.name!r}); see `hpsearch trials {config.arch}"
           f"{where}`, export with `hpsearch export-best {config.arch}{where}`")
-    if failed_workers:
-        console.warn(f"stopped: {config.max_failures} failed trials in a run (see fail_reason in `hpsearch trials`)")
+    if stopped_because:
+        console.warn(f"stopped: {stopped_because}")
         return 1
     if orphans:
         console.warn(f"found {len(orphans)} RUNNING trials with no live worker (trials "

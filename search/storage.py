@@ -11,7 +11,8 @@ from urllib.parse import unquote
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError
 
 from search.config import DEFAULT_STORAGE, HEARTBEAT_SECONDS
@@ -114,6 +115,14 @@ def _require_optuna_sqlite(shown: str, path: Path) -> None:
         raise UserError(f"storage {shown!r}: {path} is an SQLite file of another program, not an Optuna storage")
 
 
+def _begin_immediate(connection: Connection) -> None:
+    """Start every SQLite transaction holding the write lock. Optuna claims a queued trial by reading that it
+    is WAITING and then writing RUNNING; SQLite ignores SELECT ... FOR UPDATE and Python's sqlite3 runs the read
+    outside a transaction, so two workers could both claim the same enqueued trial (seen: both ran the warm
+    start, and the second crashed on telling a finished trial)."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readonly: bool = False) -> BaseStorage:
     """The storage behind url; RDB storages get heartbeats so a killed worker's trial is failed and retried.
 
@@ -135,13 +144,16 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
         path = Path(parsed.database or "")  # check_url refused an SQLite URL without a file
         _storage_file(shown, path, readonly)
         _require_optuna_sqlite(shown, path)
-        engine_kwargs = {"connect_args": {"timeout": 60}}  # wait for other writers instead of failing
+        # Wait for other writers instead of failing; no implicit BEGIN of Python's sqlite3 (see _begin_immediate).
+        engine_kwargs = {"connect_args": {"timeout": 60, "isolation_level": None}}
     try:
         storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
                              grace_period=heartbeat_seconds * GRACE_PERIODS, skip_table_creation=readonly,
                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     except Exception as exc:  # noqa: BLE001 - driver errors differ per database; say it in one line
         raise UserError(f"storage {shown!r}: cannot open ({first_line(exc, url)})") from None
+    if engine_kwargs and not readonly:  # a reader takes no lock: it may not have write access to the file
+        event.listen(storage.engine, "begin", _begin_immediate)
     if readonly:
         try:
             storage.get_all_studies()  # without Optuna's tables this fails: say so now, in one line

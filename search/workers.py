@@ -18,6 +18,8 @@ from search.study import run_worker
 
 # After its parent is gone, a worker gets this long to record its interrupted trial before it is ended.
 ORPHAN_GRACE_SECONDS = 30
+# A worker's exit code when it gave up after --max-failures failed trials (1 is Python's for a crash).
+STOPPED_ON_FAILURES = 3
 
 
 @contextlib.contextmanager
@@ -49,8 +51,8 @@ def _shares(total: int, workers: int) -> list[int]:
     return [n for n in (total // workers + (i < total % workers) for i in range(workers)) if n]
 
 
-def run_workers(config: StudyConfig, remaining: int) -> int:
-    """Start one process per share of the remaining trials on the shared storage; return failures.
+def run_workers(config: StudyConfig, remaining: int) -> list[int]:
+    """Start one process per share of the remaining trials on the shared storage; return their exit codes.
 
     Workers run in their own session, so a terminal's Ctrl-C reaches only this process, which passes it on
     to each worker once. Their stdin stays open: its end of file tells a worker that this process is gone."""
@@ -79,7 +81,7 @@ def run_workers(config: StudyConfig, remaining: int) -> int:
             if proc.stdin is not None:
                 with contextlib.suppress(BrokenPipeError):
                     proc.stdin.close()
-    return sum(code != 0 for code in codes)
+    return codes
 
 
 def _watch_parent() -> None:
@@ -92,7 +94,7 @@ def _watch_parent() -> None:
 
 
 def worker_main(payload: str) -> int:
-    """Entry point of a worker process: run its quota; exit 1 if it stopped on failures."""
+    """Entry point of a worker process: run its quota; exit STOPPED_ON_FAILURES if it stopped on failures."""
     fields: dict[str, Any] = json.loads(payload)
     quota, worker = fields.pop("quota"), fields.pop("worker")
     config = StudyConfig(**fields)
@@ -102,4 +104,4 @@ def worker_main(payload: str) -> int:
     threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
     with sigterm_as_interrupt():
         budget = run_worker(config, quota, worker=worker)
-    return 1 if budget.stopped_on_failures else 0
+    return STOPPED_ON_FAILURES if budget.stopped_on_failures else 0

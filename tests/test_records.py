@@ -1,12 +1,14 @@
-"""The study and trial records, the winner, the retrain plan, the worker stop rule and the split of trials
-over workers: plain logic on in-memory Optuna studies, no Keras."""
+"""The study and trial records, the winner, the retrain plan, the worker stop rule, the split of trials
+over workers and why a round of them stopped: plain logic on in-memory Optuna studies, no Keras."""
 from __future__ import annotations
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+import search.runner
 from search import records
+from search.config import StudyConfig
 from search.errors import UserError
 from search.records import (
     Confirmation,
@@ -18,7 +20,7 @@ from search.records import (
     winner,
 )
 from search.study import worker_done
-from search.workers import _shares
+from search.workers import STOPPED_ON_FAILURES, _shares
 
 HISTORY = [{"epoch": 1, "loss": 1.0, "val_accuracy": 0.5, "learning_rate": 0.01, "seconds": 2.0},
            {"epoch": 2, "loss": 0.5, "val_accuracy": 0.7, "learning_rate": 0.01, "seconds": 1.0},
@@ -141,3 +143,15 @@ def test_worker_stops_after_its_quota_or_too_many_failures(finished: int, failed
                                                           (0, 2, [])])
 def test_trials_are_split_evenly_over_workers_with_no_empty_share(total: int, workers: int, shares: list[int]) -> None:
     assert _shares(total, workers) == shares and sum(shares) == total
+
+
+@pytest.mark.parametrize(("codes", "says"), [([0, STOPPED_ON_FAILURES], "4 failed trials in a run"),
+                                             ([0, 1], "1 worker process(es) ended with an error (exit code 1"),
+                                             ([-9, 0], "exit code -9")])
+def test_a_round_of_workers_says_why_it_stopped(codes: list[int], says: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # A crashed worker is not "too many failed trials": the message must say which it was.
+    monkeypatch.setattr(search.runner, "run_workers", lambda config, remaining: codes)
+    config = StudyConfig(arch="lenet", trials=5, workers=2, max_failures=4)
+    reason = search.runner._run_trials(config, _study(), data=None)  # type: ignore[arg-type]
+    assert reason is not None and says in reason

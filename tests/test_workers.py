@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy import text
 
 from search.storage import open_storage
 from tests.conftest import as_foreground_job
@@ -50,6 +52,23 @@ def test_four_workers_times_five_trials(shared_storage: str, tiny_data: Path) ->
     assert len(numbers) == len(set(numbers)) == 20
     assert sum(t.state in FINISHED for t in trials) == 20
     assert {f"[w{i}]" for i in range(4)} <= {line[:4] for line in done.stderr.splitlines()}
+
+
+def test_an_sqlite_transaction_holds_the_write_lock_from_its_first_read(tmp_path: Path) -> None:
+    # Optuna claims a queued trial by reading WAITING, then writing RUNNING: between the two no other worker
+    # may write, or two workers run the same trial (SQLite ignores SELECT ... FOR UPDATE).
+    path = tmp_path / "db.sqlite"
+    storage = open_storage(f"sqlite:///{path}")
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    optuna.create_study(storage=storage, study_name="claims").enqueue_trial({"x": 1})
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    with storage.scoped_session() as session:
+        assert session.execute(text("SELECT state FROM trials")).scalars().all() == ["WAITING"]
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+    other.execute("BEGIN IMMEDIATE")  # free again once that transaction ended
+    other.execute("ROLLBACK")
+    other.close()
 
 
 def _wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, epochs: int = 2) -> optuna.trial.FrozenTrial:
