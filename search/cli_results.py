@@ -31,12 +31,16 @@ def report(
     storage: Storage = DEFAULT_STORAGE,
     out: Annotated[Path, typer.Option(help="HTML file; a CSV of the table is written beside it.")]
     = Path("studies/report.html"),
+    force: Annotated[bool, typer.Option(help="Replace an existing report (the HTML file and its CSV).")] = False,
 ) -> None:
     """Compare every architecture study in a storage: table, CSV and HTML with curves and timings."""
     from search.runtime import use_backend
     from search.storage import display_url, load_all, open_storage
 
     with user_errors():
+        existing = [path for path in (out, out.with_suffix(".csv")) if path.exists()]
+        if existing and not force:  # perhaps not a report at all: --out may name any file
+            raise UserError(f"{existing[0]} exists; pass --force to replace it (or choose another --out)")
         use_backend(None)  # the notebook's tables live in the architectures' modules, which import Keras
         from search.notebook import glance_lines, replay_studies
         from search.report import arch_studies, write_report

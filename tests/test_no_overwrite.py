@@ -1,4 +1,5 @@
-"""Nothing is silently overwritten or created: exports, prepared data, foreign databases, missing folders."""
+"""Nothing is silently overwritten or created: exports, reports, prepared data, foreign databases, missing
+folders."""
 from __future__ import annotations
 
 import sqlite3
@@ -53,6 +54,16 @@ def test_export_best_refuses_an_earlier_export_unless_force(lenet_study: str, ti
     assert sorted(p.name for p in out.iterdir()) == sorted(EXPORT_FILES)
     assert out.stat().st_ino != folder  # replaced whole, by a rename
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_report_refuses_to_replace_a_file_unless_force(lenet_study: str, tmp_path: Path) -> None:
+    mine = tmp_path / "report.csv"
+    mine.write_text("my own table\n")
+    report = ["report", "--storage", lenet_study, "--out", str(tmp_path / "report.html")]
+    _one_line_error(runner.invoke(app, report), "report.csv exists; pass --force")
+    assert mine.read_text() == "my own table\n" and [p.name for p in tmp_path.iterdir()] == ["report.csv"]
+    assert runner.invoke(app, [*report, "--force"]).exit_code == 0
+    assert "lenet" in mine.read_text() and (tmp_path / "report.html").stat().st_size > 1000
 
 
 def test_export_best_never_replaces_a_folder_of_other_files(lenet_study: str, tiny_data: Path,
