@@ -75,7 +75,8 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     arch = spaces.get(args.arch)
     data = load_dataset(args.data, args.subset)
-    budgets = [args.epochs * k for k in (2, 4, 8, 16, 32) if args.epochs * k <= args.epochs * args.trials]
+    most = args.epochs * args.trials  # the whole search, if no trial were pruned
+    budgets = [args.epochs * k for k in (2, 4, 8, 16, 32, 64) if args.epochs * k < most] + [most]
     for pruner_name in args.pruners.split(","):
         for sampler_name in args.samplers.split(","):
             curves = []
