@@ -38,6 +38,7 @@ def report(
     from search.storage import display_url, load_all, open_storage
 
     with user_errors():
+        every_study = load_all(open_storage(storage, readonly=True))  # a bad storage is said first
         existing = [path for path in (out, out.with_suffix(".csv")) if path.exists()]
         if existing and not force:  # perhaps not a report at all: --out may name any file
             raise UserError(f"{existing[0]} exists; pass --force to replace it (or choose another --out)")
@@ -45,7 +46,6 @@ def report(
         from search.notebook import glance_lines, replay_studies
         from search.report import arch_studies, write_report
 
-        every_study = load_all(open_storage(storage, readonly=True))
         studies = arch_studies(every_study)
         if not studies:
             raise UserError(f"no hpsearch studies in {display_url(storage)}; run `hpsearch study ARCH` first")

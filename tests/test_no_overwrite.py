@@ -101,7 +101,8 @@ def test_commands_leave_another_programs_sqlite_file_alone(args: list[str], tiny
     assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
 
 
-def test_read_only_commands_refuse_a_file_that_is_no_database(tmp_path: Path) -> None:
+def test_read_only_commands_refuse_a_file_that_is_no_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # not the checkout, where the demo's studies/report.html may exist
     text = tmp_path / "notes.db"
     text.write_text("just some text, long enough to be read as a database header.....\n" * 3)
     for args in (["trials", "lenet"], ["report"]):
