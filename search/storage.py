@@ -152,7 +152,7 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     except Exception as exc:  # noqa: BLE001 - driver errors differ per database; say it in one line
         raise UserError(f"storage {shown!r}: cannot open ({first_line(exc, url)})") from None
-    if engine_kwargs and not readonly:  # a reader takes no lock: it may not have write access to the file
+    if storage.engine.dialect.name == "sqlite" and not readonly:  # a reader takes no lock: it may not write
         event.listen(storage.engine, "begin", _begin_immediate)
     if readonly:
         try:
