@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -159,28 +160,27 @@ def _hpsearch(args: argparse.Namespace, *command: str) -> str:
     return done.stdout
 
 
-def run_hpsearch(args: argparse.Namespace, seed: int, workdir: Path) -> dict[str, Any]:
-    """`hpsearch study` with --timeout = the budget, then export-best and score; the best-so-far curve."""
+def run_hpsearch(args: argparse.Namespace, seed: int, workdir: Path, extra: str = "") -> dict[str, Any]:
+    """`hpsearch study` (with the extra options given) with --timeout = the budget, then export-best and
+    score; the best-so-far curve."""
     import optuna
 
-    url = f"sqlite:///{workdir / f'hp-{seed}.db'}"
+    runs_so_far = len(list(workdir.glob(f"hp-{seed}-*.db")))
+    url = f"sqlite:///{workdir / f'hp-{seed}-{runs_so_far}.db'}"
     common = ["--storage", url] + (["--backend", args.backend] if args.backend else [])
     started = time.time()
     _hpsearch(args, "study", args.arch, "--trials", "10000", "--timeout", str(args.budget), "--epochs",
               str(args.epochs), "--data", str(args.data), "--seed", str(seed), "--quiet", *common,
-              *(["--subset", str(args.subset)] if args.subset else []))
+              *(["--subset", str(args.subset)] if args.subset else []), *shlex.split(extra))
     study = optuna.load_study(study_name=args.arch, storage=url)
     seen = []
     for trial in study.get_trials(deepcopy=False):
         if trial.datetime_complete is None:
             continue
-        # Epoch ends, counted back from the trial's end with the epoch durations it recorded.
-        history = TrialRecord.of(trial).history
-        end = trial.datetime_complete.timestamp() - started
-        for i, row in enumerate(history):
-            at = end - sum(later["seconds"] for later in history[i + 1:])
-            seen.append((round(at, 2), float(row.get("val_accuracy", 0.0))))
-    out = workdir / f"export-{seed}"
+        # Epoch ends as the trial recorded them (the wall clock when its epoch-end callback ran, as KerasTuner's).
+        for row in TrialRecord.of(trial).history:
+            seen.append((round(row["ended_at"] - started, 2), float(row.get("val_accuracy", 0.0))))
+    out = Path(url.removeprefix("sqlite:///")).with_suffix("")  # the export folder beside its study
     _hpsearch(args, "export-best", args.arch, "--data", str(args.data), "--out", str(out), "--quiet", *common)
     score = _hpsearch(args, "score", str(out / "submission.csv"), "--labels", str(args.data / "testY.csv"))
     return {"curve": best_so_far(seen), "trials": len(study.trials),
@@ -197,6 +197,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=600, help="wall-clock seconds per tool and seed")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--backend", default=None)
+    parser.add_argument("--hpsearch-args", action="append", default=None, metavar="OPTIONS",
+                        help="options added to `hpsearch study`, e.g. '--pruner median'; repeat it to run several "
+                             "variants, each compared with the same KerasTuner run (default: one run as it is)")
     parser.add_argument("--kerastuner-seed", type=int, help=argparse.SUPPRESS)  # the KerasTuner subprocess
     parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -207,16 +210,19 @@ def main() -> None:
     from search.runtime import device_name, use_backend
 
     workdir = Path(tempfile.mkdtemp(prefix="peers-"))
+    variants = args.hpsearch_args or [""]
     for seed in map(int, args.seeds.split(",")):
-        hp = run_hpsearch(args, seed, workdir)
-        print(json.dumps({"tool": "hpsearch", "seed": seed, **hp}), flush=True)
+        ours = {extra: run_hpsearch(args, seed, workdir, extra) for extra in variants}
+        for extra, hp in ours.items():
+            print(json.dumps({"tool": "hpsearch", "options": extra, "seed": seed, **hp}), flush=True)
         started = time.time()
         done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--kerastuner-seed", str(seed),
                                "--started", str(started)], capture_output=True, text=True, check=True)
         kt_run = json.loads(done.stdout.splitlines()[-1])
         print(json.dumps({"tool": "kerastuner", "seed": seed, **kt_run}), flush=True)
-        print(json.dumps({"compare": "hpsearch vs kerastuner", "seed": seed, **compare(hp["curve"], kt_run["curve"])}),
-              flush=True)
+        for extra, hp in ours.items():
+            print(json.dumps({"compare": "hpsearch vs kerastuner", "options": extra, "seed": seed,
+                              **compare(hp["curve"], kt_run["curve"])}), flush=True)
     backend = use_backend(args.backend)
     print(json.dumps({"bench": "peers", "device": device_name(), "backend": backend, "arch": args.arch,
                       "subset": args.subset, "epochs": args.epochs, "budget_s": args.budget,

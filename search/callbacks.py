@@ -28,7 +28,7 @@ def layer_counts(model: keras.Model) -> dict[str, int]:
 
 
 class EpochHistory(keras.callbacks.Callback):
-    """Records each epoch's metrics, learning rate and seconds, and the model's size."""
+    """Records each epoch's metrics, learning rate, seconds and wall-clock end, and the model's size."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -51,8 +51,9 @@ class EpochHistory(keras.callbacks.Callback):
         """Record the epoch."""
         logs = logs or {}
         row = {key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy") if key in logs}
+        # ended_at (Unix seconds) places the epoch on a timeline: when the search first had this result.
         self.rows.append({**row, "epoch": epoch + 1, "learning_rate": self._lr,
-                          "seconds": time.perf_counter() - self._started})
+                          "seconds": time.perf_counter() - self._started, "ended_at": time.time()})
 
     @property
     def train_seconds(self) -> float:

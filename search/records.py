@@ -74,7 +74,7 @@ def mark_replay(study: optuna.Study, epochs_scale: float) -> None:
 class TrialRecord:
     """What hpsearch records about a trial beside Optuna's own fields (params, value, state, times)."""
 
-    history: list[EpochRow] = field(default_factory=list)  # one row per epoch: losses, accuracies, lr, seconds
+    history: list[EpochRow] = field(default_factory=list)  # a row per epoch: losses, accuracies, lr, seconds, ended_at
     train_seconds: float = 0.0
     n_params: int = 0
     layers: dict[str, int] = field(default_factory=dict)  # conv, pooling and dense layers of the model

@@ -18,7 +18,7 @@ from search.runner import run_study
 from search.storage import open_storage
 from search.study import StudyConfig
 
-HISTORY_KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
+HISTORY_KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "ended_at"}
 
 
 def _config(data: Path, url: str, arch: str = "lenet", **changes: object) -> StudyConfig:
@@ -78,7 +78,7 @@ def test_pruner_stops_a_trial_after_its_report(tiny_data: Path) -> None:
     assert len(trial.user_attrs["history"]) == 1 and list(trial.intermediate_values) == [1]
 
 
-def test_hyperband_prunes_in_a_real_study(tiny_data: Path, sqlite_url: str) -> None:
+def test_the_default_pruner_prunes_in_a_real_study(tiny_data: Path, sqlite_url: str) -> None:
     run_study(_config(tiny_data, sqlite_url, trials=8, epochs=3, subset=100, sampler="random"))
     states = [t.state for t in _study(sqlite_url, "lenet").trials]
     assert states.count(TrialState.PRUNED) >= 1 and states.count(TrialState.COMPLETE) >= 1
