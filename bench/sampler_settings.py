@@ -33,6 +33,7 @@ SAMPLERS: dict[str, SamplerFn] = {
 PRUNERS: dict[str, PrunerFn] = {
     "hyperband-r3": lambda epochs: optuna.pruners.HyperbandPruner(1, epochs, reduction_factor=3),
     "hyperband-r2": lambda epochs: optuna.pruners.HyperbandPruner(1, epochs, reduction_factor=2),
+    "sha-r3": lambda epochs: optuna.pruners.SuccessiveHalvingPruner(1, reduction_factor=3),
     "median": lambda epochs: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
     "none": lambda epochs: optuna.pruners.NopPruner(),
 }

@@ -56,9 +56,10 @@ def study(
     sampler: Annotated[str, typer.Option(help="tpe or random.")] = StudyConfig.sampler,
     objective: Annotated[str, typer.Option(help="accuracy (validation accuracy), or accuracy-time (accuracy up and "
                                            "training seconds down: a Pareto front).")] = StudyConfig.objective,
-    pruner: Annotated[Optional[str], typer.Option(help="hyperband (the default for accuracy), median, dominance "
-                                                  "(the default for accuracy-time: stop a trial that finished "
-                                                  "trials beat on both) or none.")] = StudyConfig.pruner,
+    pruner: Annotated[Optional[str], typer.Option(help="successive-halving (the default for accuracy), "
+                                                  "hyperband, median, dominance (the default for "
+                                                  "accuracy-time: stop a trial that finished trials beat on both) "
+                                                  "or none.")] = StudyConfig.pruner,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of every model's initialization.")]
     = StudyConfig.seed,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,

@@ -15,8 +15,8 @@ SAMPLERS = ("tpe", "random")
 # What a study optimizes: validation accuracy, or accuracy and training seconds together (a Pareto front).
 OBJECTIVES = ("accuracy", "accuracy-time")
 # Optuna's pruners work on one objective; "dominance" is hpsearch's rule for accuracy-time (search.pareto).
-PRUNERS = ("hyperband", "median", "dominance", "none")
-DEFAULT_PRUNER = {"accuracy": "hyperband", "accuracy-time": "dominance"}
+PRUNERS = ("hyperband", "successive-halving", "median", "dominance", "none")
+DEFAULT_PRUNER = {"accuracy": "successive-halving", "accuracy-time": "dominance"}
 
 
 @dataclass

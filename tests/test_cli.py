@@ -98,7 +98,7 @@ def test_readme_first_command_is_the_timed_demo_search() -> None:
     assert commands[0].endswith("&& bash .ci/demo")
     demo = (root / ".ci" / "demo").read_text()
     found = re.search(r"study (\w+) --trials (\d+) --epochs (\d+)", demo)
-    # >= 10 sampled trials after the warm-start trial; >= 3 epochs so Hyperband has rungs to prune at
+    # >= 10 sampled trials after the warm-start trial; >= 3 epochs so the pruner has rungs (1 and 3) to prune at
     assert found and found[1] == "lenet" and int(found[2]) >= 11 and int(found[3]) >= 3
     assert "--enqueue-seed-models" not in demo and "export-best lenet" in demo and "report" in demo
     assert "bash .ci/demo" in (root / ".ci" / "run").read_text()
