@@ -160,13 +160,12 @@ def _hpsearch(args: argparse.Namespace, *command: str) -> str:
     return done.stdout
 
 
-def run_hpsearch(args: argparse.Namespace, seed: int, workdir: Path, extra: str = "") -> dict[str, Any]:
+def run_hpsearch(args: argparse.Namespace, seed: int, base: Path, extra: str = "") -> dict[str, Any]:
     """`hpsearch study` (with the extra options given) with --timeout = the budget, then export-best and
-    score; the best-so-far curve."""
+    score; the best-so-far curve. The study is base.db, its export the folder base."""
     import optuna
 
-    runs_so_far = len(list(workdir.glob(f"hp-{seed}-*.db")))
-    url = f"sqlite:///{workdir / f'hp-{seed}-{runs_so_far}.db'}"
+    url = f"sqlite:///{base.with_suffix('.db')}"
     common = ["--storage", url] + (["--backend", args.backend] if args.backend else [])
     started = time.time()
     _hpsearch(args, "study", args.arch, "--trials", "10000", "--timeout", str(args.budget), "--epochs",
@@ -180,9 +179,8 @@ def run_hpsearch(args: argparse.Namespace, seed: int, workdir: Path, extra: str 
         # Epoch ends as the trial recorded them (the wall clock when its epoch-end callback ran, as KerasTuner's).
         for row in TrialRecord.of(trial).history:
             seen.append((round(row["ended_at"] - started, 2), float(row.get("val_accuracy", 0.0))))
-    out = Path(url.removeprefix("sqlite:///")).with_suffix("")  # the export folder beside its study
-    _hpsearch(args, "export-best", args.arch, "--data", str(args.data), "--out", str(out), "--quiet", *common)
-    score = _hpsearch(args, "score", str(out / "submission.csv"), "--labels", str(args.data / "testY.csv"))
+    _hpsearch(args, "export-best", args.arch, "--data", str(args.data), "--out", str(base), "--quiet", *common)
+    score = _hpsearch(args, "score", str(base / "submission.csv"), "--labels", str(args.data / "testY.csv"))
     return {"curve": best_so_far(seen), "trials": len(study.trials),
             "test_accuracy": float(score.split()[1])}  # "accuracy: 0.9123 on ..."
 
@@ -212,7 +210,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="peers-"))
     variants = args.hpsearch_args or [""]
     for seed in map(int, args.seeds.split(",")):
-        ours = {extra: run_hpsearch(args, seed, workdir, extra) for extra in variants}
+        ours = {extra: run_hpsearch(args, seed, workdir / f"hp-{seed}-{i}", extra) for i, extra in enumerate(variants)}
         for extra, hp in ours.items():
             print(json.dumps({"tool": "hpsearch", "options": extra, "seed": seed, **hp}), flush=True)
         started = time.time()

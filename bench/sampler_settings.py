@@ -18,6 +18,7 @@ from pathlib import Path
 import optuna
 
 from search.records import TrialRecord
+from search.study import make_pruner
 
 SamplerFn = Callable[[int], optuna.samplers.BaseSampler]
 PrunerFn = Callable[[int], optuna.pruners.BasePruner]
@@ -30,12 +31,13 @@ SAMPLERS: dict[str, SamplerFn] = {
     "tpe-startup3-multivariate": lambda seed: optuna.samplers.TPESampler(
         seed=seed, n_startup_trials=3, multivariate=True, group=True),
 }
+# hpsearch's own pruners (make_pruner, reduction factor 3), and Hyperband with factor 2 as a variant.
 PRUNERS: dict[str, PrunerFn] = {
-    "hyperband-r3": lambda epochs: optuna.pruners.HyperbandPruner(1, epochs, reduction_factor=3),
+    "hyperband-r3": lambda epochs: make_pruner("hyperband", epochs),
     "hyperband-r2": lambda epochs: optuna.pruners.HyperbandPruner(1, epochs, reduction_factor=2),
-    "sha-r3": lambda epochs: optuna.pruners.SuccessiveHalvingPruner(1, reduction_factor=3),
-    "median": lambda epochs: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
-    "none": lambda epochs: optuna.pruners.NopPruner(),
+    "sha-r3": lambda epochs: make_pruner("successive-halving", epochs),
+    "median": lambda epochs: make_pruner("median", epochs),
+    "none": lambda epochs: make_pruner("none", epochs),
 }
 
 
