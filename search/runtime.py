@@ -19,6 +19,12 @@ BACKENDS = ("tensorflow", "jax")
 # import of JAX, tells that JAX can use an NVIDIA GPU.
 JAX_CUDA_MODULES = ("jax_cuda13_plugin", "jax_cuda12_plugin")
 NVIDIA_DEVICE = Path("/dev/nvidiactl")
+# Packages that Keras imports at start-up when they are installed, for features hpsearch does not use:
+# scikit-learn for keras.wrappers' estimators, pandas for DataFrame inputs, and, on TensorFlow, JAX for
+# TensorFlow Lite's converter. Each import is guarded by Keras and TensorFlow (`try: import ... except
+# ImportError`), so hpsearch lets it fail: 1.3 s of the 4.1 s `import keras` on the 2-core CPU
+# (tests/test_runtime.py checks that they stay out and can still be imported afterwards).
+SKIPPED_AT_KERAS_IMPORT = {"tensorflow": ("sklearn", "pandas", "jax"), "jax": ("sklearn", "pandas")}
 
 
 def _installed(module: str) -> bool:
@@ -61,7 +67,7 @@ def use_backend(name: str | None) -> str:
         os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "hpsearch" / "jax"))
         os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     first_import = "keras" not in sys.modules
-    with _native_stderr_captured() as captured:
+    with _native_stderr_captured() as captured, _not_importable(SKIPPED_AT_KERAS_IMPORT[chosen]):
         try:
             import keras  # noqa: F401 - imported here, once, so its native start-up logs can be hidden
         except BaseException:
@@ -75,6 +81,21 @@ def use_backend(name: str | None) -> str:
     if first_import:
         gc.freeze()
     return chosen
+
+
+@contextlib.contextmanager
+def _not_importable(modules: tuple[str, ...]) -> Iterator[None]:
+    """Within the block, importing any of these (not yet imported) top-level modules raises ImportError; after
+    it they import as usual. Python's own rule: a None in sys.modules stops an import."""
+    blocked = [name for name in modules if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, "") is None:
+                del sys.modules[name]
 
 
 @contextlib.contextmanager

@@ -1,6 +1,10 @@
 """Which Keras backend a user gets without asking: JAX where it can use a GPU, TensorFlow on CPU."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -39,3 +43,26 @@ def test_keras_backend_variable_and_option_win(monkeypatch: pytest.MonkeyPatch) 
 def test_an_untested_or_unknown_backend_is_refused_naming_the_valid_ones(name: str) -> None:
     with pytest.raises(runtime.UserError, match="valid: tensorflow, jax"):
         runtime.use_backend(name)
+
+
+@pytest.mark.parametrize("backend", runtime.BACKENDS)
+def test_keras_imports_without_the_packages_training_does_not_need(backend: str) -> None:
+    """In a fresh process, use_backend leaves scikit-learn, pandas (and JAX on TensorFlow) unimported; afterwards
+    they import as usual and Keras trains. Fails if a Keras upgrade needs one of them to import."""
+    if not runtime._installed(backend):
+        pytest.skip(f"{backend} is not installed")
+    code = textwrap.dedent(f"""
+        import sys
+        from search.runtime import SKIPPED_AT_KERAS_IMPORT, use_backend
+        use_backend({backend!r})
+        print(sorted(name for name in SKIPPED_AT_KERAS_IMPORT[{backend!r}] if name in sys.modules))
+        import keras, numpy as np, pandas, sklearn
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(np.zeros((8, 4)), np.zeros(8), verbose=0)
+        print(keras.backend.backend(), pandas.DataFrame({{"a": [1]}}).shape, sklearn.__name__)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "KERAS_BACKEND": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["[]", f"{backend} (1, 1) sklearn"]
