@@ -7,12 +7,15 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from search import npzcache
 from search.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a CSV is parsed: a study that reads the cache never needs pandas
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ def pixel_shape(n_pixels: int) -> tuple[int, int, int] | None:
 
 def _bad_cell(path: Path, frame: pd.DataFrame, what: str, bad: pd.DataFrame) -> DataError:
     """The error for the first True cell of `bad` (file line = row + 2, after the header)."""
+    import pandas as pd
+
     col = int(np.argmax(bad.to_numpy().any(axis=0)))
     row = int(np.argmax(bad.iloc[:, col].to_numpy()))
     value = frame.iat[row, col]
@@ -46,6 +51,8 @@ def _bad_cell(path: Path, frame: pd.DataFrame, what: str, bad: pd.DataFrame) -> 
 
 def _integers(path: Path, frame: pd.DataFrame, low: int, high: int | None, what: str) -> np.ndarray:
     """Check every cell is an integer in [low, high]; return them as int64."""
+    import pandas as pd
+
     if all(pd.api.types.is_integer_dtype(dtype) for dtype in frame.dtypes):
         values = frame.to_numpy(np.int64)  # the fast path: the parser already found integers only
         if values.min() >= low and (high is None or values.max() <= high):
@@ -72,6 +79,8 @@ def _check_classes(path: Path, labels: np.ndarray) -> None:
 
 def _parse(path: Path, raw: bytes, labelled: bool, fingerprint: str) -> Table:
     """Read and validate one CSV (its bytes in `raw`); every problem becomes a one-line DataError."""
+    import pandas as pd
+
     try:
         frame = pd.read_csv(io.BytesIO(raw), engine="c")
     except pd.errors.EmptyDataError:
