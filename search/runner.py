@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from search.config import DEFAULT_STORAGE, StudyConfig
 from search.console import Console
 from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
 from search.errors import UserError
+from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
 from search.records import value_of, winner
 from search.runtime import device_name, use_backend
@@ -70,20 +72,30 @@ def run_study(config: StudyConfig) -> int:
         return _run_study(config)
 
 
+def prepare(config: StudyConfig) -> Dataset:
+    """Everything of a study's start that needs no Keras: load and check the data (testX too: found now rather
+    than at export, hours later), then create or resume the study, checking that it searched this data."""
+    data = load_dataset(Path(config.data_dir), config.subset, parse_image_size(config.image_size))
+    if has_test(Path(config.data_dir)):
+        load_test(Path(config.data_dir), data.input_shape)
+    open_study(config, data)  # the data is valid before any storage is touched
+    return data
+
+
 def _run_study(config: StudyConfig) -> int:
     """run_study's body."""
-    backend = use_backend(config.backend)
-    if backend != "jax" and config.device_loop:
-        raise UserError("--device-loop needs the JAX backend (--backend jax)")
-    device = device_name()
+    # Importing Keras takes seconds of one core; a forked process loads the data and opens the storage meanwhile
+    # (measured with bench/first_result.py, BENCHMARKS.md).
+    with in_forked_process(functools.partial(prepare, config)) as prepared:
+        backend = use_backend(config.backend)
+        if backend != "jax" and config.device_loop:
+            raise UserError("--device-loop needs the JAX backend (--backend jax)")
+        device = device_name()
+        data = prepared()
     # On a GPU the on-device loop is the fast path (one compiled program per epoch); on CPU it is slower.
     device_loop = config.device_loop if config.device_loop is not None else backend == "jax" and device != "cpu"
     config = dataclasses.replace(config, backend=backend, device_loop=device_loop)  # workers get the same
-    # Validates the data before any storage is touched
-    data = load_dataset(Path(config.data_dir), config.subset, parse_image_size(config.image_size))
-    if has_test(Path(config.data_dir)):  # found now rather than at export, hours later
-        load_test(Path(config.data_dir), data.input_shape)
-    study = open_study(config, data)
+    study = open_study(config, data, checked=True)
     console = Console(config.quiet)
     if config.fail_orphans:
         failed = fail_orphans(study)

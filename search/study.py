@@ -56,9 +56,12 @@ def make_pruner(kind: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0) -> optuna.Study:
-    """Create or resume the study; a resumed one must have searched this architecture and dataset."""
-    storage = open_storage(config.storage, config.heartbeat_seconds)
+def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, checked: bool = False) -> optuna.Study:
+    """Create or resume the study; a resumed one must have searched this architecture and dataset.
+
+    `checked`: this run has just opened it (search.runner's forked preparation), so the storage's tables and
+    schema version need no second check."""
+    storage = open_storage(config.storage, config.heartbeat_seconds, checked=checked)
     directions: list[Literal["maximize", "minimize"]] = ["maximize", "minimize"] if config.accuracy_time \
         else ["maximize"]
     # The dominance rule runs in the objective (search.callbacks): Optuna's pruners need one objective.
