@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -49,9 +50,11 @@ class KerasTunerTrial:
 
 def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[str, Any]:
     """KerasTuner Hyperband until the budget is spent; the best-so-far curve and its best model's test accuracy."""
-    from search.runtime import use_backend
+    from search.runtime import default_backend
 
-    use_backend(args.backend)
+    # Keras imported as a KerasTuner user's script imports it (hpsearch's use_backend leaves out packages that
+    # Keras imports for features neither tool uses, and freezes the import's objects for the garbage collector).
+    os.environ["KERAS_BACKEND"] = args.backend or default_backend()
     import keras
     import keras_tuner as kt
 
