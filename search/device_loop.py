@@ -16,8 +16,6 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-VAL_BATCH = 1000
-
 
 def _state(model: keras.Model) -> tuple[list, list, list]:
     """The current values of the model's and optimizer's variables."""
@@ -46,14 +44,15 @@ def _padded(x: np.ndarray, y: np.ndarray, size: int) -> tuple[jax.Array, jax.Arr
 
 def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray],
                   batch_size: int, epochs: int, callbacks: Sequence[keras.callbacks.Callback], *,
-                  loss_fn: keras.losses.Loss, shuffle: bool = False, seed: int = 0) -> None:
+                  loss_fn: keras.losses.Loss, validation_batch_size: int, shuffle: bool = False,
+                  seed: int = 0) -> None:
     """Train a compiled model like `model.fit(..., validation_data=validation)`, one program per epoch;
     `loss_fn` is the compiled loss, per image (reduction=None: padded rows are masked out here)."""
     batch_size = min(batch_size, len(x))
     # The scan needs equal batches: the last one is padded, and padded rows weigh nothing in the loss.
     x_train, y_train, train_mask = (a.reshape(-1, *a.shape[2:]) for a in _padded(x, y, batch_size))
     steps, n = len(x_train) // batch_size, len(x)
-    x_val, y_val, val_mask = _padded(*validation, min(VAL_BATCH, len(validation[0])))
+    x_val, y_val, val_mask = _padded(*validation, min(validation_batch_size, len(validation[0])))
     n_val = float(len(validation[0]))
     optimizer = model.optimizer
     if not optimizer.built:

@@ -25,6 +25,18 @@ from spaces._levers import make_loss, training_steps
 Values = float | tuple[float, float]  # a trial's value, or its (accuracy, seconds) in an accuracy-time study
 
 
+# Validation batches hold up to this many 28x28 greyscale images' worth of pixels, never fewer images than a
+# training batch: the batch size does not change what validation measures, and larger batches cost less per image
+# (12,000 images, the default CNN, 2-core CPU: 2.59 s at 32, 1.33 s at 256, 0.98 s at 1,000). Larger images get
+# proportionally fewer, so memory stays bounded.
+VALIDATION_PIXELS = 1000 * 28 * 28
+
+
+def validation_batch_size(batch_size: int, input_shape: tuple[int, ...]) -> int:
+    """Images per validation batch for a training batch size and an image shape."""
+    return max(batch_size, VALIDATION_PIXELS // math.prod(input_shape))
+
+
 class TrialFailed(RuntimeError):
     """Training went wrong in a way that makes the trial's result meaningless (e.g. NaN loss)."""
 
@@ -57,16 +69,19 @@ def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: in
     model.compile(optimizer=make_optimizer(params, steps), loss=make_loss(params), metrics=["accuracy"])
     # History first: the callbacks after it (progress, pruning) read the epoch it recorded.
     all_callbacks = [keras.callbacks.TerminateOnNaN(), history, *callbacks, *make_callbacks(params)]
+    validation_batch = validation_batch_size(int(params["batch_size"]), data.input_shape)
     if device_loop:
         if keras.backend.backend() != "jax":
             raise UserError("the on-device training loop needs the JAX backend (--backend jax)")
         from search.device_loop import fit_on_device  # imports jax
 
         fit_on_device(model, x, y, (data.x_val, data.y_val), int(params["batch_size"]), epochs, all_callbacks,
-                      loss_fn=make_loss(params, reduction=None), shuffle=shuffle, seed=seed)
+                      loss_fn=make_loss(params, reduction=None), validation_batch_size=validation_batch,
+                      shuffle=shuffle, seed=seed)
     else:
         model.fit(x, y, batch_size=int(params["batch_size"]), epochs=epochs, shuffle=shuffle, verbose=0,
-                  validation_data=(data.x_val, data.y_val), callbacks=all_callbacks)
+                  validation_data=(data.x_val, data.y_val), validation_batch_size=validation_batch,
+                  callbacks=all_callbacks)
     bad = [row for row in history.rows if not math.isfinite(row.get("loss", 0.0))]
     if bad:
         raise TrialFailed(f"loss became {bad[0]['loss']} in epoch {bad[0]['epoch']}")
