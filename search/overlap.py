@@ -31,7 +31,7 @@ def in_forked_process(work: Callable[[], T]) -> Iterator[Callable[[], T]]:
         return
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_send_result, args=(work, sender), name="hpsearch-prepare", daemon=True)
+    process = context.Process(target=_send_result, args=(work, sender), name="hpsearch-overlap", daemon=True)
     process.start()  # multiprocessing flushes stdout and stderr first, so nothing buffered is printed twice
     sender.close()
 
@@ -41,8 +41,7 @@ def in_forked_process(work: Callable[[], T]) -> Iterator[Callable[[], T]]:
             status, value = receiver.recv()
         except EOFError:
             process.join()
-            raise RuntimeError(f"the process preparing the study ended without a result "
-                               f"(exit code {process.exitcode})") from None
+            raise RuntimeError(f"the forked process ended without a result (exit code {process.exitcode})") from None
         if status == "error":
             raise value
         return value

@@ -72,7 +72,7 @@ def run_study(config: StudyConfig) -> int:
         return _run_study(config)
 
 
-def prepare(config: StudyConfig) -> Dataset:
+def prepare_study(config: StudyConfig) -> Dataset:
     """Everything of a study's start that needs no Keras: load and check the data (testX too: found now rather
     than at export, hours later), then create or resume the study, checking that it searched this data."""
     data = load_dataset(Path(config.data_dir), config.subset, parse_image_size(config.image_size))
@@ -86,7 +86,7 @@ def _run_study(config: StudyConfig) -> int:
     """run_study's body."""
     # Importing Keras takes seconds of one core; a forked process loads the data and opens the storage meanwhile
     # (measured with bench/first_result.py, BENCHMARKS.md).
-    with in_forked_process(functools.partial(prepare, config)) as prepared:
+    with in_forked_process(functools.partial(prepare_study, config)) as prepared:
         backend = use_backend(config.backend)
         if backend != "jax" and config.device_loop:
             raise UserError("--device-loop needs the JAX backend (--backend jax)")

@@ -51,6 +51,16 @@ def test_the_works_error_is_raised_here() -> None:
     assert lines[1].startswith("RuntimeError DataError: <function unpicklable.<locals>.<lambda> at")
 
 
+def test_a_process_that_dies_without_a_result_is_an_error_naming_its_exit_code() -> None:
+    assert run_fresh("""
+        with in_forked_process(lambda: os._exit(3)) as result:
+            try:
+                result()
+            except RuntimeError as exc:
+                print(exc)
+    """) == ["the forked process ended without a result (exit code 3)"]
+
+
 def test_leaving_the_block_early_ends_the_process() -> None:
     """An error here (e.g. an unknown backend) while the work still runs: the process is ended, not awaited."""
     assert run_fresh("""
