@@ -27,8 +27,8 @@ Values = float | tuple[float, float]  # a trial's value, or its (accuracy, secon
 
 # Validation batches hold up to this many 28x28 greyscale images' worth of pixels, never fewer images than a
 # training batch: the batch size does not change what validation measures, and larger batches cost less per image
-# (12,000 images, the default CNN, 2-core CPU: 2.59 s at 32, 1.33 s at 256, 0.98 s at 1,000). Larger images get
-# proportionally fewer, so memory stays bounded.
+# (bench/start_costs.py, 12,000 images, the default CNN, 2-core CPU: 2.16 s at 32, 1.15 s at 256, 1.01 s at 1,000).
+# Larger images get proportionally fewer, so memory stays bounded.
 VALIDATION_PIXELS = 1000 * 28 * 28
 
 

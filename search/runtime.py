@@ -22,8 +22,8 @@ NVIDIA_DEVICE = Path("/dev/nvidiactl")
 # Packages that Keras imports at start-up when they are installed, for features hpsearch does not use:
 # scikit-learn for keras.wrappers' estimators, pandas for DataFrame inputs, and, on TensorFlow, JAX for
 # TensorFlow Lite's converter. Each import is guarded by Keras and TensorFlow (`try: import ... except
-# ImportError`), so hpsearch lets it fail: 1.3 s of the 4.1 s `import keras` on the 2-core CPU
-# (tests/test_runtime.py checks that they stay out and can still be imported afterwards).
+# ImportError`), so hpsearch lets it fail: 3.80 s instead of 5.49 s on the 2-core CPU (bench/start_costs.py;
+# tests/test_runtime.py checks that they stay out and can still be imported afterwards).
 SKIPPED_AT_KERAS_IMPORT = {"tensorflow": ("sklearn", "pandas", "jax"), "jax": ("sklearn", "pandas")}
 
 
