@@ -77,6 +77,9 @@ def study(
     device_loop: Annotated[Optional[bool], typer.Option(
         "--device-loop/--no-device-loop", help="JAX only: train each epoch as one compiled on-device loop "
         "(default: on where JAX trains on a GPU; on CPU it measured 5-16x slower than model.fit).")] = None,
+    precision: Annotated[str, typer.Option(help="float32, or bfloat16: layers compute in bfloat16, weights stay "
+                                           "float32 (faster on GPUs with bfloat16 units, not on CPUs).")]
+    = StudyConfig.precision,
     heartbeat: Annotated[int, typer.Option(help="Seconds between a worker's heartbeats (SQLite/PostgreSQL); "
                                            "a trial silent for 3 beats is failed and retried once.")]
     = StudyConfig.heartbeat_seconds,
@@ -95,8 +98,8 @@ def study(
                          study_name=study_name, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
                          subset=subset, enqueue_seed_models=enqueue_seed_models, warm_start=warm_start,
                          shuffle=shuffle, backend=backend, workers=workers, max_failures=max_failures, quiet=quiet,
-                         heartbeat_seconds=heartbeat, device_loop=device_loop, image_size=image_size,
-                         fail_orphans=fail_orphans, levers=levers, objective=objective)
+                         heartbeat_seconds=heartbeat, device_loop=device_loop, precision=precision,
+                         image_size=image_size, fail_orphans=fail_orphans, levers=levers, objective=objective)
     with user_errors():
         code = run_study(config)
     raise typer.Exit(code)

@@ -15,6 +15,7 @@ import optuna
 import spaces
 from search import records
 from search.callbacks import EpochHistory, EpochProgress, ProgressFn, PruneDominated, PruneOnValAccuracy
+from search.config import PRECISIONS
 from search.data import Dataset
 from search.errors import UserError
 from search.records import RetrainPlan
@@ -52,13 +53,14 @@ class TrainRun:
 def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: int, *,
           history: EpochHistory | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
           shuffle: bool = False, full_train: bool = False, device_loop: bool = False,
-          schedule_epochs: int | None = None) -> TrainRun:
+          schedule_epochs: int | None = None, precision: str = "float32") -> TrainRun:
     """Build arch from params, compile, and fit with validation every epoch; fails on a NaN/inf loss.
 
     `history` may be passed in so that the caller keeps the epochs of a run that raised (pruned, failed);
-    a learning-rate schedule spans `schedule_epochs` (default: `epochs`)."""
+    a learning-rate schedule spans `schedule_epochs` (default: `epochs`); `precision` is a key of PRECISIONS."""
     # Each trial starts from an empty graph, so memory does not pile up (clear_session also runs gc.collect).
     keras.backend.clear_session()
+    keras.config.set_dtype_policy(PRECISIONS[precision])  # after clear_session, which resets the policy
     keras.utils.set_random_seed(seed)
     history = history or EpochHistory()
     model = arch.build(params, data.input_shape, data.num_classes)
@@ -95,7 +97,7 @@ def retrain(plan: RetrainPlan, data: Dataset, *, seed: int | None = None, show: 
     callbacks = [EpochProgress(history, show, None, plan.epochs)] if show else []
     return train(spaces.get(plan.arch), plan.params, data, plan.epochs, plan.seed if seed is None else seed,
                  history=history, callbacks=callbacks, full_train=full_train, device_loop=plan.device_loop,
-                 schedule_epochs=plan.schedule_epochs)
+                 schedule_epochs=plan.schedule_epochs, precision=plan.precision)
 
 
 def resident_mb() -> float:
@@ -117,7 +119,8 @@ def _reason(exc: BaseException) -> str:
 
 def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, shuffle: bool = False,
                    show: ProgressFn | None = None, device_loop: bool = False, levers: bool = True,
-                   accuracy_time: bool = False, prune: bool = True) -> Callable[[optuna.Trial], Values]:
+                   accuracy_time: bool = False, prune: bool = True,
+                   precision: str = "float32") -> Callable[[optuna.Trial], Values]:
     """The Optuna objective for `arch`: the trial's value is its best validation accuracy, or with
     `accuracy_time` the pair (best validation accuracy, training seconds), pruned by search.pareto's rule.
 
@@ -127,7 +130,8 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
 
     def objective(trial: optuna.Trial) -> Values:
         params = arch.suggest(trial, levers=levers)
-        records.update(trial, backend=backend, device=device, seed=seed, device_loop=device_loop)
+        records.update(trial, backend=backend, device=device, seed=seed, device_loop=device_loop,
+                       precision=precision)
         trial_epochs = records.TrialRecord.of(trial).epochs or epochs
         history = EpochHistory()
         callbacks: list[keras.callbacks.Callback] = [EpochProgress(history, show, trial.number, trial_epochs)] \
@@ -138,7 +142,7 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
             callbacks.append(PruneDominated(trial, history, trial_epochs))
         try:
             train(arch, params, data, trial_epochs, seed, history=history, callbacks=callbacks, shuffle=shuffle,
-                  device_loop=device_loop)
+                  device_loop=device_loop, precision=precision)
         except optuna.TrialPruned:
             raise
         except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt too: the trial says why it ended

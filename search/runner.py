@@ -108,7 +108,9 @@ def _run_study(config: StudyConfig) -> int:
     console.say(f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, "
                  f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
                  f"{data.num_classes} classes ({data.label_set}) of {'x'.join(map(str, data.input_shape))} images")
-    console.say(f"training on {device} (Keras backend {backend}{', on-device training loop' if device_loop else ''})")
+    how = [f"Keras backend {backend}", *(["on-device training loop"] if device_loop else []),
+           *([config.precision] if config.precision != "float32" else [])]
+    console.say(f"training on {device} ({', '.join(how)})")
     stopped_because = _run_trials(config, study, data) if remaining > 0 else None
     states = Counter(t.state for t in study.get_trials(deepcopy=False))  # one read of the storage
     finished = states[TrialState.COMPLETE] + states[TrialState.PRUNED]

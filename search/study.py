@@ -144,7 +144,7 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,
                                shuffle=config.shuffle, show=console.epoch, device_loop=bool(config.device_loop),
                                levers=config.levers, accuracy_time=config.accuracy_time,
-                               prune=config.chosen_pruner != "none")
+                               prune=config.chosen_pruner != "none", precision=config.precision)
     quota_callback = WorkerQuota(quota, config.max_failures)
     target = optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)
     # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.

@@ -46,6 +46,7 @@ def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
     (["study", "cnn", "--trials", "0"], "--trials must be at least 1"),
     (["study", "cnn", "--epochs", "-1"], "--epochs must be at least 1"),
     (["study", "cnn", "--sampler", "grid"], "unknown sampler 'grid'"),
+    (["study", "cnn", "--precision", "float8"], "unknown precision 'float8'; valid: float32, bfloat16"),
     (["study", "cnn", "--pruner", "wilcoxon"], "unknown pruner 'wilcoxon'"),
     (["study", "cnn", "--storage", "nonsense"], "storage 'nonsense': not a storage URL"),
     (["study", "cnn", "--storage", "redis://localhost"], "unsupported database 'redis'"),
@@ -78,16 +79,18 @@ def test_missing_data_says_where(tmp_path: Path) -> None:
     assert not (tmp_path / "db.sqlite").exists()  # nothing written
 
 
-def test_jax_backend_runs_a_study(tiny_data: Path, tmp_path: Path) -> None:
-    """Keras' JAX backend (the GPU machine's) runs the same objective, in its own process."""
+def test_jax_backend_runs_a_study_in_bfloat16(tiny_data: Path, tmp_path: Path) -> None:
+    """Keras' JAX backend (the GPU machine's) runs the same objective, in its own process, in the precision asked."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     done = subprocess.run([sys.executable, "-m", "search", "study", "lenet", "--backend", "jax", "--trials", "1",
-                           "--epochs", "1", "--subset", "50", "--data", str(tiny_data), "--storage", url, "-q"],
-                          capture_output=True, text=True, timeout=300)
+                           "--epochs", "1", "--subset", "50", "--data", str(tiny_data), "--storage", url,
+                           "--precision", "bfloat16"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "training on cpu (Keras backend jax, bfloat16)" in done.stderr
     trial = optuna.load_study(study_name="lenet", storage=open_storage(url)).trials[0]
     assert trial.user_attrs["backend"] == "jax" and len(trial.user_attrs["history"]) == 1
     assert trial.user_attrs["device_loop"] is False  # the on-device loop is the default on GPUs only
+    assert trial.user_attrs["precision"] == "bfloat16"
 
 
 def test_readme_first_command_is_the_timed_demo_search() -> None:

@@ -35,6 +35,12 @@ for name, params in (("dropout", DROPOUT), ("levers", LEVERS),
                      ("plateau", {**arch.SEED_MODELS["model4"], "learning_rate": 1e-4, "reduce_lr": True})):
     runs = [train(arch, params, data, 8, 7, device_loop=loop).history.rows for loop in (False, True)]
     out[name] = runs
+# bfloat16: layers compute in it on both paths (weights and the softmax output stay float32).
+fitted = [train(arch, DROPOUT, data, 8, 7, device_loop=loop, precision="bfloat16") for loop in (False, True)]
+out["bfloat16"] = [run.history.rows for run in fitted]
+out["dtypes"] = sorted({(layer.compute_dtype, layer.variable_dtype) for run in fitted for layer in run.model.layers
+                        if layer.weights})
+out["output_dtype"] = fitted[1].model.layers[-1].compute_dtype
 poisoned = load_dataset(Path(sys.argv[1]), 120)
 poisoned.x_train[0] = np.nan
 try:
@@ -58,16 +64,22 @@ def test_device_loop_matches_model_fit_and_stops_on_nan(tiny_data: Path, tmp_pat
                                             "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache")})
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    for name in ("dropout", "levers", "plateau"):
+    for name, images in (("dropout", 1), ("levers", 1), ("plateau", 1), ("bfloat16", 2)):
         fit, loop = out[name]
         assert len(fit) == len(loop) == 8
         for a, b in zip(fit, loop, strict=True):
-            # Float sums run in another order on device, so losses drift apart slowly (measured: ~0.2% after
-            # 8 epochs); accuracies may differ by one image of the 30 validation / 120 training ones.
+            # Float sums may run in another order on device, so losses can drift apart slowly (measured on the
+            # 2-core CPU after 8 epochs: up to 0.2% in float32, 0.1% and one image in bfloat16); accuracies may
+            # differ by an image (two in bfloat16, whose 8-bit mantissa rounds more) of the 30 validation /
+            # 120 training ones.
             for key, tolerance in (("loss", 0.01 * a["loss"]), ("val_loss", 0.01 * a["val_loss"]),
-                                   ("accuracy", 1 / 120 + 1e-6), ("val_accuracy", 1 / 30 + 1e-6),
+                                   ("accuracy", images / 120 + 1e-6), ("val_accuracy", images / 30 + 1e-6),
                                    ("learning_rate", 1e-9)):
                 assert abs(a[key] - b[key]) <= tolerance, (name, key, a, b)
+    assert out["dtypes"] == [["bfloat16", "float32"], ["float32", "float32"]], out["dtypes"]  # softmax in float32
+    assert out["output_dtype"] == "float32"
+    losses = [[row["loss"] for row in out[name][0]] for name in ("bfloat16", "dropout")]
+    assert losses[0] != losses[1]  # same model and seed: the precision changed the numbers, so it was applied
     learning_rates = [row["learning_rate"] for row in out["plateau"][1]]
     assert learning_rates[-1] < learning_rates[0]  # ReduceLROnPlateau acted, between compiled epochs
     scheduled = [row["learning_rate"] for row in out["levers"][1]]

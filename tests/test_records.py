@@ -110,13 +110,13 @@ def test_winner_is_the_best_trial_until_confirm_then_the_best_mean() -> None:
     assert confirmations(study)[lucky].std == pytest.approx(0.1414, abs=1e-4)
 
 
-def test_retrain_plan_uses_the_best_epoch_seed_and_the_device_loop_only_on_jax() -> None:
+def test_retrain_plan_uses_the_best_epoch_seed_precision_and_the_device_loop_only_on_jax() -> None:
     study = _study()
     study.set_user_attr("arch", "lenet")
-    number = _trial(study, 0.7, history=HISTORY, best_epoch=2, seed=11, device_loop=True)
+    number = _trial(study, 0.7, history=HISTORY, best_epoch=2, seed=11, device_loop=True, precision="bfloat16")
     trial = study.get_trials(deepcopy=False)[number]
     plan = retrain_plan(study, trial, "jax")
-    assert (plan.arch, plan.seed, plan.epochs, plan.device_loop) == ("lenet", 11, 2, True)
+    assert (plan.arch, plan.seed, plan.epochs, plan.device_loop, plan.precision) == ("lenet", 11, 2, True, "bfloat16")
     assert plan.params == trial.params
     assert not retrain_plan(study, trial, "tensorflow").device_loop  # the loop exists only on JAX
     assert retrain_plan(study, trial, "jax", epochs=5).epochs == 5
