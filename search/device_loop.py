@@ -32,7 +32,8 @@ def _write_back(model: keras.Model, state: tuple[list, list, list]) -> None:
 
 
 def _padded(x: np.ndarray, y: np.ndarray, size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Arrays padded to a multiple of size, reshaped into batches, with a mask of the real rows."""
+    """Arrays padded to a multiple of size, reshaped into batches, with a mask of the real rows (validation only:
+    in training, padded rows would enter batch normalization's batch statistics)."""
     pad = -len(x) % size
     mask = np.concatenate([np.ones(len(x), np.float32), np.zeros(pad, np.float32)])
     x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
@@ -47,21 +48,23 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, validation: 
                   loss_fn: keras.losses.Loss, validation_batch_size: int, shuffle: bool = False,
                   seed: int = 0) -> None:
     """Train a compiled model like `model.fit(..., validation_data=validation)`, one program per epoch;
-    `loss_fn` is the compiled loss, per image (reduction=None: padded rows are masked out here)."""
-    batch_size = min(batch_size, len(x))
-    # The scan needs equal batches: the last one is padded, and padded rows weigh nothing in the loss.
-    x_train, y_train, train_mask = (a.reshape(-1, *a.shape[2:]) for a in _padded(x, y, batch_size))
-    steps, n = len(x_train) // batch_size, len(x)
+    `loss_fn` is the compiled loss, per image (reduction=None: padded validation rows are masked out here)."""
+    n = len(x)
+    batch_size = min(batch_size, n)
+    # As in model.fit, the epoch is full batches and then one smaller batch of the rest: the scan needs equal
+    # batches, and padding the last one instead would put zero rows into batch normalization's statistics.
+    steps, rest = divmod(n, batch_size)
+    full = steps * batch_size
+    x_train, y_train = jax.device_put(x), jax.device_put(y)
     x_val, y_val, val_mask = _padded(*validation, min(validation_batch_size, len(validation[0])))
     n_val = float(len(validation[0]))
     optimizer = model.optimizer
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
 
-    def loss_and_updates(trainable: list, non_trainable: list, xb: jax.Array, yb: jax.Array,
-                         mask: jax.Array) -> tuple[Any, Any]:
+    def loss_and_updates(trainable: list, non_trainable: list, xb: jax.Array, yb: jax.Array) -> tuple[Any, Any]:
         pred, non_trainable = model.stateless_call(trainable, non_trainable, xb, training=True)
-        return jnp.sum(loss_fn(yb, pred) * mask) / jnp.sum(mask), (non_trainable, pred)
+        return jnp.mean(loss_fn(yb, pred)), (non_trainable, pred)
 
     grad_fn = jax.value_and_grad(loss_and_updates, has_aux=True)
 
@@ -69,8 +72,8 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, validation: 
         trainable, non_trainable, opt_vars = state
         (loss, (non_trainable, pred)), grads = grad_fn(trainable, non_trainable, *batch)
         trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
-        correct = jnp.sum((jnp.argmax(pred, -1) == batch[1]) * batch[2])
-        return (trainable, non_trainable, opt_vars), (loss * jnp.sum(batch[2]), correct)
+        correct = jnp.sum(jnp.argmax(pred, -1) == batch[1])
+        return (trainable, non_trainable, opt_vars), (loss * len(batch[1]), correct)
 
     def val_step(carry: tuple, batch: tuple) -> tuple[tuple, None]:
         trainable, non_trainable, loss_sum, correct = carry
@@ -81,15 +84,19 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, validation: 
 
     @jax.jit
     def epoch_fn(state: tuple, key: jax.Array) -> tuple[tuple, dict[str, jax.Array]]:
-        order = jnp.arange(steps * batch_size)
-        if shuffle:  # shuffle the real rows; the padding stays at the end
-            order = order.at[:n].set(jax.random.permutation(key, n))
-        batches = (x_train[order].reshape(steps, batch_size, *x.shape[1:]),
-                   y_train[order].reshape(steps, batch_size), train_mask[order].reshape(steps, batch_size))
-        state, (losses, correct) = jax.lax.scan(train_step, state, batches)
+        xs, ys = (x_train, y_train)
+        if shuffle:
+            order = jax.random.permutation(key, n)
+            xs, ys = xs[order], ys[order]
+        state, (losses, correct) = jax.lax.scan(
+            train_step, state, (xs[:full].reshape(steps, batch_size, *x.shape[1:]), ys[:full].reshape(steps, -1)))
+        loss_sum, correct_sum = jnp.sum(losses), jnp.sum(correct)
+        if rest:  # the last, smaller batch: its own step, traced once more for its shape
+            state, (loss, last_correct) = train_step(state, (xs[full:], ys[full:]))
+            loss_sum, correct_sum = loss_sum + loss, correct_sum + last_correct
         (_, _, val_loss, val_correct), _ = jax.lax.scan(
             val_step, (state[0], state[1], jnp.float32(0), jnp.float32(0)), (x_val, y_val, val_mask))
-        return state, {"loss": jnp.sum(losses) / n, "accuracy": jnp.sum(correct) / n,
+        return state, {"loss": loss_sum / n, "accuracy": correct_sum / n,
                        "val_loss": val_loss / n_val, "val_accuracy": val_correct / n_val}
 
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=model)
