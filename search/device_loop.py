@@ -2,9 +2,10 @@
 
 `model.fit` on JAX dispatches every batch from Python; at batch 32 that overhead, not arithmetic, sets
 the pace on a GPU (measured on an H100: 3.2-4.0 s per epoch of the notebook's CNN model 7 with
-`model.fit`, 0.74 s with a prototype of this technique). Here an epoch is one `jax.lax.scan` over the batches, built
-from Keras' stateless API, and validation is a second scan. Keras callbacks get the same epoch-level
-calls as from `model.fit` (not per batch: a NaN loss is caught at the end of its epoch).
+`model.fit`, 0.74 s with a prototype of this technique). Here an epoch is one `jax.lax.scan` over the full
+batches and a step for the last, smaller one, built from Keras' stateless API, and validation is a second
+scan. Keras callbacks get the same epoch-level calls as from `model.fit` (not per batch: a NaN loss is caught
+at the end of its epoch).
 """
 from __future__ import annotations
 
