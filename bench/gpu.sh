@@ -1,25 +1,79 @@
 #!/usr/bin/env bash
-# The GPU measurements, one part per device call (each fits in 10 minutes), results as JSON under $OUT.
-# Carry .whl/ (keras, optuna, keras-tuner, plotly... for the GPU machine's Python) and .gpu-data/ (the
-# Fashion-MNIST *.gz files), then run e.g. `bash bench/gpu.sh speed`. Parts:
-#   speed    plain model.fit vs the trial path vs the on-device loop, every architecture, batch 32 and 256
-#   study    `hpsearch study cnn --trials 50 --epochs 50` on fashion10, wall time and best accuracy
-#   workers  finished trials per hour with --workers 1 and 4 on one GPU
-#   peers    hpsearch vs KerasTuner Hyperband, same space, data and budget
-set -euo pipefail
-part=${1:?usage: bash bench/gpu.sh speed|study|workers|peers}
-out=${OUT:-/tmp/out}
+# The GPU measurements of BENCHMARKS.md, sized for a short lease: `all` fits one device call (BUDGET seconds,
+# default 540, of a 600-s limit) and runs the parts that answer most first; the others need a call each.
+# Prepare on a machine with PyPI: `bash bench/gpu_wheels.sh` (wheels -> .whl/, Fashion-MNIST -> .gpu-data/),
+# carry .whl and .gpu-data, then run e.g. `bash bench/gpu.sh all`. Results land in $OUT (at most 8 files):
+# gpu.txt, log (everything printed), and one JSON or text file per part:
+#   check    `hpsearch study cnn` without --backend: the device, backend and training path it picks
+#   speed    CNN model 7, batch 256, 4 epochs, 2 repeats (cold, then warm compilation cache): plain model.fit
+#            vs the on-device loop in float32 and bfloat16 (bench/trial_speed.py)
+#   parity   CNN model 7, batch 32 (its own), 50 epochs: the same three paths; accuracy parity, steady epoch
+#   workers  finished trials per hour with --workers 1 and 4 on one GPU (bench/workers.py), what time is left
+#   archs    every architecture at batch 32 and 256, 3 epochs, 2 repeats          (a call of its own)
+#   study    `hpsearch study cnn --trials 50 --epochs 50`, wall time and best       (a call of its own)
+#   peers    hpsearch vs KerasTuner Hyperband, same space, data and budget          (a call of its own)
+# SCALE=smoke runs every part on a few hundred images for a couple of epochs: a dry run on any machine, e.g.
+#   SCALE=smoke OUT=/tmp/gpu-smoke KERAS_BACKEND=jax bash bench/gpu.sh all
+set -uo pipefail
+part=${1:?usage: bash bench/gpu.sh all|check|speed|parity|workers|archs|study|peers}
+out=${OUT:-/tmp/gpu-out}
+budget=${BUDGET:-540}
+started=$(date +%s)
 mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
-[ -f /tmp/data/train.csv ] || python3 -m search data prepare --source .gpu-data --out /tmp/data --labels fashion10
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.txt" || true
+exec > >(tee -a "$out/log") 2>&1
+if [ -d .whl ] && [ "${SCALE:-full}" != smoke ]; then  # the dry run uses the Python it finds
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONUNBUFFERED=1
+if [ "${SCALE:-full}" = smoke ]; then  # sizes of the dry run
+  n=300 speed_epochs=2 parity_epochs=3 repeats=1 workers_s=20 arch_list=lenet,cnn
+else
+  n="" speed_epochs=4 parity_epochs=50 repeats=2 workers_s=0 arch_list=cnn,resnet,lenet,vgg16,alexnet
+fi
+subset=${n:+--subset $n}
+data=/tmp/gpu-data-fashion10
+export out budget started data subset speed_epochs parity_epochs repeats workers_s
+[ -f $data/train.csv ] || python3 -m search data prepare --source .gpu-data --out $data --labels fashion10 \
+  || exit 1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.txt" 2>&1 || true
+elapsed() { echo $(($(date +%s) - started)); }
+left() { echo $((budget - $(elapsed))); }
+# run SECONDS NAME COMMAND: one part (a function below) under a time limit, the processes it started killed
+# with it (timeout signals its process group); a part that fails or overruns doesn't stop the next.
+run() {
+  local limit=$1 name=$2 code
+  [ "$limit" -gt 30 ] || { echo "== $name: skipped, ${limit}s left"; return; }
+  echo "== $name (at most ${limit}s, $(elapsed)s in)"
+  timeout -k 5 "$limit" bash -c "$3"; code=$?
+  echo "== $name: exit $code after $(elapsed)s"
+}
+speed() { python3 bench/trial_speed.py --data $data $subset --archs cnn:model7 --batches 256 \
+  --epochs $speed_epochs --repeats $repeats --paths device_loop,device_loop_bf16 | tee "$out/speed.json"; }
+parity() { python3 bench/trial_speed.py --data $data $subset --archs cnn:model7 --batches 32 \
+  --epochs $parity_epochs --repeats 1 --paths device_loop,device_loop_bf16 | tee "$out/parity.json"; }
+workers() {  # K=1 and K=4 share what is left, less their starts
+  local each=$(( workers_s > 0 ? workers_s : ($(left) - 40) / 2 ))
+  [ "$each" -ge 30 ] || [ "$workers_s" -gt 0 ] || { echo "workers: only ${each}s each left, skipped"; return; }
+  python3 bench/workers.py --data $data --subset "${n:-12000}" --workers 1,4 --timeout $each --epochs 5 \
+    | tee "$out/workers.json"; }
+check() { python3 -m search study cnn --trials 2 --epochs 1 --subset "${n:-2000}" --data $data \
+  --storage "sqlite:////tmp/gpu-check.db" 2>&1 | tee "$out/check.txt"; }
+export n; export -f elapsed left speed parity workers check
 case "$part" in
-  speed)   python3 bench/trial_speed.py --data /tmp/data --subset 12000 --epochs 4 --repeats 3 | tee "$out/speed.json" ;;
-  study)   /usr/bin/time -v python3 -m search study cnn --trials 50 --epochs 50 --data /tmp/data \
-             --storage sqlite:////tmp/study.db 2>&1 | tee "$out/study.log"
-           python3 -m search trials cnn --storage sqlite:////tmp/study.db > "$out/study_trials.txt" ;;
-  workers) python3 bench/workers.py --data /tmp/data --workers 1,4 --timeout 150 --epochs 5 | tee "$out/workers.json" ;;
-  peers)   python3 bench/peers.py --data /tmp/data --subset 48000 --epochs 9 --budget 200 --seeds 1 | tee "$out/peers.json" ;;
+  all)     run 90 check check; run 150 speed speed; run "$(($(left) - 100))" parity parity
+           run "$(left)" workers workers ;;
+  check)   run "$budget" check check ;;
+  speed)   run "$budget" speed speed ;;
+  parity)  run "$budget" parity parity ;;
+  workers) run "$budget" workers workers ;;
+  archs)   run "$budget" archs "python3 bench/trial_speed.py --data $data $subset --archs $arch_list --epochs 3 \
+             --repeats $repeats | tee $out/archs.json" ;;
+  study)   run "$((budget - 20))" study "python3 -m search study cnn --trials 50 --epochs 50 --data $data $subset \
+             --storage sqlite:////tmp/gpu-study.db"
+           python3 -m search trials cnn --storage sqlite:////tmp/gpu-study.db > "$out/study_trials.txt" ;;
+  peers)   run "$budget" peers "python3 bench/peers.py --data $data --subset ${n:-48000} --epochs 9 \
+             --budget $(( (budget - 150) / 2 )) --seeds 1 | tee $out/peers.json" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac
+echo "== done after $(elapsed)s"
