@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from search.config import StudyConfig
@@ -20,6 +20,10 @@ from search.study import run_worker
 ORPHAN_GRACE_SECONDS = 30
 # A worker's exit code when it gave up after --max-failures failed trials (1 is Python's for a crash).
 STOPPED_ON_FAILURES = 3
+# JAX's cap on one process's GPU memory, as a fraction of the card (JAX reads either name; both set is an error).
+# It holds with preallocation off too (search.runtime turns it off); unset, each process may take 75%.
+GPU_MEMORY_FRACTION_VARIABLES = ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION")
+GPU_MEMORY_SHARED = 0.9  # of the card, split over the workers; the rest for the parent and other programs
 
 
 @contextlib.contextmanager
@@ -51,16 +55,26 @@ def _shares(total: int, workers: int) -> list[int]:
     return [n for n in (total // workers + (i < total % workers) for i in range(workers)) if n]
 
 
+def worker_environment(workers: int, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of each of `workers` processes: the parent's, with each one's GPU memory bounded to its
+    share of the card unless the user set a bound."""
+    env = dict(environ)
+    if not any(name in env for name in GPU_MEMORY_FRACTION_VARIABLES):
+        env[GPU_MEMORY_FRACTION_VARIABLES[0]] = f"{GPU_MEMORY_SHARED / workers:.3f}"
+    return env
+
+
 def run_workers(config: StudyConfig, remaining: int) -> list[int]:
     """Start one process per share of the remaining trials on the shared storage; return their exit codes.
 
     Workers run in their own session, so a terminal's Ctrl-C reaches only this process, which passes it on
     to each worker once. Their stdin stays open: its end of file tells a worker that this process is gone."""
     procs = []
+    env = worker_environment(config.workers, os.environ)
     try:
         for index, quota in enumerate(_shares(remaining, config.workers)):
             proc = subprocess.Popen([sys.executable, "-m", "search", "worker"], stdin=subprocess.PIPE,
-                                    start_new_session=True)
+                                    start_new_session=True, env=env)
             procs.append(proc)
             assert proc.stdin is not None
             payload = json.dumps({**dataclasses.asdict(config), "quota": quota, "worker": index})

@@ -20,7 +20,7 @@ from search.records import (
     winner,
 )
 from search.study import worker_done
-from search.workers import STOPPED_ON_FAILURES, _shares
+from search.workers import STOPPED_ON_FAILURES, _shares, worker_environment
 
 HISTORY = [{"epoch": 1, "loss": 1.0, "val_accuracy": 0.5, "learning_rate": 0.01, "seconds": 2.0},
            {"epoch": 2, "loss": 0.5, "val_accuracy": 0.7, "learning_rate": 0.01, "seconds": 1.0},
@@ -143,6 +143,12 @@ def test_worker_stops_after_its_quota_or_too_many_failures(finished: int, failed
                                                           (0, 2, [])])
 def test_trials_are_split_evenly_over_workers_with_no_empty_share(total: int, workers: int, shares: list[int]) -> None:
     assert _shares(total, workers) == shares and sum(shares) == total
+
+
+def test_each_worker_gets_its_share_of_gpu_memory_unless_the_user_set_one() -> None:
+    assert worker_environment(4, {"PATH": "/bin"}) == {"PATH": "/bin", "XLA_CLIENT_MEM_FRACTION": "0.225"}
+    for name in ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION"):  # JAX refuses both names at once
+        assert worker_environment(4, {name: "0.5"}) == {name: "0.5"}
 
 
 @pytest.mark.parametrize(("codes", "says"), [([0, STOPPED_ON_FAILURES], "4 failed trials in a run"),
