@@ -3,7 +3,7 @@
 # default 540, of a 600-s limit) and runs the parts that answer most first; the others need a call each.
 # Prepare on a machine with PyPI: `bash bench/gpu_wheels.sh` (wheels -> .whl/, Fashion-MNIST -> .gpu-data/),
 # carry .whl and .gpu-data, then run e.g. `bash bench/gpu.sh all`. Results land in $OUT (at most 8 files):
-# gpu.txt, log (everything printed), and one JSON or text file per part:
+# gpu.txt, log (everything printed), and one JSON or text file per part (workers: gpu_memory.txt too):
 #   check    `hpsearch study cnn` without --backend: the device, backend and training path it picks
 #   speed    CNN model 7, batch 256, 4 epochs, 2 repeats (cold, then warm compilation cache): plain model.fit
 #            vs the on-device loop in float32 and bfloat16 (bench/trial_speed.py)
@@ -55,8 +55,11 @@ parity() { python3 bench/trial_speed.py --data $data $subset --archs cnn:model7 
 workers() {  # K=1 and K=4 share what is left, less their starts
   local each=$(( workers_s > 0 ? workers_s : ($(left) - 40) / 2 ))
   [ "$each" -ge 30 ] || [ "$workers_s" -gt 0 ] || { echo "workers: only ${each}s each left, skipped"; return; }
+  # Each process's GPU memory every 5 s (bounded to 0.9/K of the card per worker): gpu_memory.txt.
+  nvidia-smi --query-compute-apps=timestamp,pid,used_memory --format=csv -l 5 > "$out/gpu_memory.txt" 2>&1 &
+  local sampler=$!
   python3 bench/workers.py --data $data --subset "${n:-12000}" --workers 1,4 --timeout $each --epochs 5 \
-    | tee "$out/workers.json"; }
+    | tee "$out/workers.json"; kill $sampler 2>/dev/null || true; }
 check() { python3 -m search study cnn --trials 2 --epochs 1 --subset "${n:-2000}" --data $data \
   --storage "sqlite:////tmp/gpu-check.db" 2>&1 | tee "$out/check.txt"; }
 export n; export -f elapsed left speed parity workers check
