@@ -59,7 +59,7 @@ workers() {  # K=1 and K=4 share what is left, less their starts
   nvidia-smi --query-compute-apps=timestamp,pid,used_memory --format=csv -l 5 > "$out/gpu_memory.txt" 2>&1 &
   local sampler=$!
   python3 bench/workers.py --data $data --subset "${n:-12000}" --workers 1,4 --timeout $each --epochs 5 \
-    | tee "$out/workers.json"; kill $sampler 2>/dev/null || true; }
+    | tee "$out/workers.json"; local code=$?; kill $sampler 2>/dev/null; return $code; }
 check() { python3 -m search study cnn --trials 2 --epochs 1 --subset "${n:-2000}" --data $data \
   --storage "sqlite:////tmp/gpu-check.db" 2>&1 | tee "$out/check.txt"; }
 export n; export -f elapsed left speed parity workers check
