@@ -45,7 +45,7 @@ run() {
   local limit=$1 name=$2 code
   [ "$limit" -gt 30 ] || { echo "== $name: skipped, ${limit}s left"; return; }
   echo "== $name (at most ${limit}s, $(elapsed)s in)"
-  timeout -k 5 "$limit" bash -c "$3"; code=$?
+  timeout -k 5 "$limit" bash -o pipefail -c "$3"; code=$?
   echo "== $name: exit $code after $(elapsed)s"
 }
 speed() { python3 bench/trial_speed.py --data $data $subset --archs cnn:model7 --batches 256 \
