@@ -68,7 +68,8 @@ def ensemble_model(models: list[keras.Model], input_shape: tuple[int, ...]) -> k
     inputs = keras.Input(input_shape)
     # Members are wrapped under unique names: several may share their architecture's model name.
     outputs = [keras.Sequential([model], name=f"member_{i}")(inputs) for i, model in enumerate(models)]
-    return keras.Model(inputs, keras.layers.Average()(outputs), name="ensemble")
+    # float32 whatever precision the members trained in (the dtype policy of the last retrain is still set).
+    return keras.Model(inputs, keras.layers.Average(dtype="float32")(outputs), name="ensemble")
 
 
 def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: int | None = None,

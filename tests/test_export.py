@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from search.cli import app
 from search.data import load_test
+from search.export import ensemble_model
 from search.report import best_curves, comparison, trial_points
 from search.storage import open_storage
 
@@ -174,3 +175,15 @@ def test_optuna_dashboard_lists_the_studies(studies: str) -> None:
     finally:
         dashboard.terminate()
         dashboard.wait(timeout=30)
+
+
+def test_an_ensemble_averages_in_float32_after_a_bfloat16_retrain() -> None:
+    keras.config.set_dtype_policy("mixed_bfloat16")  # as the last bfloat16 member's retrain leaves it
+    try:
+        members = [keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax", dtype="float32")])
+                   for _ in range(2)]
+        model = ensemble_model(members, (4,))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert model.layers[-1].compute_dtype == "float32"
+    assert model.predict(np.ones((2, 4), np.float32), verbose=0).dtype == np.float32
