@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # The GPU measurements of BENCHMARKS.md, sized for a short lease: `all` fits one device call (BUDGET seconds,
-# default 540, of a 600-s limit) and runs the parts that answer most first; the others need a call each.
+# default 540, of a 600-s limit) and runs the three parts marked (all) in turn; the others take a call each.
 # Prepare on a machine with PyPI: `bash bench/gpu_wheels.sh` (wheels -> .whl/, Fashion-MNIST -> .gpu-data/),
 # carry .whl and .gpu-data, then run e.g. `bash bench/gpu.sh all`. Results land in $OUT (at most 8 files):
-# gpu.txt, log (everything printed), and one JSON or text file per part (workers: gpu_memory.txt too):
-#   check    `hpsearch study cnn` without --backend: the device, backend and training path it picks
+# gpu.txt, log (everything printed, each timed run as it ends too), and one JSON or text file per part:
+#   check    `hpsearch study cnn` without --backend: the device, backend and training path it picks   (all)
 #   speed    CNN model 7, batch 256, 4 epochs, 2 repeats (cold, then warm compilation cache): plain model.fit
-#            vs the on-device loop in float32 and bfloat16 (bench/trial_speed.py)
-#   parity   CNN model 7, batch 32 (its own), 50 epochs: the same three paths; accuracy parity, steady epoch
-#   workers  finished trials per hour with --workers 1 and 4 on one GPU (bench/workers.py), what time is left
-#   archs    every architecture at batch 32 and 256, 3 epochs, 2 repeats          (a call of its own)
-#   study    `hpsearch study cnn --trials 50 --epochs 50`, wall time and best       (a call of its own)
-#   peers    hpsearch vs KerasTuner Hyperband, same space, data and budget          (a call of its own)
+#            vs the on-device loop in float32 and bfloat16 (bench/trial_speed.py)                       (all)
+#   parity   CNN model 7, batch 32 (its own), 50 epochs: the same three paths; accuracy parity, whether
+#            bfloat16 keeps accuracy, steady epoch at batch 32 (~300 s)                                 (all)
+#   workers  finished trials per hour with --workers 1 and 4 on one GPU (bench/workers.py), BUDGET split
+#            between them, and each process's GPU memory every 5 s (gpu_memory.txt)
+#   archs    every architecture at batch 32 and 256, 3 epochs, 2 repeats
+#   study    `hpsearch study cnn --trials 50 --epochs 50`, wall time and best
+#   peers    hpsearch vs KerasTuner Hyperband, same space, data and budget
 # SCALE=smoke runs every part on a few hundred images for a couple of epochs: a dry run on any machine, e.g.
 #   SCALE=smoke OUT=/tmp/gpu-smoke KERAS_BACKEND=jax bash bench/gpu.sh all
 set -uo pipefail
@@ -54,7 +56,6 @@ parity() { python3 bench/trial_speed.py --data $data $subset --archs cnn:model7 
   --epochs $parity_epochs --repeats 1 --paths device_loop,device_loop_bf16 | tee "$out/parity.json"; }
 workers() {  # K=1 and K=4 share what is left, less their starts
   local each=$(( workers_s > 0 ? workers_s : ($(left) - 40) / 2 ))
-  [ "$each" -ge 30 ] || [ "$workers_s" -gt 0 ] || { echo "workers: only ${each}s each left, skipped"; return; }
   # Each process's GPU memory every 5 s (bounded to 0.9/K of the card per worker): gpu_memory.txt.
   nvidia-smi --query-compute-apps=timestamp,pid,used_memory --format=csv -l 5 > "$out/gpu_memory.txt" 2>&1 &
   local sampler=$!
@@ -64,8 +65,7 @@ check() { python3 -m search study cnn --trials 2 --epochs 1 --subset "${n:-2000}
   --storage "sqlite:////tmp/gpu-check.db" 2>&1 | tee "$out/check.txt"; }
 export n; export -f elapsed left speed parity workers check
 case "$part" in
-  all)     run 90 check check; run 150 speed speed; run "$(($(left) - 100))" parity parity
-           run "$(left)" workers workers ;;
+  all)     run 60 check check; run 120 speed speed; run "$(left)" parity parity ;;
   check)   run "$budget" check check ;;
   speed)   run "$budget" speed speed ;;
   parity)  run "$budget" parity parity ;;
