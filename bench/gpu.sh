@@ -61,7 +61,7 @@ workers() {  # K=1 and K=4 share what is left, less their starts
   local sampler=$!
   python3 bench/workers.py --data $data --subset "${n:-12000}" --workers 1,4 --timeout $each --epochs 5 \
     | tee "$out/workers.json"; local code=$?; kill $sampler 2>/dev/null; return $code; }
-check() { python3 -m search study cnn --trials 2 --epochs 1 --subset "${n:-2000}" --data $data \
+check() { rm -f /tmp/gpu-check.db; python3 -m search study cnn --trials 2 --epochs 1 --subset "${n:-2000}" --data $data \
   --storage "sqlite:////tmp/gpu-check.db" 2>&1 | tee "$out/check.txt"; }
 export n; export -f elapsed left speed parity workers check
 case "$part" in
@@ -72,7 +72,8 @@ case "$part" in
   workers) run "$budget" workers workers ;;
   archs)   run "$budget" archs "python3 bench/trial_speed.py --data $data $subset --archs $arch_list --epochs 3 \
              --repeats $repeats | tee $out/archs.json" ;;
-  study)   run "$((budget - 20))" study "python3 -m search study cnn --trials 50 --epochs 50 --data $data $subset \
+  study)   rm -f /tmp/gpu-study.db
+           run "$((budget - 20))" study "python3 -m search study cnn --trials 50 --epochs 50 --data $data $subset \
              --storage sqlite:////tmp/gpu-study.db"
            python3 -m search trials cnn --storage sqlite:////tmp/gpu-study.db > "$out/study_trials.txt" ;;
   peers)   run "$budget" peers "python3 bench/peers.py --data $data --subset ${n:-48000} --epochs 9 \
