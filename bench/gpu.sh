@@ -50,10 +50,11 @@ run() {
   timeout -k 5 "$limit" bash -o pipefail -c "$3"; code=$?
   echo "== $name: exit $code after $(elapsed)s"
 }
-speed() { python3 bench/trial_speed.py --data $data $subset --archs cnn:model7 --batches 256 \
-  --epochs $speed_epochs --repeats $repeats --paths device_loop,device_loop_bf16 | tee "$out/speed.json"; }
-parity() { python3 bench/trial_speed.py --data $data $subset --archs cnn:model7 --batches 32 \
-  --epochs $parity_epochs --repeats 1 --paths device_loop,device_loop_bf16 | tee "$out/parity.json"; }
+# model7 BATCH EPOCHS REPEATS NAME: CNN model 7, plain model.fit vs the on-device loop in float32 and bfloat16.
+model7() { python3 bench/trial_speed.py --data $data $subset --archs cnn:model7 --batches $1 --epochs $2 \
+  --repeats $3 --paths device_loop,device_loop_bf16 | tee "$out/$4.json"; }
+speed() { model7 256 $speed_epochs $repeats speed; }
+parity() { model7 32 $parity_epochs 1 parity; }
 workers() {  # K=1 and K=4 share what is left, less their starts
   local each=$(( workers_s > 0 ? workers_s : ($(left) - 40) / 2 ))
   # Each process's GPU memory every 5 s (bounded to 0.9/K of the card per worker): gpu_memory.txt.
@@ -63,20 +64,17 @@ workers() {  # K=1 and K=4 share what is left, less their starts
     | tee "$out/workers.json"; local code=$?; kill $sampler 2>/dev/null; return $code; }
 check() { rm -f /tmp/gpu-check.db; python3 -m search study cnn --trials 2 --epochs 1 --subset "${n:-2000}" --data $data \
   --storage "sqlite:////tmp/gpu-check.db" 2>&1 | tee "$out/check.txt"; }
-export n; export -f elapsed left speed parity workers check
+export n; export -f elapsed left model7 speed parity workers check
 case "$part" in
   all)     run 60 check check; run 120 speed speed; run "$(left)" parity parity ;;
-  check)   run "$budget" check check ;;
-  speed)   run "$budget" speed speed ;;
-  parity)  run "$budget" parity parity ;;
-  workers) run "$budget" workers workers ;;
-  archs)   run "$budget" archs "python3 bench/trial_speed.py --data $data $subset --archs $arch_list --epochs 3 \
+  check|speed|parity|workers) run "$(left)" "$part" "$part" ;;  # the time left after the install
+  archs)   run "$(left)" archs "python3 bench/trial_speed.py --data $data $subset --archs $arch_list --epochs 3 \
              --repeats $repeats | tee $out/archs.json" ;;
   study)   rm -f /tmp/gpu-study.db
-           run "$((budget - 20))" study "python3 -m search study cnn --trials 50 --epochs 50 --data $data $subset \
+           run "$(($(left) - 20))" study "python3 -m search study cnn --trials 50 --epochs 50 --data $data $subset \
              --storage sqlite:////tmp/gpu-study.db"
            python3 -m search trials cnn --storage sqlite:////tmp/gpu-study.db > "$out/study_trials.txt" ;;
-  peers)   run "$budget" peers "python3 bench/peers.py --data $data --subset ${n:-48000} --epochs 9 \
+  peers)   run "$(left)" peers "python3 bench/peers.py --data $data --subset ${n:-48000} --epochs 9 \
              --budget $(( (budget - 150) / 2 )) --seeds 1 | tee $out/peers.json" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac
