@@ -182,6 +182,9 @@ def export_best(
         "X points of accuracy of its most accurate (default: the most accurate).")] = None,
     ensemble: Annotated[int, typer.Option(help="Average the softmax of the K best trials (confirmed ones first), "
                                           "each retrained.")] = 1,
+    mirror: Annotated[Optional[bool], typer.Option(
+        "--mirror/--no-mirror", help="Predict each image as the mean of its and its mirror image's softmax "
+        "(test-time augmentation; default: on when the exported trials trained on randomly mirrored images).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Retrain the best trial and write submission.csv, model.keras, params.json, history.csv, report.html."""
@@ -198,7 +201,7 @@ def export_best(
 
         result = run_export(study_obj, data, out_dir, epochs=epochs, full_train=full_train, quiet=quiet,
                             image_size=image_size, force=force, within=pick[1] if pick else None,
-                            ensemble=ensemble)
+                            ensemble=ensemble, mirror=mirror)
     console = Console(quiet)
     console.result(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}")
     for path in result.files:

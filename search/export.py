@@ -20,7 +20,7 @@ from search.errors import UserError
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
 from search.objective import retrain
-from search.records import StudyRecord, ranked, require_winner, retrain_plan, value_of
+from search.records import RetrainPlan, StudyRecord, ranked, require_winner, retrain_plan, value_of
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
 
@@ -63,20 +63,37 @@ def predict_labels(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return np.argmax(model.predict(x, batch_size=1024, verbose=0), axis=1)
 
 
-def ensemble_model(models: list[keras.Model], input_shape: tuple[int, ...]) -> keras.Model:
-    """One model whose output is the mean of the members' softmax (each member keeps its own layers)."""
+def val_accuracy_of(model: keras.Model, data: Dataset) -> float:
+    """The model's validation accuracy."""
+    return float(np.mean(predict_labels(model, data.x_val) == data.y_val))
+
+
+def averaged_model(models: list[keras.Model], input_shape: tuple[int, ...], mirror: bool = False) -> keras.Model:
+    """One model whose output is the mean softmax of the members (an ensemble) and, with `mirror`, of each member
+    on the horizontally mirrored image too (test-time augmentation); each member keeps its own layers."""
     inputs = keras.Input(input_shape)
+    # The mirror is a keras.ops node of the functional graph: model.keras reloads without hpsearch installed.
+    views = [inputs, keras.ops.flip(inputs, axis=-2)] if mirror else [inputs]  # NHWC: axis -2 is the width
     # Members are wrapped under unique names: several may share their architecture's model name.
-    outputs = [keras.Sequential([model], name=f"member_{i}")(inputs) for i, model in enumerate(models)]
+    members = [keras.Sequential([model], name=f"member_{i}") for i, model in enumerate(models)]
+    outputs = [member(view) for member in members for view in views]
     # float32 whatever precision the members trained in (the dtype policy of the last retrain is still set).
     return keras.Model(inputs, keras.layers.Average(dtype="float32")(outputs), name="ensemble")
 
 
+def mirrored_by_default(plans: list[RetrainPlan]) -> bool:
+    """Whether export-best averages over mirrored images when not told: when every member trained on randomly
+    mirrored images, so that a mirrored image is one the model learned to classify as its original."""
+    return all(plan.params.get("augment_flip") for plan in plans)
+
+
 def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: int | None = None,
                 full_train: bool = False, quiet: bool = False, image_size: str | None = None,
-                force: bool = False, within: float | None = None, ensemble: int = 1) -> Export:
+                force: bool = False, within: float | None = None, ensemble: int = 1,
+                mirror: bool | None = None) -> Export:
     """Retrain the study's winner (with `ensemble` K > 1, its K best trials, their softmax averaged) with their
-    seeds, evaluate, predict testX and write the five files (an earlier export is replaced only with force)."""
+    seeds, evaluate, predict testX and write the five files (an earlier export is replaced only with force).
+    `mirror` averages each prediction with the mirrored image's (default: when every member trained mirrored)."""
     check_out_dir(out_dir, force)
     members = ranked(study, within)[:ensemble]
     if not members:
@@ -92,7 +109,14 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
         console.say(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {value_of(trial):.4f}) "
                     f"for {plan.epochs} epochs{' on all labelled rows' if full_train else ''}")
         runs.append(retrain(plan, data, show=console.epoch, full_train=full_train))
-    model = runs[0].model if len(runs) == 1 else ensemble_model([run.model for run in runs], data.input_shape)
+    models = [run.model for run in runs]
+    one_view = models[0] if len(models) == 1 else averaged_model(models, data.input_shape)
+    if mirror is None:
+        mirror = mirrored_by_default(plans)
+        if mirror:
+            console.say("predicting each image as the mean of it and its mirror image: the model trained on "
+                        "mirrored images (--no-mirror turns this off)")
+    model = averaged_model(models, data.input_shape, mirror=True) if mirror else one_view
     val_pred = predict_labels(model, data.x_val)
     val_accuracy = float(np.mean(val_pred == data.y_val))
     trial, plan = members[0], plans[0]
@@ -109,21 +133,24 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
                   "class_names": list(data.class_names), "input_shape": list(data.input_shape),
                   "image_size": record.image_size, "subset": record.subset, "objective": record.objective,
                   "backend": keras.backend.backend(), "versions": versions()}
+        params["test_time_mirror"] = mirror
+        if mirror:
+            params["val_accuracy_without_mirror"] = val_accuracy_of(one_view, data)
         if len(trial.values or ()) > 1:
             params["train_seconds"] = trial.values[1]
         if within is not None:
             params["pick"] = f"fastest-within {within} points of accuracy on the Pareto front"
         if len(runs) > 1:
             params["ensemble"] = [{"trial": t.number, "value": value_of(t), "params": t.params, "seed": p.seed,
-                                   "epochs": p.epochs, "val_accuracy": float(np.mean(predict_labels(r.model, data.x_val)
-                                                                                     == data.y_val))}
+                                   "epochs": p.epochs, "val_accuracy": val_accuracy_of(r.model, data)}
                                   for t, p, r in zip(members, plans, runs, strict=True)]
         confirmations = confirmation_table(study)
         if len(confirmations) and trial.number in set(confirmations["trial"]):
             params["confirmed"] = confirmations[confirmations["trial"] == trial.number].iloc[0].to_dict()
         (staging / "params.json").write_text(json.dumps(params, indent=1, default=int))  # default: NumPy ints
         matrix = confusion_matrix(data.y_val, val_pred, labels=range(data.num_classes))
-        caveat = " (validation rows were also trained on)" if full_train else ""
+        caveat = (" (validation rows were also trained on)" if full_train else "") + \
+            (", each image averaged with its mirror image" if mirror else "")
         what = f"ensemble of trials {', '.join(str(t.number) for t in members)}" if len(runs) > 1 else \
             f"trial {trial.number}"
         sections = [Section(f"The exported run (trial {trial.number}): the notebook's six plots", run_figure(history)),

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from search.cli import app
 from search.data import load_test
-from search.export import ensemble_model
+from search.export import averaged_model, mirrored_by_default
+from search.records import RetrainPlan
 from search.report import best_curves, comparison, trial_points
 from search.storage import open_storage
 
@@ -67,8 +68,12 @@ def test_export_writes_five_wellformed_files(exported: Path, studies: str, tiny_
     assert "keras" in params["versions"] and "optuna" in params["versions"]
     history = pd.read_csv(exported / "history.csv")
     assert len(history) == params["epochs"] and {"loss", "val_accuracy", "learning_rate"} <= set(history)
-    # Retraining with the trial's seed reproduces the trial's validation accuracy on CPU.
-    assert params["val_accuracy"] == pytest.approx(best.value, abs=0.02)
+    # The prediction averages mirror images by default exactly when the trial trained on mirrored images.
+    assert params["test_time_mirror"] == bool(best.params.get("augment_flip"))
+    # Retraining with the trial's seed reproduces the trial's validation accuracy on CPU (the trial's own
+    # validation saw each image once, not with its mirror).
+    one_view = params["val_accuracy_without_mirror"] if params["test_time_mirror"] else params["val_accuracy"]
+    assert one_view == pytest.approx(best.value, abs=0.02)
 
 
 def test_reloaded_model_predicts_identically(exported: Path, tiny_data: Path) -> None:
@@ -182,8 +187,49 @@ def test_an_ensemble_averages_in_float32_after_a_bfloat16_retrain() -> None:
     try:
         members = [keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax", dtype="float32")])
                    for _ in range(2)]
-        model = ensemble_model(members, (4,))
+        model = averaged_model(members, (4,))
     finally:
         keras.config.set_dtype_policy("float32")
     assert model.layers[-1].compute_dtype == "float32"
     assert model.predict(np.ones((2, 4), np.float32), verbose=0).dtype == np.float32
+
+
+def test_the_mirror_average_is_saved_in_the_model(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(3)
+    member = keras.Sequential([keras.Input((3, 4, 1)), keras.layers.Flatten(),
+                               keras.layers.Dense(5, activation="softmax")])
+    x = np.random.default_rng(0).random((6, 3, 4, 1), dtype=np.float32)
+    model = averaged_model([member], (3, 4, 1), mirror=True)
+    expected = (member.predict(x, verbose=0) + member.predict(x[:, :, ::-1], verbose=0)) / 2  # width reversed
+    assert not np.allclose(expected, member.predict(x, verbose=0))  # the mirror changes this member's answer
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("members", "mirrored"), [([{"augment_flip": True}], True), ([{}], False),
+                                                   ([{"augment_flip": True}, {"augment_flip": False}], False)])
+def test_mirrored_by_default_when_every_member_trained_mirrored(members: list[dict], mirrored: bool) -> None:
+    plans = [RetrainPlan("cnn", params, 1, 2, False, "float32", 2) for params in members]
+    assert mirrored_by_default(plans) is mirrored
+
+
+def test_export_with_the_other_mirror_choice(exported: Path, studies: str, tiny_data: Path,
+                                             tmp_path: Path) -> None:
+    default = json.loads((exported / "params.json").read_text())
+    flag = "--no-mirror" if default["test_time_mirror"] else "--mirror"
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", studies, "--data", str(tiny_data),
+                                 "--out", str(tmp_path), flag, "-q"])
+    assert result.exit_code == 0, result.output
+    params = json.loads((tmp_path / "params.json").read_text())
+    assert params["test_time_mirror"] is (flag == "--mirror")
+    # The same retrain (same seed) seen with and without mirrors: the single-view accuracies agree as retrains do.
+    one_view = [p["val_accuracy_without_mirror"] if p["test_time_mirror"] else p["val_accuracy"]
+                for p in (default, params)]
+    assert one_view[0] == pytest.approx(one_view[1], abs=0.02)
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    _, x_test = load_test(tiny_data, (28, 28, 1))
+    labels = np.argmax(model.predict(x_test, verbose=0), axis=1)
+    assert labels.tolist() == pd.read_csv(tmp_path / "submission.csv")["Label"].tolist()
+    report = (tmp_path / "report.html").read_text()
+    assert ("each image averaged with its mirror image" in report) is (flag == "--mirror")
