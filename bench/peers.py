@@ -111,7 +111,7 @@ def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[
     except StopIteration:
         pass
     test_ids, x_test = load_test(args.data, data.input_shape)
-    truth = _truth(args.data, test_ids)
+    truth = true_labels(args.data, test_ids)
     # Retrain the best hyperparameters, as `hpsearch export-best` retrains its best trial (same split, its epochs).
     best_hp = tuner.get_best_hyperparameters(1)[0]
     keras.utils.set_random_seed(seed)
@@ -149,7 +149,7 @@ def compare(ours: list[tuple[float, float]], theirs: list[tuple[float, float]]) 
             "time_ratio": round(reached / final_at, 3) if reached is not None and final_at else None}
 
 
-def _truth(data_dir: Path, ids: np.ndarray) -> np.ndarray:
+def true_labels(data_dir: Path, ids: np.ndarray) -> np.ndarray:
     """testY.csv's labels in the order of ids."""
     import pandas as pd
 
@@ -184,7 +184,8 @@ def run_hpsearch(args: argparse.Namespace, seed: int, base: Path, extra: str = "
             seen.append((round(row["ended_at"] - started, 2), float(row.get("val_accuracy", 0.0))))
     _hpsearch(args, "export-best", args.arch, "--data", str(args.data), "--out", str(base), "--quiet", *common)
     score = _hpsearch(args, "score", str(base / "submission.csv"), "--labels", str(args.data / "testY.csv"))
-    return {"curve": best_so_far(seen), "trials": len(study.trials),
+    mirrored = json.loads((base / "params.json").read_text())["test_time_mirror"]  # export-best's default
+    return {"curve": best_so_far(seen), "trials": len(study.trials), "test_time_mirror": mirrored,
             "test_accuracy": float(score.split()[1])}  # "accuracy: 0.9123 on ..."
 
 
