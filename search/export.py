@@ -72,7 +72,7 @@ def averaged_model(models: list[keras.Model], input_shape: tuple[int, ...], mirr
     """One model whose output is the mean softmax of the members (an ensemble) and, with `mirror`, of each member
     on the horizontally mirrored image too (test-time augmentation); each member keeps its own layers."""
     inputs = keras.Input(input_shape)
-    # The mirror is a keras.ops node of the functional graph: model.keras reloads without hpsearch installed.
+    # The mirror is a keras.ops node of the functional graph, not a custom layer that loading would need.
     views = [inputs, keras.ops.flip(inputs, axis=-2)] if mirror else [inputs]  # NHWC: axis -2 is the width
     # Members are wrapped under unique names: several may share their architecture's model name.
     members = [keras.Sequential([model], name=f"member_{i}") for i, model in enumerate(models)]
