@@ -40,17 +40,20 @@ def shared_storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             "postgresql": _postgres_url}[request.param]()
 
 
-def test_four_workers_times_five_trials(shared_storage: str, tiny_data: Path) -> None:
+def test_four_workers_times_two_trials(shared_storage: str, tiny_data: Path) -> None:
+    """Four processes claim trials from one storage at once: each trial number once, every trial finished. (Two
+    trials a worker: each trial here is ~2.5 s of tracing and fitting on a 2-core CPU, and more trials a worker
+    only lengthened CI.)"""
     name = f"w{uuid.uuid4().hex[:8]}"
-    done = subprocess.run(hpsearch("study", "lenet", "--trials", "20", "--workers", "4", "--epochs", "1",
+    done = subprocess.run(hpsearch("study", "lenet", "--trials", "8", "--workers", "4", "--epochs", "1",
                                    "--subset", "40", "--data", str(tiny_data), "--storage", shared_storage,
                                    "--study-name", name), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "Error" not in done.stderr
     trials = optuna.load_study(study_name=name, storage=open_storage(shared_storage)).trials
     numbers = [t.number for t in trials]
-    assert len(numbers) == len(set(numbers)) == 20
-    assert sum(t.state in FINISHED for t in trials) == 20
+    assert len(numbers) == len(set(numbers)) == 8
+    assert sum(t.state in FINISHED for t in trials) == 8
     assert {f"[w{i}]" for i in range(4)} <= {line[:4] for line in done.stderr.splitlines()}
 
 
@@ -89,7 +92,7 @@ def _wait_for_running_trial(url: str, name: str, proc: subprocess.Popen, epochs:
 
 def test_killed_worker_trial_is_failed_and_retried_and_rerun_completes(tiny_data: Path, tmp_path: Path) -> None:
     url, name = f"sqlite:///{tmp_path / 'db.sqlite'}", "lenet"
-    command = hpsearch("study", "lenet", "--trials", "3", "--epochs", "20", "--subset", "200", "--pruner", "none",
+    command = hpsearch("study", "lenet", "--trials", "2", "--epochs", "20", "--subset", "200", "--pruner", "none",
                        "--heartbeat", "1", "--data", str(tiny_data), "--storage", url, "-q")
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     victim = _wait_for_running_trial(url, name, proc)
@@ -105,14 +108,14 @@ def test_killed_worker_trial_is_failed_and_retried_and_rerun_completes(tiny_data
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     trials = optuna.load_study(study_name=name, storage=open_storage(url)).trials
-    assert sum(t.state in FINISHED for t in trials) == 3
+    assert sum(t.state in FINISHED for t in trials) == 2
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1 and retries[0].params == victim.params and retries[0].state in FINISHED
 
 
 def test_ctrl_c_records_interrupted_trial_and_rerun_resumes(tiny_data: Path, tmp_path: Path) -> None:
     url, name = f"sqlite:///{tmp_path / 'db.sqlite'}", "lenet"
-    command = hpsearch("study", "lenet", "--trials", "2", "--epochs", "20", "--subset", "200", "--pruner", "none",
+    command = hpsearch("study", "lenet", "--trials", "1", "--epochs", "20", "--subset", "200", "--pruner", "none",
                        "--data", str(tiny_data), "--storage", url)
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=as_foreground_job)
@@ -127,7 +130,7 @@ def test_ctrl_c_records_interrupted_trial_and_rerun_resumes(tiny_data: Path, tmp
     assert not study.get_trials(states=(TrialState.RUNNING,))
     rerun = subprocess.run(command + ["-q"], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert len(optuna.load_study(study_name=name, storage=open_storage(url)).get_trials(states=FINISHED)) == 2
+    assert len(optuna.load_study(study_name=name, storage=open_storage(url)).get_trials(states=FINISHED)) == 1
 
 
 def test_machines_running_the_same_command_stop_together_at_the_target(tiny_data: Path, tmp_path: Path) -> None:
