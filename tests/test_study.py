@@ -32,7 +32,7 @@ def _study(url: str, name: str) -> optuna.Study:
 
 @pytest.mark.parametrize("arch", spaces.names())
 def test_two_trial_study_records_history_and_time(arch: str, tiny_data: Path, sqlite_url: str) -> None:
-    assert run_study(_config(tiny_data, sqlite_url, arch, subset=200)) == 0
+    assert run_study(_config(tiny_data, sqlite_url, arch, subset=100)) == 0
     study = _study(sqlite_url, arch)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == 2
