@@ -49,3 +49,13 @@ def tiny_data(tiny_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite storage URL in the test's temporary folder."""
     return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup` (CI), tests that share a module-wide fixture run in one process, so the fixture is
+    made once; every other test goes to whichever process is free."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info and any(fixture.scope == "module" for fixtures in info.name2fixturedefs.values()
+                        for fixture in fixtures):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
