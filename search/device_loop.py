@@ -60,8 +60,8 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, validation: 
     # off model.fit's after two steps): not used.
     steps, rest = divmod(n, batch_size)
     full = steps * batch_size
-    x_train, y_train = jax.device_put(x), jax.device_put(y)
-    x_val, y_val, val_mask = _padded(*validation, min(validation_batch_size, len(validation[0])))
+    val_batches = _padded(*validation, min(validation_batch_size, len(validation[0])))
+    arrays = (jax.device_put(x), jax.device_put(y), *val_batches)
     n_val = float(len(validation[0]))
     optimizer = model.optimizer
     if not optimizer.built:
@@ -87,9 +87,11 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, validation: 
         return (trainable, non_trainable, loss_sum + jnp.sum(loss_fn(yb, pred) * mask),
                 correct + jnp.sum((jnp.argmax(pred, -1) == yb) * mask)), None
 
+    # The arrays are arguments, not closed-over constants: JAX would write a closed-over array into the program
+    # itself (the 48,000 training images: ~150 MB of it), into its compile time and into each cache entry.
     @jax.jit
-    def epoch_fn(state: tuple, key: jax.Array) -> tuple[tuple, dict[str, jax.Array]]:
-        xs, ys = (x_train, y_train)
+    def epoch_fn(state: tuple, key: jax.Array, arrays: tuple) -> tuple[tuple, dict[str, jax.Array]]:
+        xs, ys, x_val, y_val, val_mask = arrays
         if shuffle:
             order = jax.random.permutation(key, n)
             xs, ys = xs[order], ys[order]
@@ -111,7 +113,7 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, validation: 
     for epoch in range(epochs):
         callback_list.on_epoch_begin(epoch)
         key, epoch_key = jax.random.split(key)
-        state, metrics = epoch_fn(_state(model), epoch_key)  # variables are re-read: callbacks may change the lr
+        state, metrics = epoch_fn(_state(model), epoch_key, arrays)  # variables re-read: callbacks may change the lr
         _write_back(model, state)
         logs = {name: float(value) for name, value in metrics.items()}  # the one host sync per epoch
         if not np.isfinite(logs["loss"]):
