@@ -6,10 +6,13 @@ import signal
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
+from typer.testing import CliRunner
 
 from search.data import DEFAULT_SOURCE, IDX_FILES, prepare, read_idx
 from search.runtime import use_backend
+from search.storage import open_storage
 
 use_backend("tensorflow")  # before any test imports Keras
 
@@ -43,6 +46,21 @@ def tiny_data(tiny_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("data")
     prepare(tiny_source, out, "fashion5")
     return out
+
+
+def study_in(folder: Path, data: Path, *args: str) -> str:
+    """Run `hpsearch study ARGS` (quiet, through the CLI) on data into a new SQLite file in folder; its URL."""
+    from search.cli import app
+
+    url = f"sqlite:///{folder / 'db.sqlite'}"
+    result = CliRunner().invoke(app, ["study", *args, "--data", str(data), "--storage", url, "-q"])
+    assert result.exit_code == 0, result.output
+    return url
+
+
+def load(url: str, name: str = "lenet") -> optuna.Study:
+    """A study of a storage URL, by name (the architecture's, unless the test named it)."""
+    return optuna.load_study(study_name=name, storage=open_storage(url))
 
 
 @pytest.fixture

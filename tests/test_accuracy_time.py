@@ -17,7 +17,7 @@ from search import records
 from search.callbacks import EpochHistory, PruneDominated
 from search.cli import app
 from search.data import load_test
-from search.storage import open_storage
+from tests.conftest import load, study_in
 
 runner = CliRunner()
 
@@ -25,19 +25,12 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def two_objective(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 5-trial accuracy-time lenet study on tiny data."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('mo') / 'db.sqlite'}"
-    result = runner.invoke(app, ["study", "lenet", "--objective", "accuracy-time", "--trials", "5", "--epochs", "3",
-                                 "--subset", "200", "--data", str(tiny_data), "--storage", url, "-q"])
-    assert result.exit_code == 0, result.output
-    return url
-
-
-def _study(url: str) -> optuna.Study:
-    return optuna.load_study(study_name="lenet", storage=open_storage(url))
+    return study_in(tmp_path_factory.mktemp("mo"), tiny_data, "lenet", "--objective", "accuracy-time", "--trials", "5",
+                    "--epochs", "3", "--subset", "200")
 
 
 def test_trials_have_accuracy_and_seconds_and_the_table_marks_the_front(two_objective: str) -> None:
-    study = _study(two_objective)
+    study = load(two_objective)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert complete and all(len(t.values) == 2 for t in complete)
@@ -53,7 +46,7 @@ def test_trials_have_accuracy_and_seconds_and_the_table_marks_the_front(two_obje
 
 def test_export_picks_the_fastest_front_trial_within_the_given_points(two_objective: str, tiny_data: Path,
                                                                       tmp_path: Path) -> None:
-    study = _study(two_objective)
+    study = load(two_objective)
     front = study.best_trials
     best = max(t.values[0] for t in front)
     within = [t for t in front if t.values[0] >= best - 0.05]  # 5 points
@@ -69,7 +62,7 @@ def test_export_picks_the_fastest_front_trial_within_the_given_points(two_object
 
 
 def test_ensemble_averages_the_k_best_trials(two_objective: str, tiny_data: Path, tmp_path: Path) -> None:
-    study = _study(two_objective)
+    study = load(two_objective)
     top = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.values[0], reverse=True)[:2]
     out = tmp_path / "ens"
     result = runner.invoke(app, ["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data),

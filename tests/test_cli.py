@@ -6,12 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import optuna
 import pytest
 from typer.testing import CliRunner
 
 from search.cli import app
-from search.storage import open_storage
+from tests.conftest import load
 
 runner = CliRunner()
 
@@ -87,7 +86,7 @@ def test_jax_backend_runs_a_study_in_bfloat16(tiny_data: Path, tmp_path: Path) -
                            "--precision", "bfloat16"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "training on cpu (Keras backend jax, bfloat16)" in done.stderr
-    trial = optuna.load_study(study_name="lenet", storage=open_storage(url)).trials[0]
+    trial = load(url).trials[0]
     assert trial.user_attrs["backend"] == "jax" and len(trial.user_attrs["history"]) == 1
     assert trial.user_attrs["device_loop"] is False  # the on-device loop is the default on GPUs only
     assert trial.user_attrs["precision"] == "bfloat16"

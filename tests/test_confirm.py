@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import optuna
 import pytest
 from typer.testing import CliRunner
 
@@ -13,22 +12,15 @@ from search.cli import app
 from search.confirm import confirmation_table
 from search.records import confirmations as confirmed
 from search.report import comparison
-from search.storage import open_storage
+from tests.conftest import load, study_in
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def study_url(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('confirm') / 'db.sqlite'}"
-    result = runner.invoke(app, ["study", "lenet", "--trials", "3", "--epochs", "2", "--subset", "200",
-                                 "--pruner", "none", "--data", str(tiny_data), "--storage", url, "-q"])
-    assert result.exit_code == 0, result.output
-    return url
-
-
-def _study(url: str) -> optuna.Study:
-    return optuna.load_study(study_name="lenet", storage=open_storage(url))
+    return study_in(tmp_path_factory.mktemp("confirm"), tiny_data, "lenet", "--trials", "3", "--epochs", "2",
+                    "--subset", "200", "--pruner", "none")
 
 
 def _confirm(url: str, data: Path, seeds: int) -> object:
@@ -40,7 +32,7 @@ def test_confirm_runs_each_top_configuration_with_more_seeds(study_url: str, tin
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     result = _confirm(study_url, tiny_data, 3)
     assert result.exit_code == 0, result.output
-    study = _study(study_url)
+    study = load(study_url)
     ranked = sorted(study.trials, key=lambda t: t.value, reverse=True)[:2]
     entries = confirmed(study)
     assert sorted(entries) == sorted(t.number for t in ranked)
@@ -61,9 +53,9 @@ def test_confirm_runs_each_top_configuration_with_more_seeds(study_url: str, tin
 
 def test_export_best_uses_the_best_mean_and_report_draws_error_bars(study_url: str, tiny_data: Path,
                                                                     tmp_path: Path) -> None:
-    if not confirmed(_study(study_url)):
+    if not confirmed(load(study_url)):
         assert _confirm(study_url, tiny_data, 3).exit_code == 0
-    table = confirmation_table(_study(study_url))
+    table = confirmation_table(load(study_url))
     result = runner.invoke(app, ["export-best", "lenet", "--storage", study_url, "--data", str(tiny_data),
                                  "--out", str(tmp_path / "best"), "-q"])
     assert result.exit_code == 0, result.output
@@ -71,7 +63,7 @@ def test_export_best_uses_the_best_mean_and_report_draws_error_bars(study_url: s
     assert params["trial"] == int(table["trial"][0]) and params["confirmed"]["mean"] == table["mean"][0]
     html = (tmp_path / "best" / "report.html").read_text()
     assert "Confirmed configurations" in html and html.count("Plotly.newPlot(") == 8
-    row = comparison([_study(study_url)]).iloc[0]
+    row = comparison([load(study_url)]).iloc[0]
     assert row["confirmed_trial"] == table["trial"][0] and row["confirmed_std"] == table["std"][0]
     out = tmp_path / "cmp.html"
     assert runner.invoke(app, ["report", "--storage", study_url, "--out", str(out)]).exit_code == 0

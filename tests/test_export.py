@@ -24,6 +24,7 @@ from search.export import averaged_model, mirrored_by_default
 from search.records import RetrainPlan
 from search.report import best_curves, comparison, trial_points
 from search.storage import open_storage
+from tests.conftest import load
 
 runner = CliRunner()
 EPOCHS = 2
@@ -61,7 +62,7 @@ def test_export_writes_five_wellformed_files(exported: Path, studies: str, tiny_
     assert list(submission.columns) == ["Id", "Label"] and submission["Id"].tolist() == test_ids.tolist()
     assert submission["Label"].between(0, 4).all()
     params = json.loads((exported / "params.json").read_text())
-    best = optuna.load_study(study_name="lenet", storage=open_storage(studies)).best_trial
+    best = load(studies).best_trial
     assert params["trial"] == best.number and params["params"] == best.params and params["arch"] == "lenet"
     assert params["epochs"] == best.user_attrs["best_epoch"] and params["seed"] == 1337
     assert {"data_fingerprint", "label_set", "backend", "versions", "value"} <= set(params)

@@ -16,7 +16,6 @@ import spaces
 from search.cli import app
 from search.data import load_dataset
 from search.objective import train
-from search.storage import open_storage
 from spaces._common import LEARNING_RATES, OPTIMIZERS, make_callbacks, make_optimizer
 from spaces._keras2 import DecayedSGD
 from spaces._levers import (
@@ -27,6 +26,7 @@ from spaces._levers import (
     make_loss,
     training_steps,
 )
+from tests.conftest import load
 
 LEVER_KEYS = {"augment", *AUGMENTATIONS, "label_smoothing", "use_weight_decay", "weight_decay", "lr_schedule"}
 # Every lever on, at a strength that changes images visibly.
@@ -105,7 +105,7 @@ def test_no_levers_study_from_the_command_line(tiny_data: Path, tmp_path: Path) 
                                       "--epochs", "1", "--subset", "60", "--data", str(tiny_data), "--storage",
                                       url, "--quiet"])
     assert result.exit_code == 0, result.output
-    trials = optuna.load_study(study_name="lenet", storage=open_storage(url)).trials
+    trials = load(url).trials
     assert len(trials) == 2 and all(not LEVER_KEYS & set(t.params) for t in trials)
 
 

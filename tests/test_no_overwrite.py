@@ -12,6 +12,7 @@ from typer.testing import CliRunner, Result
 import search.export
 from search.cli import app
 from search.export_files import EXPORT_FILES
+from tests.conftest import study_in
 
 runner = CliRunner()
 
@@ -26,11 +27,8 @@ def _one_line_error(result: Result, message: str) -> None:
 @pytest.fixture(scope="module")
 def lenet_study(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A storage holding a 1-trial lenet study."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'db.sqlite'}"
-    result = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "50",
-                                 "--data", str(tiny_data), "--storage", url, "-q"])
-    assert result.exit_code == 0, result.output
-    return url
+    return study_in(tmp_path_factory.mktemp("store"), tiny_data, "lenet", "--trials", "1", "--epochs", "1",
+                    "--subset", "50")
 
 
 def test_export_best_refuses_an_earlier_export_unless_force(lenet_study: str, tiny_data: Path, tmp_path: Path,

@@ -9,14 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from search.cli import app
-from search.storage import open_storage
-from tests.conftest import as_foreground_job
+from tests.conftest import as_foreground_job, load
 
 runner = CliRunner()
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -47,10 +45,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-def _study(url: str) -> optuna.Study:
-    return optuna.load_study(study_name="lenet", storage=open_storage(url))
-
-
 def _start(url: str, data: Path, *args: str) -> subprocess.Popen:
     """A long `hpsearch study` in its own session (as a shell's foreground job is in its own group)."""
     return subprocess.Popen([sys.executable, "-m", "search", "study", "lenet", "--epochs", "200", "--subset", "200",
@@ -65,7 +59,7 @@ def _wait_until_running(url: str, proc: subprocess.Popen, trials: int) -> None:
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         try:
-            running = _study(url).get_trials(states=(TrialState.RUNNING,))
+            running = load(url).get_trials(states=(TrialState.RUNNING,))
             if len(running) >= trials and all(t.intermediate_values for t in running):
                 return
         except KeyError:
@@ -91,7 +85,7 @@ def test_signal_to_the_parent_reaches_each_worker_once(how: str, tiny_data: Path
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
     assert stderr.count("interrupted: finished trials are saved") == 3  # the parent and each worker, once
     assert not any(alive(pid) for pid in workers)
-    trials = _study(url).trials
+    trials = load(url).trials
     assert [t.user_attrs.get("fail_reason") for t in trials if t.state == TrialState.FAIL] == ["interrupted"] * 2
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
@@ -108,7 +102,7 @@ def test_killed_parent_leaves_no_orphan_worker(tiny_data: Path, tmp_path: Path) 
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers)
-    trials = _study(url).trials
+    trials = load(url).trials
     assert [t.user_attrs.get("fail_reason") for t in trials if t.state == TrialState.FAIL] == ["interrupted"] * 2
 
 
@@ -120,7 +114,7 @@ def test_running_trial_of_a_dead_worker_does_not_count(tiny_data: Path, tmp_path
     _wait_until_running(url, proc, 1)
     proc.kill()
     proc.communicate(timeout=60)
-    [orphan] = _study(url).get_trials(states=(TrialState.RUNNING,))
+    [orphan] = load(url).get_trials(states=(TrialState.RUNNING,))
     rerun = ["study", "lenet", "--trials", "2", "--epochs", "1", "--subset", "200", "--pruner", "none", "-q",
              "--data", str(tiny_data), "--storage", url]
     result = runner.invoke(app, rerun)
@@ -128,10 +122,10 @@ def test_running_trial_of_a_dead_worker_does_not_count(tiny_data: Path, tmp_path
     assert "still running" not in result.stderr
     assert f"found 1 RUNNING trials with no live worker (trials {orphan.number})" in result.stderr
     assert "--fail-orphans" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert len(_study(url).get_trials(states=FINISHED)) == 2
+    assert len(load(url).get_trials(states=FINISHED)) == 2
     result = runner.invoke(app, [*rerun, "--fail-orphans"])
     assert result.exit_code == 0 and "no live worker" not in result.stderr, result.output
-    cleared = _study(url).trials[orphan.number]
+    cleared = load(url).trials[orphan.number]
     assert cleared.state == TrialState.FAIL and "orphaned" in cleared.user_attrs["fail_reason"]
 
 

@@ -12,14 +12,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import optuna
 import pytest
 import sqlalchemy
 from typer.testing import CliRunner
 
 from search.cli import app
 from search.export_files import EXPORT_FILES
-from search.storage import display_url, open_storage
+from search.storage import display_url
+from tests.conftest import load
 from tests.test_processes import children
 
 runner = CliRunner()
@@ -127,7 +127,7 @@ def test_password_in_no_output_file_attribute_or_worker_argv(secret_postgres: st
     assert not any(PASSWORD.encode() in text for text in printed)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(written) >= 7 and not [p for p in written if PASSWORD.encode() in p.read_bytes()]
-    study = optuna.load_study(study_name="lenet", storage=open_storage(secret_postgres))
+    study = load(secret_postgres)
     attributes = json.dumps([study.user_attrs] + [
         [t.user_attrs, t.system_attrs, t.params] for t in study.trials], default=str)
     assert PASSWORD not in attributes

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from sqlalchemy import text
 
 from search.storage import open_storage
-from tests.conftest import as_foreground_job
+from tests.conftest import as_foreground_job, load
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -144,6 +144,6 @@ def test_machines_running_the_same_command_stop_together_at_the_target(tiny_data
     second = subprocess.run(command, capture_output=True, text=True, timeout=300)
     _, first_err = first.communicate(timeout=300)
     assert first.returncode == 0 and second.returncode == 0, first_err[-2000:] + second.stderr[-2000:]
-    finished = [t for t in optuna.load_study(study_name="lenet", storage=open_storage(url)).trials
+    finished = [t for t in load(url).trials
                 if t.state in FINISHED]
     assert 6 <= len(finished) <= 7
