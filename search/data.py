@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search import images
 from search.csvfiles import pixel_shape, read_table
 from search.errors import DataError
 
@@ -114,6 +113,8 @@ def _prepare_folders(arrays: dict[str, np.ndarray], relabel: np.ndarray, names: 
     """`prepare --format folders`: the PNG tree, its testY.csv and dataset.json with the folder names."""
     import pandas as pd
 
+    from search import images  # Pillow, imported only for image folders: the CSV path runs where it is missing
+
     class_names, test_ids, test_labels = images.write_tree(
         out, (arrays["train_x"], relabel[arrays["train_y"]]), (arrays["test_x"], relabel[arrays["test_y"]]), names)
     _write_csv(pd.DataFrame({"Id": test_ids, "Label": test_labels}), out / "testY.csv")
@@ -173,6 +174,8 @@ def _labelled(data_dir: Path, image_size: tuple[int, int] | None
     """Training images uint8 (N, H, W, C), labels, fingerprint and class names (folders only), from
     DIR/train/ or else DIR/train.csv."""
     if is_image_tree(data_dir):
+        from search import images  # Pillow only for image folders, as in _prepare_folders
+
         found = images.read_train(data_dir / "train", image_size)
         assert found.labels is not None
         return found.pixels, found.labels, found.fingerprint, found.class_names
@@ -226,6 +229,8 @@ def load_test(data_dir: Path, input_shape: tuple[int, int, int]) -> tuple[np.nda
     """testX.csv or test/*.png -> (Ids, images) of the training images' shape; folder Ids are file names."""
     data_dir = Path(data_dir)
     if is_image_tree(data_dir):
+        from search import images  # Pillow only for image folders, as in _prepare_folders
+
         found = images.read_test(data_dir / "test", input_shape)
         return found.names, to_images(found.pixels)
     path = data_dir / "testX.csv"

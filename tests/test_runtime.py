@@ -66,3 +66,26 @@ def test_keras_imports_without_the_packages_training_does_not_need(backend: str)
                           env={**os.environ, "KERAS_BACKEND": ""})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["[]", f"{backend} (1, 1) sklearn"]
+
+
+def test_a_jax_study_needs_neither_tensorflow_nor_pillow(tiny_data: Path, tmp_path: Path) -> None:
+    """The GPU image has JAX but no TensorFlow or Pillow: a study on CSV data, with both unimportable, still
+    trains (and would fail on a new top-level import of either on that path)."""
+    if not runtime._installed("jax"):
+        pytest.skip("jax is not installed")
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    code = textwrap.dedent(f"""
+        import sys
+        for name in ("tensorflow", "PIL"):
+            sys.modules[name] = None  # Python's rule: importing it raises ImportError
+        from search.cli import app
+        try:
+            app(["study", "lenet", "--backend", "jax", "--trials", "1", "--epochs", "1", "--subset", "50",
+                 "--data", {str(tiny_data)!r}, "--storage", {url!r}, "--quiet"])
+        except SystemExit as exit:
+            print("exit", exit.code, sorted(name for name in ("tensorflow", "PIL") if sys.modules[name] is not None))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "KERAS_BACKEND": ""})
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "exit 0 []", done.stderr[-2000:]
+    assert "1 finished trials" in done.stdout
