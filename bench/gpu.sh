@@ -23,7 +23,8 @@ budget=${BUDGET:-540}
 started=$(date +%s)
 mkdir -p "$out"
 exec > >(tee -a "$out/log") 2>&1
-if [ -d .whl ] && [ "${SCALE:-full}" != smoke ]; then  # the dry run uses the Python it finds
+# The dry run uses the Python it finds, unless WHEELS=1 (a Python 3.12 with only the image's packages: see README)
+if [ -d .whl ] && { [ "${SCALE:-full}" != smoke ] || [ "${WHEELS:-0}" = 1 ]; }; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 fi

@@ -208,8 +208,11 @@ def main() -> None:
     if args.kerastuner_seed is not None:
         print(json.dumps(run_kerastuner(args, args.kerastuner_seed, args.started)))
         return
-    from search.export import versions
     from search.runtime import device_name, use_backend
+
+    # Before anything imports Keras: without it Keras would default to TensorFlow, which a JAX-only GPU image lacks.
+    backend = use_backend(args.backend)
+    from search.export import versions
 
     workdir = Path(tempfile.mkdtemp(prefix="peers-"))
     variants = args.hpsearch_args or [""]
@@ -225,7 +228,6 @@ def main() -> None:
         for extra, hp in ours.items():
             print(json.dumps({"compare": "hpsearch vs kerastuner", "options": extra, "seed": seed,
                               **compare(hp["curve"], kt_run["curve"])}), flush=True)
-    backend = use_backend(args.backend)
     print(json.dumps({"bench": "peers", "device": device_name(), "backend": backend, "arch": args.arch,
                       "subset": args.subset, "epochs": args.epochs, "budget_s": args.budget,
                       "date": time.strftime("%Y-%m-%d"), "versions": versions()}))
