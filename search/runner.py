@@ -92,6 +92,9 @@ def _run_study(config: StudyConfig) -> int:
             raise UserError("--device-loop needs the JAX backend (--backend jax)")
         device = device_name()
         data = prepared()
+    from search.objective import check_precision  # imports Keras: only once the backend is chosen
+
+    check_precision(config.precision)  # before a trial is queued: a refused precision leaves the study as it was
     # On a GPU the on-device loop is the fast path (one compiled program per epoch); on CPU it is slower.
     device_loop = config.device_loop if config.device_loop is not None else backend == "jax" and device != "cpu"
     config = dataclasses.replace(config, backend=backend, device_loop=device_loop)  # workers get the same

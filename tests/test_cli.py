@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ml_dtypes
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -90,6 +92,34 @@ def test_jax_backend_runs_a_study_in_bfloat16(tiny_data: Path, tmp_path: Path) -
     assert trial.user_attrs["backend"] == "jax" and len(trial.user_attrs["history"]) == 1
     assert trial.user_attrs["device_loop"] is False  # the on-device loop is the default on GPUs only
     assert trial.user_attrs["precision"] == "bfloat16"
+
+
+def test_outputs_agree_within_bfloat16_rounding_only() -> None:
+    """The precision check's verdict: bfloat16's rounding passes; NaN, inf or a real error does not."""
+    from search.objective import outputs_agree
+
+    reference = np.random.default_rng(0).random((4, 14, 14, 32), dtype=np.float32)
+    rounded = reference.astype(ml_dtypes.bfloat16).astype(np.float32)  # what bfloat16 storage alone costs
+    assert outputs_agree(reference, reference) and outputs_agree(reference, rounded)
+    for broken in (np.where(reference > 0.8, np.nan, reference), np.where(reference > 0.99, np.inf, reference),
+                   reference * 1.2, np.zeros_like(reference)):
+        assert not outputs_agree(reference, broken)
+
+
+def test_study_refuses_a_precision_the_device_computes_wrongly(tiny_data: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the compiled check disagrees (as JAX 0.11-0.12 on CPU in bfloat16), no trial trains: one clear error."""
+    from search import objective
+
+    objective.check_precision.cache_clear()  # the verdict is kept per process
+    monkeypatch.setattr(objective, "outputs_agree", lambda reference, computed: False)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    result = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "50",
+                                 "--data", str(tiny_data), "--storage", url, "--precision", "bfloat16"])
+    objective.check_precision.cache_clear()
+    assert result.exit_code != 0 and "--precision bfloat16 computes wrong results on this device (cpu" \
+        in result.stderr and "train in float32" in result.stderr, result.output
+    assert "Traceback" not in result.output and not load(url).trials
 
 
 def test_readme_first_command_is_the_timed_demo_search() -> None:
