@@ -4,7 +4,8 @@
 # Prepare on a machine with PyPI: `bash bench/gpu_wheels.sh` (wheels -> .whl/, Fashion-MNIST -> .gpu-data/),
 # carry .whl and .gpu-data, then run e.g. `bash bench/gpu.sh all`. Results land in $OUT (at most 8 files):
 # gpu.txt, log (everything printed, each timed run as it ends too), and one JSON or text file per part:
-#   check    `hpsearch study cnn` without --backend: the device, backend and training path it picks   (all)
+#   check    `hpsearch study cnn` without --backend: the device, backend and training path it picks, and
+#            whether bfloat16 computes right there (search.objective.check_precision)                   (all)
 #   speed    CNN model 7, batch 256, 4 epochs, 2 repeats (cold, then warm compilation cache): plain model.fit
 #            vs the on-device loop in float32 and bfloat16 (bench/trial_speed.py)                       (all)
 #   parity   CNN model 7, batch 32 (its own), 50 epochs: the same three paths; accuracy parity, whether
@@ -64,7 +65,10 @@ workers() {  # K=1 and K=4 share what is left, less their starts
   python3 bench/workers.py --data $data --subset "${n:-12000}" --workers 1,4 --timeout $each --epochs 5 \
     | tee "$out/workers.json"; local code=$?; kill $sampler 2>/dev/null; return $code; }
 check() { rm -f /tmp/gpu-check.db; python3 -m search study cnn --trials 2 --epochs 1 --subset "${n:-2000}" --data $data \
-  --storage "sqlite:////tmp/gpu-check.db" 2>&1 | tee "$out/check.txt"; }
+  --storage "sqlite:////tmp/gpu-check.db" 2>&1 | tee "$out/check.txt"
+  # Whether this device computes bfloat16 right (JAX 0.11-0.12 on CPU does not: BENCHMARKS.md).
+  python3 -c 'from search.runtime import use_backend; use_backend(None); from search.objective import check_precision
+check_precision("bfloat16"); print("bfloat16 check: agrees with float32")' 2>&1 | tail -1 | tee -a "$out/check.txt"; }
 export n; export -f elapsed left model7 speed parity workers check
 case "$part" in
   all)     run 60 check check; run 120 speed speed; run "$(left)" parity parity ;;
