@@ -57,15 +57,15 @@ def check_precision(precision: str) -> None:
     if precision == "float32":
         return
     x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
-    outputs = []
-    weights = None
-    for policy in ("float32", PRECISIONS[precision]):
+
+    def stack(policy: str) -> keras.Sequential:
+        """Two ReLU convolutions and a max-pooling, computing in `policy`."""
         convolutions = [keras.layers.Conv2D(32, 3, padding="same", activation="relu", dtype=policy) for _ in "ab"]
-        probe = keras.Sequential([keras.Input(x.shape[1:]), *convolutions, keras.layers.MaxPooling2D(dtype=policy)])
-        if weights is None:
-            weights = probe.get_weights()
-        probe.set_weights(weights)
-        outputs.append(np.asarray(probe.predict(x, batch_size=len(x), verbose=0), np.float32))
+        return keras.Sequential([keras.Input(x.shape[1:]), *convolutions, keras.layers.MaxPooling2D(dtype=policy)])
+
+    reference, lower = stack("float32"), stack(PRECISIONS[precision])
+    lower.set_weights(reference.get_weights())
+    outputs = [np.asarray(model.predict(x, batch_size=len(x), verbose=0), np.float32) for model in (reference, lower)]
     if not outputs_agree(*outputs):
         raise UserError(f"--precision {precision} computes wrong results on this device ({device_name()}, Keras "
                         f"backend {keras.backend.backend()}): a compiled convolution stack disagrees with float32 "
