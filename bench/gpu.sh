@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU measurements of BENCHMARKS.md, sized for a short lease: `all` fits one device call (BUDGET seconds,
-# default 540, of a 600-s limit) and runs the three parts marked (all) in turn; the others take a call each.
+# default 540, of a 600-s limit) and runs the parts marked (all) in turn; the others take a call each.
 # Prepare on a machine with PyPI: `bash bench/gpu_wheels.sh` (wheels -> .whl/, Fashion-MNIST -> .gpu-data/),
 # carry .whl and .gpu-data, then run e.g. `bash bench/gpu.sh all`. Results land in $OUT (at most 8 files):
 # gpu.txt, log (everything printed, each timed run as it ends too), and one JSON or text file per part:
@@ -10,8 +10,8 @@
 #            vs the on-device loop in float32 and bfloat16 (bench/trial_speed.py)                       (all)
 #   parity   CNN model 7, batch 32 (its own), 50 epochs: the same three paths; accuracy parity, whether
 #            bfloat16 keeps accuracy, steady epoch at batch 32 (~300 s)                                 (all)
-#   workers  finished trials per hour with --workers 1 and 4 on one GPU (bench/workers.py), BUDGET split
-#            between them, and each process's GPU memory every 5 s (gpu_memory.txt)
+#   workers  finished trials per hour with --workers 1 and 4 on one GPU (bench/workers.py), the time left
+#            split between them, and each process's GPU memory every 5 s (gpu_memory.txt)          (all)
 #   archs    every architecture at batch 32 and 256, 3 epochs, 2 repeats
 #   study    `hpsearch study cnn --trials 50 --epochs 50`, wall time and best
 #   peers    hpsearch vs KerasTuner Hyperband, same space, data and budget
@@ -71,7 +71,8 @@ check() { rm -f /tmp/gpu-check.db; python3 -m search study cnn --trials 2 --epoc
 check_precision("bfloat16"); print("bfloat16 check: agrees with float32")' 2>&1 | tail -1 | tee -a "$out/check.txt"; }
 export n; export -f elapsed left model7 speed parity workers check
 case "$part" in
-  all)     run 60 check check; run 120 speed speed; run "$(left)" parity parity ;;
+  all)     run 60 check check; run 120 speed speed; run "$(($(left) - 40))" parity parity
+           run "$(left)" workers workers ;;  # if parity leaves time
   check|speed|parity|workers) run "$(left)" "$part" "$part" ;;  # the time left after the install
   archs)   run "$(left)" archs "python3 bench/trial_speed.py --data $data $subset --archs $arch_list --epochs 3 \
              --repeats $repeats | tee $out/archs.json" ;;
