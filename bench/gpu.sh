@@ -12,7 +12,7 @@
 #            bfloat16 keeps accuracy, steady epoch at batch 32 (~300 s)                                 (all)
 #   workers  finished trials per hour with --workers 1 and 4 on one GPU (bench/workers.py), the time left
 #            split between them, and each process's GPU memory every 5 s (gpu_memory.txt)          (all)
-#   archs    every architecture at batch 32 and 256, 3 epochs, 2 repeats
+#   archs    every architecture at batch 32 and 256, 3 epochs, 2 repeats (ARCHS=a,b and REPEATS=n choose)
 #   study    `hpsearch study cnn --trials 50 --epochs 50`, wall time and best
 #   peers    hpsearch vs KerasTuner Hyperband, same space, data and budget
 # SCALE=smoke runs every part on a few hundred images for a couple of epochs: a dry run on any machine, e.g.
@@ -26,14 +26,14 @@ mkdir -p "$out"
 exec > >(tee -a "$out/log") 2>&1
 # The dry run uses the Python it finds, unless WHEELS=1 (a Python 3.12 with only the image's packages: see README)
 if [ -d .whl ] && { [ "${SCALE:-full}" != smoke ] || [ "${WHEELS:-0}" = 1 ]; }; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+  python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 fi
 export PYTHONUNBUFFERED=1
 if [ "${SCALE:-full}" = smoke ]; then  # sizes of the dry run
   n=300 speed_epochs=2 parity_epochs=3 repeats=1 workers_s=20 arch_list=lenet,cnn
 else
-  n="" speed_epochs=4 parity_epochs=50 repeats=2 workers_s=0 arch_list=cnn,resnet,lenet,vgg16,alexnet
+  n="" speed_epochs=4 parity_epochs=50 repeats=${REPEATS:-2} workers_s=0 arch_list=${ARCHS:-cnn,resnet,lenet,vgg16,alexnet}
 fi
 subset=${n:+--subset $n}
 data=/tmp/gpu-data-fashion10
