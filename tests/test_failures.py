@@ -61,6 +61,21 @@ def test_max_failures_stops_a_study_that_keeps_failing(tiny_data: Path, sqlite_u
     assert trials[-1].user_attrs["fail_reason"] == "RuntimeError: the GPU fell off the bus"
 
 
+def test_an_interrupt_a_library_turned_into_another_error_still_stops_the_study(
+        tiny_data: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted_in_a_lock(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt  # as Ctrl-C landing in Optuna's journal lock release
+        except BaseException:
+            raise FileNotFoundError("journal.log.lock1234.rename")  # noqa: B904 - as Optuna raises it
+
+    monkeypatch.setattr(search.objective, "train", interrupted_in_a_lock)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(_config(tiny_data, sqlite_url))
+    trials = _trials(sqlite_url)
+    assert [(t.state, t.user_attrs["fail_reason"]) for t in trials] == [(TrialState.FAIL, "interrupted")]
+
+
 def test_memory_does_not_grow_across_trials(tiny_data: Path, tmp_path: Path) -> None:
     """Resident memory grows by at most 20 MB a trial within a process (from its second trial on), and after
     TRIALS_PER_PROCESS trials a fresh process takes over, starting lower (five trials of it are enough to see both).
