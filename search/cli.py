@@ -70,8 +70,10 @@ def study(
                                              "default configuration (unless --enqueue-seed-models).")] = True,
     shuffle: Annotated[bool, typer.Option(help="Shuffle training data each epoch (the notebook did not).")] = False,
     backend: Backend = None,
-    workers: Annotated[int, typer.Option(help="Worker processes sharing the study (use a journal or "
-                                         "PostgreSQL storage for many).")] = StudyConfig.workers,
+    workers: Annotated[int | None, typer.Option(help="Worker processes sharing the study (use a journal or "
+                                                "PostgreSQL storage for many). Default: on a GPU with JAX as many "
+                                                "as its memory holds, up to 4; else 1.", show_default=False)]
+    = StudyConfig.workers,
     max_failures: Annotated[int, typer.Option(help="Stop after this many failed trials in one run.")]
     = StudyConfig.max_failures,
     device_loop: Annotated[Optional[bool], typer.Option(

@@ -42,7 +42,7 @@ class StudyConfig:
     warm_start: bool = True
     shuffle: bool = False
     backend: str | None = None
-    workers: int = 1
+    workers: int | None = None  # None: search.workers.default_workers (several on a JAX GPU, else 1)
     max_failures: int = 10
     quiet: bool = False
     heartbeat_seconds: int = HEARTBEAT_SECONDS

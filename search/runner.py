@@ -21,7 +21,7 @@ from search.records import value_of, winner
 from search.runtime import device_name, use_backend
 from search.storage import display_url
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
-from search.workers import STOPPED_ON_FAILURES, run_workers, sigterm_as_interrupt
+from search.workers import STOPPED_ON_FAILURES, default_workers, run_workers, sigterm_as_interrupt
 
 # TensorFlow keeps ~13 MB per fitted model even after clear_session (measured: 803 -> 1064 MB over 20 tiny
 # fits in plain Keras), so after the first this many trials a long search goes on in rounds of fresh worker
@@ -37,9 +37,9 @@ def _failures(config: StudyConfig) -> str:
 def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> str | None:
     """Run the missing trials (one worker: the first round in this process, the rest in rounds of fresh worker
     processes); why it stopped early, if it did."""
-    remaining = config.trials - count(study)
+    remaining, workers = config.trials - count(study), config.workers or 1
     deadline = time.monotonic() + config.timeout if config.timeout is not None else None
-    if config.workers == 1:
+    if workers == 1:
         # The first round runs in this process: a fresh one would import Keras and load the data again before
         # its first epoch (seconds a user waits for the first result).
         if run_worker(config, min(remaining, TRIALS_PER_PROCESS), data, study=study).stopped_on_failures:
@@ -51,7 +51,7 @@ def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> str 
             break
         before = count(study)
         codes = run_workers(dataclasses.replace(config, timeout=left),
-                            min(remaining, config.workers * TRIALS_PER_PROCESS))
+                            min(remaining, workers * TRIALS_PER_PROCESS))
         if STOPPED_ON_FAILURES in codes:
             return _failures(config)
         crashed = [code for code in codes if code != 0]
@@ -82,6 +82,16 @@ def prepare_study(config: StudyConfig) -> Dataset:
     return data
 
 
+def for_device(config: StudyConfig, backend: str, device: str) -> StudyConfig:
+    """config with the backend and what it left open chosen for the device: on a GPU with JAX the on-device loop
+    (one compiled program per epoch; on CPU it is slower) and several workers sharing the card (each leaves it
+    idle while it compiles or reports); elsewhere model.fit and one process."""
+    jax_gpu = backend == "jax" and device != "cpu"
+    return dataclasses.replace(
+        config, backend=backend, device_loop=config.device_loop if config.device_loop is not None else jax_gpu,
+        workers=config.workers if config.workers is not None else default_workers(jax_gpu))
+
+
 def _run_study(config: StudyConfig) -> int:
     """run_study's body."""
     # Importing Keras takes seconds of one core; a forked process loads the data and opens the storage meanwhile
@@ -95,9 +105,8 @@ def _run_study(config: StudyConfig) -> int:
     from search.objective import check_precision  # imports Keras: only once the backend is chosen
 
     check_precision(config.precision)  # before a trial is queued: a refused precision leaves the study as it was
-    # On a GPU the on-device loop is the fast path (one compiled program per epoch); on CPU it is slower.
-    device_loop = config.device_loop if config.device_loop is not None else backend == "jax" and device != "cpu"
-    config = dataclasses.replace(config, backend=backend, device_loop=device_loop)  # workers get the same
+    config = for_device(config, backend, device)  # workers get the same
+    device_loop, workers = bool(config.device_loop), config.workers or 1
     study = open_study(config, data, checked=True)
     console = Console(config.quiet)
     if config.fail_orphans:
@@ -112,7 +121,8 @@ def _run_study(config: StudyConfig) -> int:
                  f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
                  f"{data.num_classes} classes ({data.label_set}) of {'x'.join(map(str, data.input_shape))} images")
     how = [f"Keras backend {backend}", *(["on-device training loop"] if device_loop else []),
-           *([config.precision] if config.precision != "float32" else [])]
+           *([config.precision] if config.precision != "float32" else []),
+           *([f"{workers} workers"] if workers > 1 else [])]
     console.say(f"training on {device} ({', '.join(how)})")
     stopped_because = _run_trials(config, study, data) if remaining > 0 else None
     states = Counter(t.state for t in study.get_trials(deepcopy=False))  # one read of the storage

@@ -24,6 +24,11 @@ STOPPED_ON_FAILURES = 3
 # It holds with preallocation off too (search.runtime turns it off); unset, each process may take 75%.
 GPU_MEMORY_FRACTION_VARIABLES = ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION")
 GPU_MEMORY_SHARED = 0.9  # of the card, split over the workers; the rest for the parent and other programs
+# Workers on a JAX GPU without --workers: 4 finished 3.26x the trials per hour of 1 on an H200 (BENCHMARKS.md);
+# fewer where the card's shared memory would give each less than GPU_WORKER_MIB (twice the 4,502 MiB that the
+# most demanding worker of that benchmark held).
+GPU_WORKERS = 4
+GPU_WORKER_MIB = 8192
 
 
 @contextlib.contextmanager
@@ -50,6 +55,25 @@ def signals_ignored() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def gpu_memory_mib() -> int | None:
+    """The first GPU's memory in MiB as nvidia-smi reports it; None where it cannot say."""
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                                capture_output=True, text=True, timeout=30, check=True).stdout
+        return int(listed.split()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def default_workers(jax_gpu: bool) -> int:
+    """Worker processes without --workers: on a JAX GPU as many as its memory holds, up to GPU_WORKERS; else 1
+    (on CPU, K processes share the same cores; TensorFlow on a GPU would claim the whole card in each)."""
+    memory = gpu_memory_mib() if jax_gpu else None
+    if memory is None:
+        return 1
+    return max(1, min(GPU_WORKERS, int(GPU_MEMORY_SHARED * memory) // GPU_WORKER_MIB))
+
+
 def _shares(total: int, workers: int) -> list[int]:
     """Split a trial budget as evenly as possible over workers (no empty shares)."""
     return [n for n in (total // workers + (i < total % workers) for i in range(workers)) if n]
@@ -69,10 +93,10 @@ def run_workers(config: StudyConfig, remaining: int) -> list[int]:
 
     Workers run in their own session, so a terminal's Ctrl-C reaches only this process, which passes it on
     to each worker once. Their stdin stays open: its end of file tells a worker that this process is gone."""
-    procs = []
-    env = worker_environment(config.workers, os.environ)
+    procs, workers = [], config.workers or 1
+    env = worker_environment(workers, os.environ)
     try:
-        for index, quota in enumerate(_shares(remaining, config.workers)):
+        for index, quota in enumerate(_shares(remaining, workers)):
             proc = subprocess.Popen([sys.executable, "-m", "search", "worker"], stdin=subprocess.PIPE,
                                     start_new_session=True, env=env)
             procs.append(proc)

@@ -1,12 +1,15 @@
 """The study and trial records, the winner, the retrain plan, the worker stop rule, the split of trials
-over workers and why a round of them stopped: plain logic on in-memory Optuna studies, no Keras."""
+over workers, how many there are and why a round of them stopped: plain logic on in-memory Optuna studies, no Keras."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 import search.runner
+import search.workers
 from search import records
 from search.config import StudyConfig
 from search.errors import UserError
@@ -20,7 +23,7 @@ from search.records import (
     winner,
 )
 from search.study import worker_done
-from search.workers import STOPPED_ON_FAILURES, _shares, worker_environment
+from search.workers import STOPPED_ON_FAILURES, _shares, default_workers, gpu_memory_mib, worker_environment
 
 HISTORY = [{"epoch": 1, "loss": 1.0, "val_accuracy": 0.5, "learning_rate": 0.01, "seconds": 2.0},
            {"epoch": 2, "loss": 0.5, "val_accuracy": 0.7, "learning_rate": 0.01, "seconds": 1.0},
@@ -149,6 +152,39 @@ def test_each_worker_gets_its_share_of_gpu_memory_unless_the_user_set_one() -> N
     assert worker_environment(4, {"PATH": "/bin"}) == {"PATH": "/bin", "XLA_CLIENT_MEM_FRACTION": "0.225"}
     for name in ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION"):  # JAX refuses both names at once
         assert worker_environment(4, {name: "0.5"}) == {name: "0.5"}
+
+
+@pytest.mark.parametrize(("memory_mib", "workers"), [(143_771, 4), (81_559, 4), (24_576, 2), (16_384, 1), (None, 1)])
+def test_a_jax_gpu_gets_as_many_workers_as_its_memory_holds(memory_mib: int | None, workers: int,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search.workers, "gpu_memory_mib", lambda: memory_mib)
+    assert default_workers(jax_gpu=True) == workers
+    assert default_workers(jax_gpu=False) == 1  # CPU cores are not shared the same way
+
+
+def test_gpu_memory_comes_from_nvidia_smi_or_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "nvidia-smi"
+    monkeypatch.setenv("PATH", str(tmp_path))
+    for script, memory in (("echo 143771", 143_771), ("echo 'No devices were found'; exit 6", None),
+                           ("echo garbage", None)):
+        fake.write_text(f"#!/bin/sh\n{script}\n")
+        fake.chmod(0o755)
+        assert gpu_memory_mib() == memory
+    fake.unlink()
+    assert gpu_memory_mib() is None  # no nvidia-smi at all
+
+
+@pytest.mark.parametrize(("backend", "device", "asked", "chosen"), [
+    ("jax", "NVIDIA H200", {}, {"device_loop": True, "workers": 4}),
+    ("jax", "NVIDIA H200", {"device_loop": False, "workers": 1}, {"device_loop": False, "workers": 1}),
+    ("jax", "cpu", {}, {"device_loop": False, "workers": 1}),
+    ("tensorflow", "cpu", {"workers": 2}, {"device_loop": False, "workers": 2}),
+])
+def test_what_a_study_leaves_open_is_chosen_for_the_device(backend: str, device: str, asked: dict,
+                                                           chosen: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search.workers, "gpu_memory_mib", lambda: 143_771)
+    config = search.runner.for_device(StudyConfig(arch="cnn", **asked), backend, device)
+    assert (config.backend, config.device_loop, config.workers) == (backend, chosen["device_loop"], chosen["workers"])
 
 
 @pytest.mark.parametrize(("codes", "says"), [([0, STOPPED_ON_FAILURES], "4 failed trials in a run"),
