@@ -13,12 +13,15 @@
 #   workers  finished trials per hour with --workers 1 and 4 on one GPU (bench/workers.py), the time left
 #            split between them, and each process's GPU memory every 5 s (gpu_memory.txt)          (all)
 #   archs    every architecture at batch 32 and 256, 3 epochs, 2 repeats (ARCHS=a,b and REPEATS=n choose)
-#   study    `hpsearch study cnn --trials 50 --epochs 50`, wall time and best
+#   study    `hpsearch study cnn --trials 50 --epochs 50` as a user runs it (workers chosen for the card), wall time
+#            and best
 #   peers    hpsearch vs KerasTuner Hyperband, same space, data and budget
+#   accuracy go on with the study that `study` left (its study.db, carried back as .gpu-study/study.db) for SEARCH_S
+#            seconds (default 300), then export-best --ensemble ENSEMBLE (default 3) and score it on testY.csv
 # SCALE=smoke runs every part on a few hundred images for a couple of epochs: a dry run on any machine, e.g.
 #   SCALE=smoke OUT=/tmp/gpu-smoke KERAS_BACKEND=jax bash bench/gpu.sh all
 set -uo pipefail
-part=${1:?usage: bash bench/gpu.sh all|check|speed|parity|workers|archs|study|peers}
+part=${1:?usage: bash bench/gpu.sh all|check|speed|parity|workers|archs|study|peers|accuracy}
 out=${OUT:-/tmp/gpu-out}
 budget=${BUDGET:-540}
 started=$(date +%s)
@@ -31,9 +34,9 @@ if [ -d .whl ] && { [ "${SCALE:-full}" != smoke ] || [ "${WHEELS:-0}" = 1 ]; }; 
 fi
 export PYTHONUNBUFFERED=1
 if [ "${SCALE:-full}" = smoke ]; then  # sizes of the dry run
-  n=300 speed_epochs=2 parity_epochs=3 repeats=1 workers_s=20 arch_list=lenet,cnn
+  n=300 speed_epochs=2 parity_epochs=3 repeats=1 workers_s=20 arch_list=lenet,cnn search_epochs=2
 else
-  n="" speed_epochs=4 parity_epochs=50 repeats=${REPEATS:-2} workers_s=0 arch_list=${ARCHS:-cnn,resnet,lenet,vgg16,alexnet}
+  n="" speed_epochs=4 parity_epochs=50 search_epochs=50 repeats=${REPEATS:-2} workers_s=0 arch_list=${ARCHS:-cnn,resnet,lenet,vgg16,alexnet}
 fi
 subset=${n:+--subset $n}
 data=/tmp/gpu-data-fashion10
@@ -69,17 +72,25 @@ check() { rm -f /tmp/gpu-check.db; python3 -m search study cnn --trials 2 --epoc
   # Whether this device computes bfloat16 right (JAX 0.11-0.12 on CPU does not: BENCHMARKS.md).
   python3 -c 'from search.runtime import use_backend; use_backend(None); from search.objective import check_precision
 check_precision("bfloat16"); print("bfloat16 check: agrees with float32")' 2>&1 | tail -1 | tee -a "$out/check.txt"; }
-export n; export -f elapsed left model7 speed parity workers check
+accuracy() { local db=/tmp/gpu-study.db  # a study left on this (warm) machine, else the carried one, else new
+  [ -f $db ] || [ ! -f .gpu-study/study.db ] || cp .gpu-study/study.db $db
+  python3 -m search study cnn --trials 1000 --epochs $search_epochs --data $data $subset --storage sqlite:///$db \
+    --timeout "${SEARCH_S:-300}"; cp $db "$out/study.db"
+  python3 -m search export-best cnn --storage sqlite:///$db --data $data --out /tmp/gpu-export --force \
+    --ensemble "${ENSEMBLE:-3}" && python3 -m search score /tmp/gpu-export/submission.csv --labels $data/testY.csv \
+    | tee "$out/accuracy.txt"; }
+export n search_epochs; export -f elapsed left model7 speed parity workers check accuracy
 case "$part" in
   all)     run 60 check check; run 120 speed speed; run "$(($(left) - 40))" parity parity
            run "$(left)" workers workers ;;  # if parity leaves time
-  check|speed|parity|workers) run "$(left)" "$part" "$part" ;;  # the time left after the install
+  check|speed|parity|workers|accuracy) run "$(left)" "$part" "$part" ;;  # the time left after the install
   archs)   run "$(left)" archs "python3 bench/trial_speed.py --data $data $subset --archs $arch_list --epochs 3 \
              --repeats $repeats | tee $out/archs.json" ;;
   study)   rm -f /tmp/gpu-study.db
            run "$(($(left) - 20))" study "python3 -m search study cnn --trials 50 --epochs 50 --data $data $subset \
              --storage sqlite:////tmp/gpu-study.db"
-           python3 -m search trials cnn --storage sqlite:////tmp/gpu-study.db > "$out/study_trials.txt" ;;
+           python3 -m search trials cnn --storage sqlite:////tmp/gpu-study.db > "$out/study_trials.txt"
+           cp /tmp/gpu-study.db "$out/study.db" ;;  # for `accuracy` to go on with
   peers)   run "$(left)" peers "python3 bench/peers.py --data $data --subset ${n:-48000} --epochs 9 \
              --budget $(( (budget - 150) / 2 )) --seeds 1 | tee $out/peers.json" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
