@@ -17,7 +17,9 @@
 #            and best
 #   peers    hpsearch vs KerasTuner Hyperband, same space, data and budget
 #   accuracy go on with the study that `study` left (its study.db, carried back as .gpu-study/study.db) for SEARCH_S
-#            seconds (default 300), then export-best --ensemble ENSEMBLE (default 3) and score it on testY.csv
+#            seconds (default: the budget less 240 s), then export-best --ensemble ENSEMBLE (default 3) and score it
+#            on testY.csv
+# `study`, `peers` and `accuracy` run hpsearch as a user would: on a GPU with the workers it picks for the card.
 # SCALE=smoke runs every part on a few hundred images for a couple of epochs: a dry run on any machine, e.g.
 #   SCALE=smoke OUT=/tmp/gpu-smoke KERAS_BACKEND=jax bash bench/gpu.sh all
 set -uo pipefail
@@ -75,7 +77,7 @@ check_precision("bfloat16"); print("bfloat16 check: agrees with float32")' 2>&1 
 accuracy() { local db=/tmp/gpu-study.db  # a study left on this (warm) machine, else the carried one, else new
   [ -f $db ] || [ ! -f .gpu-study/study.db ] || cp .gpu-study/study.db $db
   python3 -m search study cnn --trials 1000 --epochs $search_epochs --data $data $subset --storage sqlite:///$db \
-    --timeout "${SEARCH_S:-300}"; cp $db "$out/study.db"
+    --timeout "${SEARCH_S:-$(( $(left) - 240 ))}"; cp $db "$out/study.db"
   python3 -m search export-best cnn --storage sqlite:///$db --data $data --out /tmp/gpu-export --force \
     --ensemble "${ENSEMBLE:-3}" && python3 -m search score /tmp/gpu-export/submission.csv --labels $data/testY.csv \
     | tee "$out/accuracy.txt"; }
@@ -83,7 +85,9 @@ export n search_epochs; export -f elapsed left model7 speed parity workers check
 case "$part" in
   all)     run 60 check check; run 120 speed speed; run "$(($(left) - 40))" parity parity
            run "$(left)" workers workers ;;  # if parity leaves time
-  check|speed|parity|workers|accuracy) run "$(left)" "$part" "$part" ;;  # the time left after the install
+  check|speed|parity|workers) run "$(left)" "$part" "$part" ;;  # the time left after the install
+  accuracy) run "$(left)" accuracy accuracy  # the search is saved even if the export overruns
+           [ -f /tmp/gpu-study.db ] && cp /tmp/gpu-study.db "$out/study.db" ;;
   archs)   run "$(left)" archs "python3 bench/trial_speed.py --data $data $subset --archs $arch_list --epochs 3 \
              --repeats $repeats | tee $out/archs.json" ;;
   study)   rm -f /tmp/gpu-study.db

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, levers: bool, folder: Path) -> dict[str, Any]:
     started = time.perf_counter()
     hpsearch("study", args.arch, "--levers" if levers else "--no-levers", "--trials", str(args.trials), "--epochs",
              str(args.epochs), "--subset", str(args.subset), "--seed", str(args.seed), "--data", str(args.data),
-             "--storage", storage, "--quiet")
+             "--storage", storage, "--workers", "1", "--quiet")  # one process: the same seed samples the same
     study = optuna.load_study(study_name=args.arch, storage=open_storage(storage))
     return {"space": name, "study_s": round(time.perf_counter() - started, 1),
             "best_val_accuracy": round(study.best_value, 4), "best_params": study.best_params,

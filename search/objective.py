@@ -144,22 +144,25 @@ def resident_mb() -> float:
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
-def _interrupted(exc: BaseException | None) -> bool:
+def interrupted(exc: BaseException) -> bool:
     """Whether exc is Ctrl-C (or a worker's SIGTERM), or an error raised while a library was handling one.
 
     Optuna's journal lock turns an interrupt that lands in its release into FileNotFoundError; the study's
     catch=(Exception,) would then fail the trial and go on to the next one instead of stopping."""
-    seen = 0
-    while exc is not None and seen < 20:  # bounded: a chain may be cyclic
-        if isinstance(exc, KeyboardInterrupt):
+    chain, seen = [exc], set()
+    while chain:  # both links of every exception (raise X from Y keeps the one it handled as context)
+        link = chain.pop()
+        if isinstance(link, KeyboardInterrupt):
             return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+        if id(link) not in seen:  # a chain may be cyclic
+            seen.add(id(link))
+            chain += [e for e in (link.__cause__, link.__context__) if e is not None]
     return False
 
 
 def _reason(exc: BaseException) -> str:
     """One line that says why a trial failed."""
-    if _interrupted(exc):
+    if interrupted(exc):
         return "interrupted"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
@@ -196,8 +199,6 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
             raise
         except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt too: the trial says why it ended
             records.update(trial, fail_reason=_reason(exc))
-            if _interrupted(exc) and not isinstance(exc, KeyboardInterrupt):
-                raise KeyboardInterrupt from exc  # stop the study, as the interrupt asked
             raise
         finally:
             records.update(trial, history=history.rows, train_seconds=round(history.train_seconds, 3),

@@ -82,14 +82,14 @@ def prepare_study(config: StudyConfig) -> Dataset:
     return data
 
 
-def for_device(config: StudyConfig, backend: str, device: str) -> StudyConfig:
+def for_device(config: StudyConfig, backend: str, device: str, data_mib: float = 0.0) -> StudyConfig:
     """config with the backend and what it left open chosen for the device: on a GPU with JAX the on-device loop
     (one compiled program per epoch; on CPU it is slower) and several workers sharing the card (each leaves it
-    idle while it compiles or reports); elsewhere model.fit and one process."""
+    idle while it compiles or reports; `data_mib` of data in each); elsewhere model.fit and one process."""
     jax_gpu = backend == "jax" and device != "cpu"
     return dataclasses.replace(
         config, backend=backend, device_loop=config.device_loop if config.device_loop is not None else jax_gpu,
-        workers=config.workers if config.workers is not None else default_workers(jax_gpu))
+        workers=config.workers if config.workers is not None else default_workers(jax_gpu, data_mib))
 
 
 def _run_study(config: StudyConfig) -> int:
@@ -105,7 +105,7 @@ def _run_study(config: StudyConfig) -> int:
     from search.objective import check_precision  # imports Keras: only once the backend is chosen
 
     check_precision(config.precision)  # before a trial is queued: a refused precision leaves the study as it was
-    config = for_device(config, backend, device)  # workers get the same
+    config = for_device(config, backend, device, (data.x_train.nbytes + data.x_val.nbytes) / 2**20)  # workers too
     device_loop, workers = bool(config.device_loop), config.workers or 1
     study = open_study(config, data, checked=True)
     console = Console(config.quiet)
@@ -122,7 +122,7 @@ def _run_study(config: StudyConfig) -> int:
                  f"{data.num_classes} classes ({data.label_set}) of {'x'.join(map(str, data.input_shape))} images")
     how = [f"Keras backend {backend}", *(["on-device training loop"] if device_loop else []),
            *([config.precision] if config.precision != "float32" else []),
-           *([f"{workers} workers"] if workers > 1 else [])]
+           *([f"{min(workers, remaining)} workers"] if min(workers, remaining) > 1 else [])]
     console.say(f"training on {device} ({', '.join(how)})")
     stopped_because = _run_trials(config, study, data) if remaining > 0 else None
     states = Counter(t.state for t in study.get_trials(deepcopy=False))  # one read of the storage

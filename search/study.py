@@ -136,7 +136,7 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
                study: optuna.Study | None = None) -> WorkerQuota:
     """Run trials in this process until `quota` of them finish (or the failure/time limit, or a callback);
     `study` is the caller's opened study where it has one, so it is not opened twice."""
-    from search.objective import make_objective  # imports Keras: only once the backend is chosen
+    from search.objective import interrupted, make_objective  # imports Keras: only once the backend is chosen
 
     data = data or load_dataset(Path(config.data_dir), config.subset, parse_image_size(config.image_size))
     study = study or open_study(config, data, seed_offset=worker)
@@ -151,9 +151,15 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     def owned_objective(trial: optuna.Trial) -> Values:
-        """The objective, after recording which process runs the trial (see search.owners)."""
-        mark_owner(trial)
-        return objective(trial)
+        """The objective, after recording which process runs the trial (see search.owners); an interrupt that a
+        library turned into another error still stops the study (catch=(Exception,) would go on)."""
+        try:
+            mark_owner(trial)
+            return objective(trial)
+        except Exception as exc:
+            if interrupted(exc):
+                raise KeyboardInterrupt from exc
+            raise
 
     study.optimize(owned_objective, timeout=config.timeout, catch=(Exception,),
                    callbacks=[quota_callback, target, console.trial, *callbacks])

@@ -24,9 +24,9 @@ STOPPED_ON_FAILURES = 3
 # It holds with preallocation off too (search.runtime turns it off); unset, each process may take 75%.
 GPU_MEMORY_FRACTION_VARIABLES = ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION")
 GPU_MEMORY_SHARED = 0.9  # of the card, split over the workers; the rest for the parent and other programs
-# Workers on a JAX GPU without --workers: 4 finished 3.26x the trials per hour of 1 on an H200 (BENCHMARKS.md);
-# fewer where the card's shared memory would give each less than GPU_WORKER_MIB (twice the 4,502 MiB that the
-# most demanding worker of that benchmark held).
+# Workers on a JAX GPU without --workers: 4 finished 3.26x the trials per hour of 1 on an H200 (BENCHMARKS.md:
+# CNN space, 12,000 images, 5-epoch trials); fewer where the card's shared memory would give each less than
+# GPU_WORKER_MIB (~1.8x the 4,502 MiB that the most demanding worker of that benchmark held) plus the data.
 GPU_WORKERS = 4
 GPU_WORKER_MIB = 8192
 
@@ -56,22 +56,29 @@ def signals_ignored() -> Iterator[None]:
 
 
 def gpu_memory_mib() -> int | None:
-    """The first GPU's memory in MiB as nvidia-smi reports it; None where it cannot say."""
+    """The memory in MiB of the GPU this process trains on (the first of CUDA_VISIBLE_DEVICES) as nvidia-smi
+    reports it; None where it cannot say, and for a MIG slice (nvidia-smi reports the whole card's)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
+    if not visible or visible.startswith("MIG-"):
+        return None
     try:
-        listed = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                                capture_output=True, text=True, timeout=30, check=True).stdout
-        return int(listed.split()[0])
+        listed = subprocess.run(["nvidia-smi", "-i", visible, "--query-gpu=memory.total,mig.mode.current",
+                                 "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30,
+                                check=True).stdout
+        memory, mig = (field.strip() for field in listed.splitlines()[0].split(","))
+        return None if mig == "Enabled" else int(memory)
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
 
 
-def default_workers(jax_gpu: bool) -> int:
-    """Worker processes without --workers: on a JAX GPU as many as its memory holds, up to GPU_WORKERS; else 1
-    (on CPU, K processes share the same cores; TensorFlow on a GPU would claim the whole card in each)."""
+def default_workers(jax_gpu: bool, data_mib: float = 0.0) -> int:
+    """Worker processes without --workers: on a JAX GPU as many as its memory holds (GPU_WORKER_MIB each, plus
+    the data, which the on-device loop keeps there), up to GPU_WORKERS; else 1 (on CPU, K processes share the same
+    cores; TensorFlow on a GPU would claim the whole card in each)."""
     memory = gpu_memory_mib() if jax_gpu else None
     if memory is None:
         return 1
-    return max(1, min(GPU_WORKERS, int(GPU_MEMORY_SHARED * memory) // GPU_WORKER_MIB))
+    return max(1, min(GPU_WORKERS, int(GPU_MEMORY_SHARED * memory // (GPU_WORKER_MIB + data_mib))))
 
 
 def _shares(total: int, workers: int) -> list[int]:

@@ -63,7 +63,7 @@ def test_max_failures_stops_a_study_that_keeps_failing(tiny_data: Path, sqlite_u
 
 def test_an_interrupt_a_library_turned_into_another_error_still_stops_the_study(
         tiny_data: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupted_in_a_lock(*args, **kwargs):
+    def interrupted_in_a_lock(*args: object, **kwargs: object) -> None:
         try:
             raise KeyboardInterrupt  # as Ctrl-C landing in Optuna's journal lock release
         except BaseException:
@@ -74,6 +74,23 @@ def test_an_interrupt_a_library_turned_into_another_error_still_stops_the_study(
         run_study(_config(tiny_data, sqlite_url))
     trials = _trials(sqlite_url)
     assert [(t.state, t.user_attrs["fail_reason"]) for t in trials] == [(TrialState.FAIL, "interrupted")]
+
+
+def _raised_while_interrupted(cause: BaseException | None) -> BaseException:
+    """An error raised `from cause` while a KeyboardInterrupt was being handled."""
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("did not possess lock") from cause
+    except RuntimeError as exc:
+        return exc
+
+
+def test_an_interrupt_is_found_anywhere_in_an_error_chain() -> None:
+    assert search.objective.interrupted(_raised_while_interrupted(OSError("rename failed")))  # cause and context
+    assert search.objective.interrupted(_raised_while_interrupted(None))
+    assert not search.objective.interrupted(RuntimeError("the GPU fell off the bus"))
 
 
 def test_memory_does_not_grow_across_trials(tiny_data: Path, tmp_path: Path) -> None:

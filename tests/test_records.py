@@ -154,22 +154,38 @@ def test_each_worker_gets_its_share_of_gpu_memory_unless_the_user_set_one() -> N
         assert worker_environment(4, {name: "0.5"}) == {name: "0.5"}
 
 
-@pytest.mark.parametrize(("memory_mib", "workers"), [(143_771, 4), (81_559, 4), (24_576, 2), (16_384, 1), (None, 1)])
-def test_a_jax_gpu_gets_as_many_workers_as_its_memory_holds(memory_mib: int | None, workers: int,
+@pytest.mark.parametrize(("memory_mib", "data_mib", "workers"), [
+    (143_771, 0, 4), (81_559, 0, 4), (24_576, 0, 2), (16_384, 0, 1), (None, 0, 1),
+    (81_559, 10_000, 4), (81_559, 20_000, 2), (24_576, 20_000, 1)])  # the on-device loop keeps the data there too
+def test_a_jax_gpu_gets_as_many_workers_as_its_memory_holds(memory_mib: int | None, data_mib: float, workers: int,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(search.workers, "gpu_memory_mib", lambda: memory_mib)
-    assert default_workers(jax_gpu=True) == workers
-    assert default_workers(jax_gpu=False) == 1  # CPU cores are not shared the same way
+    assert default_workers(jax_gpu=True, data_mib=data_mib) == workers
+    assert default_workers(jax_gpu=False, data_mib=data_mib) == 1  # CPU cores are not shared the same way
 
 
-def test_gpu_memory_comes_from_nvidia_smi_or_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpu_memory_is_the_visible_cards_from_nvidia_smi_or_unknown(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "nvidia-smi"
     monkeypatch.setenv("PATH", str(tmp_path))
-    for script, memory in (("echo 143771", 143_771), ("echo 'No devices were found'; exit 6", None),
-                           ("echo garbage", None)):
+    # Card 1 is a 24-GB one; the others answer as an H200 does, or a card split into MIG slices.
+    for script, visible, memory in (
+            ('[ "$2" = 1 ] && echo "24576, Disabled" || echo "143771, [N/A]"', None, 143_771),
+            ('[ "$2" = 1 ] && echo "24576, Disabled" || echo "143771, [N/A]"', "1,0", 24_576),
+            ('echo "81559, Enabled"', None, None),
+            ("echo 'No devices were found'; exit 6", None, None),
+            ("echo garbage", None, None)):
         fake.write_text(f"#!/bin/sh\n{script}\n")
         fake.chmod(0o755)
-        assert gpu_memory_mib() == memory
+        if visible is None:
+            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        else:
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        assert gpu_memory_mib() == memory, script
+    for hidden in ("", "MIG-4f1c2d3e-0000-0000-0000-000000000000"):  # no GPU; a MIG slice
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert gpu_memory_mib() is None
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     fake.unlink()
     assert gpu_memory_mib() is None  # no nvidia-smi at all
 
@@ -178,12 +194,14 @@ def test_gpu_memory_comes_from_nvidia_smi_or_is_unknown(tmp_path: Path, monkeypa
     ("jax", "NVIDIA H200", {}, {"device_loop": True, "workers": 4}),
     ("jax", "NVIDIA H200", {"device_loop": False, "workers": 1}, {"device_loop": False, "workers": 1}),
     ("jax", "cpu", {}, {"device_loop": False, "workers": 1}),
+    ("tensorflow", "NVIDIA H200", {}, {"device_loop": False, "workers": 1}),  # TensorFlow would take the card
     ("tensorflow", "cpu", {"workers": 2}, {"device_loop": False, "workers": 2}),
 ])
-def test_what_a_study_leaves_open_is_chosen_for_the_device(backend: str, device: str, asked: dict,
-                                                           chosen: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_what_a_study_leaves_open_is_chosen_for_the_device(backend: str, device: str, asked: dict[str, object],
+                                                           chosen: dict[str, object],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(search.workers, "gpu_memory_mib", lambda: 143_771)
-    config = search.runner.for_device(StudyConfig(arch="cnn", **asked), backend, device)
+    config = search.runner.for_device(StudyConfig(arch="cnn", **asked), backend, device)  # type: ignore[arg-type]
     assert (config.backend, config.device_loop, config.workers) == (backend, chosen["device_loop"], chosen["workers"])
 
 
