@@ -1,4 +1,5 @@
-"""The Keras callbacks of a training run, one job each: record the epochs, show them, prune the trial."""
+"""The Keras callbacks of a training run, one job each: record the epochs, stop on a NaN loss, show them, prune
+the trial. All act at epoch ends: a batch hook would make Keras dispatch every step's callbacks synchronously."""
 from __future__ import annotations
 
 import math
@@ -69,6 +70,18 @@ class EpochHistory(keras.callbacks.Callback):
         return best + 1, float(scores[best])
 
 
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training after an epoch whose loss is NaN or inf (the caller then fails the trial).
+
+    Not Keras' TerminateOnNaN: it checks every batch, and any batch hook makes Keras 3 run callbacks in step with
+    training (on JAX a host sync per step); the on-device loop can only check at epoch ends anyway."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Stop if the epoch's loss is not finite."""
+        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            self.model.stop_training = True
+
+
 class EpochProgress(keras.callbacks.Callback):
     """Shows each epoch recorded by `history` as it ends (place it after `history`)."""
 
@@ -89,7 +102,7 @@ class PruneOnValAccuracy(keras.callbacks.Callback):
         self.trial = trial
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """Report, then prune; a non-finite loss is left to TerminateOnNaN and the caller."""
+        """Report, then prune; a non-finite loss is left to StopOnNonFiniteLoss and the caller."""
         logs = logs or {}
         if "val_accuracy" not in logs or not math.isfinite(float(logs.get("loss", 0.0))):
             return

@@ -15,7 +15,14 @@ import optuna
 
 import spaces
 from search import records
-from search.callbacks import EpochHistory, EpochProgress, ProgressFn, PruneDominated, PruneOnValAccuracy
+from search.callbacks import (
+    EpochHistory,
+    EpochProgress,
+    ProgressFn,
+    PruneDominated,
+    PruneOnValAccuracy,
+    StopOnNonFiniteLoss,
+)
 from search.config import PRECISIONS
 from search.data import Dataset
 from search.errors import UserError
@@ -84,6 +91,13 @@ class TrainRun:
     history: EpochHistory
 
 
+def training_callbacks(params: Params, history: EpochHistory,
+                       callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[keras.callbacks.Callback]:
+    """Every callback of a training run, on either path: history first (the ones after it, such as progress and
+    pruning, read the epoch it recorded), the stop on a NaN loss, the caller's, then the configuration's own."""
+    return [history, StopOnNonFiniteLoss(), *callbacks, *make_callbacks(params)]
+
+
 def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: int, *,
           history: EpochHistory | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
           shuffle: bool = False, full_train: bool = False, device_loop: bool = False,
@@ -103,8 +117,7 @@ def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: in
         x, y = np.concatenate([x, data.x_val]), np.concatenate([y, data.y_val])
     steps = training_steps(len(x), int(params["batch_size"]), schedule_epochs or epochs)  # what a schedule spans
     model.compile(optimizer=make_optimizer(params, steps), loss=make_loss(params), metrics=["accuracy"])
-    # History first: the callbacks after it (progress, pruning) read the epoch it recorded.
-    all_callbacks = [keras.callbacks.TerminateOnNaN(), history, *callbacks, *make_callbacks(params)]
+    all_callbacks = training_callbacks(params, history, callbacks)
     validation_batch = validation_batch_size(int(params["batch_size"]), data.input_shape)
     if device_loop:
         if keras.backend.backend() != "jax":
