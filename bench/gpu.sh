@@ -77,7 +77,7 @@ check_precision("bfloat16"); print("bfloat16 check: agrees with float32")' 2>&1 
 accuracy() { local db=/tmp/gpu-study.db  # a study left on this (warm) machine, else the carried one, else new
   [ -f $db ] || [ ! -f .gpu-study/study.db ] || cp .gpu-study/study.db $db
   python3 -m search study cnn --trials 1000 --epochs $search_epochs --data $data $subset --storage sqlite:///$db \
-    --timeout "${SEARCH_S:-$(( $(left) - 240 ))}"; cp $db "$out/study.db"
+    --timeout "${SEARCH_S:-$(( $(left) - 240 ))}"
   python3 -m search export-best cnn --storage sqlite:///$db --data $data --out /tmp/gpu-export --force \
     --ensemble "${ENSEMBLE:-3}" && python3 -m search score /tmp/gpu-export/submission.csv --labels $data/testY.csv \
     | tee "$out/accuracy.txt"; }

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -26,6 +27,11 @@ def layer_counts(model: keras.Model) -> dict[str, int]:
     """How many conv, pooling and dense layers the model has."""
     names = [type(layer).__name__ for layer in model.layers]
     return {kind: sum(name in classes for name in names) for kind, classes in LAYER_KINDS.items()}
+
+
+def finite_loss(logs: Mapping[str, Any] | None) -> bool:
+    """Whether an epoch's logs (or recorded row) hold no NaN or inf loss (none recorded counts as finite)."""
+    return math.isfinite(float((logs or {}).get("loss", 0.0)))
 
 
 class EpochHistory(keras.callbacks.Callback):
@@ -78,7 +84,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Stop if the epoch's loss is not finite."""
-        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+        if not finite_loss(logs):
             self.model.stop_training = True
 
 
@@ -104,7 +110,7 @@ class PruneOnValAccuracy(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Report, then prune; a non-finite loss is left to StopOnNonFiniteLoss and the caller."""
         logs = logs or {}
-        if "val_accuracy" not in logs or not math.isfinite(float(logs.get("loss", 0.0))):
+        if "val_accuracy" not in logs or not finite_loss(logs):
             return
         self.trial.report(float(logs["val_accuracy"]), epoch + 1)
         if self.trial.should_prune():
@@ -121,7 +127,7 @@ class PruneDominated(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Compare with the completed trials (other workers' too: read from the storage each epoch)."""
-        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+        if not finite_loss(logs):
             return
         complete = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         finished = [TrialRecord.of(t).history for t in complete]

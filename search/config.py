@@ -54,6 +54,11 @@ class StudyConfig:
     objective: str = "accuracy"
 
     @property
+    def worker_count(self) -> int:
+        """The worker processes: as given, or 1 until the device chooses (search.runner.for_device)."""
+        return self.workers or 1
+
+    @property
     def name(self) -> str:
         """The study's name: given, or the architecture's."""
         return self.study_name or self.arch

@@ -22,6 +22,7 @@ from search.callbacks import (
     PruneDominated,
     PruneOnValAccuracy,
     StopOnNonFiniteLoss,
+    finite_loss,
 )
 from search.config import PRECISIONS
 from search.data import Dataset
@@ -131,7 +132,7 @@ def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: in
         model.fit(x, y, batch_size=int(params["batch_size"]), epochs=epochs, shuffle=shuffle, verbose=0,
                   validation_data=(data.x_val, data.y_val), validation_batch_size=validation_batch,
                   callbacks=all_callbacks)
-    bad = [row for row in history.rows if not math.isfinite(row.get("loss", 0.0))]
+    bad = [row for row in history.rows if not finite_loss(row)]
     if bad:
         raise TrialFailed(f"loss became {bad[0]['loss']} in epoch {bad[0]['epoch']}")
     return TrainRun(model, history)

@@ -37,7 +37,7 @@ def _failures(config: StudyConfig) -> str:
 def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> str | None:
     """Run the missing trials (one worker: the first round in this process, the rest in rounds of fresh worker
     processes); why it stopped early, if it did."""
-    remaining, workers = config.trials - count(study), config.workers or 1
+    remaining, workers = config.trials - count(study), config.worker_count
     deadline = time.monotonic() + config.timeout if config.timeout is not None else None
     if workers == 1:
         # The first round runs in this process: a fresh one would import Keras and load the data again before
@@ -106,7 +106,7 @@ def _run_study(config: StudyConfig) -> int:
 
     check_precision(config.precision)  # before a trial is queued: a refused precision leaves the study as it was
     config = for_device(config, backend, device, (data.x_train.nbytes + data.x_val.nbytes) / 2**20)  # workers too
-    device_loop, workers = bool(config.device_loop), config.workers or 1
+    device_loop, workers = bool(config.device_loop), config.worker_count
     study = open_study(config, data, checked=True)
     console = Console(config.quiet)
     if config.fail_orphans:

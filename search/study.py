@@ -140,7 +140,7 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
 
     data = data or load_dataset(Path(config.data_dir), config.subset, parse_image_size(config.image_size))
     study = study or open_study(config, data, seed_offset=worker)
-    console = Console(config.quiet, worker if (config.workers or 1) > 1 else None)
+    console = Console(config.quiet, worker if config.worker_count > 1 else None)
     objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,
                                shuffle=config.shuffle, show=console.epoch, device_loop=bool(config.device_loop),
                                levers=config.levers, accuracy_time=config.accuracy_time,

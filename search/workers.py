@@ -100,7 +100,7 @@ def run_workers(config: StudyConfig, remaining: int) -> list[int]:
 
     Workers run in their own session, so a terminal's Ctrl-C reaches only this process, which passes it on
     to each worker once. Their stdin stays open: its end of file tells a worker that this process is gone."""
-    procs, workers = [], config.workers or 1
+    procs, workers = [], config.worker_count
     env = worker_environment(workers, os.environ)
     try:
         for index, quota in enumerate(_shares(remaining, workers)):
