@@ -14,10 +14,10 @@
 #            split between them, and each process's GPU memory every 5 s (gpu_memory.txt)          (all)
 #   archs    every architecture at batch 32 and 256, 3 epochs, 2 repeats (ARCHS=a,b and REPEATS=n choose)
 #   study    `hpsearch study cnn --trials 50 --epochs 50` as a user runs it (workers chosen for the card), wall time
-#            and best
+#            and best; then, if EXPORT_S (default 200) seconds are left, `accuracy` without more search
 #   peers    hpsearch vs KerasTuner Hyperband, same space, data and budget
 #   accuracy go on with the study that `study` left (its study.db, carried back as .gpu-study/study.db) for SEARCH_S
-#            seconds (default: the budget less 240 s), then export-best --ensemble ENSEMBLE (default 3) and score it
+#            seconds (default: the budget less 240 s; 0: none), then export-best --ensemble ENSEMBLE (default 3) and score it
 #            on testY.csv
 # `study`, `peers` and `accuracy` run hpsearch as a user would: on a GPU with the workers it picks for the card.
 # SCALE=smoke runs every part on a few hundred images for a couple of epochs: a dry run on any machine, e.g.
@@ -76,11 +76,13 @@ check() { rm -f /tmp/gpu-check.db; python3 -m search study cnn --trials 2 --epoc
 check_precision("bfloat16"); print("bfloat16 check: agrees with float32")' 2>&1 | tail -1 | tee -a "$out/check.txt"; }
 accuracy() { local db=/tmp/gpu-study.db  # a study left on this (warm) machine, else the carried one, else new
   [ -f $db ] || [ ! -f .gpu-study/study.db ] || cp .gpu-study/study.db $db
-  python3 -m search study cnn --trials 1000 --epochs $search_epochs --data $data $subset --storage sqlite:///$db \
-    --timeout "${SEARCH_S:-$(( $(left) - 240 ))}"
-  python3 -m search export-best cnn --storage sqlite:///$db --data $data --out /tmp/gpu-export --force \
-    --ensemble "${ENSEMBLE:-3}" && python3 -m search score /tmp/gpu-export/submission.csv --labels $data/testY.csv \
-    | tee "$out/accuracy.txt"; }
+  local search_s=${SEARCH_S:-$(( $(left) - 240 ))}  # SEARCH_S=0: only export and score
+  [ "$search_s" -le 0 ] || python3 -m search study cnn --trials 1000 --epochs $search_epochs --data $data $subset \
+    --storage sqlite:///$db --timeout "$search_s"
+  local export="python3 -m search export-best cnn --storage sqlite:///$db --data $data --out /tmp/gpu-export --force"
+  # With fewer complete trials than ENSEMBLE, export-best refuses at once: then the winner alone
+  { $export --ensemble "${ENSEMBLE:-3}" || $export; } && python3 -m search score /tmp/gpu-export/submission.csv --labels $data/testY.csv \
+    | tee "$out/accuracy.txt"; cp /tmp/gpu-export/params.json "$out/export_params.json"; }
 export n search_epochs; export -f elapsed left model7 speed parity workers check accuracy
 case "$part" in
   all)     run 60 check check; run 120 speed speed; run "$(($(left) - 40))" parity parity
@@ -94,7 +96,9 @@ case "$part" in
            run "$(($(left) - 20))" study "python3 -m search study cnn --trials 50 --epochs 50 --data $data $subset \
              --storage sqlite:////tmp/gpu-study.db"
            python3 -m search trials cnn --storage sqlite:////tmp/gpu-study.db > "$out/study_trials.txt"
-           cp /tmp/gpu-study.db "$out/study.db" ;;  # for `accuracy` to go on with
+           cp /tmp/gpu-study.db "$out/study.db"  # for `accuracy` to go on with
+           # If the study left time, export and score its winners now (`accuracy` with no more search).
+           [ "$(left)" -lt "${EXPORT_S:-200}" ] || { export SEARCH_S=0; run "$(left)" accuracy accuracy; } ;;
   peers)   run "$(left)" peers "python3 bench/peers.py --data $data --subset ${n:-48000} --epochs 9 \
              --budget $(( (budget - 150) / 2 )) --seeds 1 | tee $out/peers.json" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
