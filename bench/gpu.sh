@@ -13,6 +13,8 @@
 #   workers  finished trials per hour with --workers 1 and 4 on one GPU (bench/workers.py), the time left
 #            split between them, and each process's GPU memory every 5 s (gpu_memory.txt)          (all)
 #   archs    every architecture at batch 32 and 256, 3 epochs, 2 repeats (ARCHS=a,b and REPEATS=n choose)
+#   levers   the on-device loop's steady epoch (CNN model 7, batch 32 and 256) under XLA flags for CUDA graphs and
+#            with the scan unrolled (bench/xla_levers.py: a fresh process per run, cold compiles; ~4 min)
 #   study    `hpsearch study cnn --trials 50 --epochs 50` as a user runs it (workers chosen for the card), wall time
 #            and best; then, if EXPORT_S (default 200) seconds are left, `accuracy` without more search
 #   peers    hpsearch vs KerasTuner Hyperband, same space, data and budget
@@ -23,7 +25,7 @@
 # SCALE=smoke runs every part on a few hundred images for a couple of epochs: a dry run on any machine, e.g.
 #   SCALE=smoke OUT=/tmp/gpu-smoke KERAS_BACKEND=jax bash bench/gpu.sh all
 set -uo pipefail
-part=${1:?usage: bash bench/gpu.sh all|check|speed|parity|workers|archs|study|peers|accuracy}
+part=${1:?usage: bash bench/gpu.sh all|check|speed|parity|workers|archs|levers|study|peers|accuracy}
 out=${OUT:-/tmp/gpu-out}
 budget=${BUDGET:-540}
 started=$(date +%s)
@@ -92,6 +94,9 @@ case "$part" in
            [ -f /tmp/gpu-study.db ] && cp /tmp/gpu-study.db "$out/study.db" ;;
   archs)   run "$(left)" archs "python3 bench/trial_speed.py --data $data $subset --archs $arch_list --epochs 3 \
              --repeats $repeats | tee $out/archs.json" ;;
+  levers)  run "$(left)" levers "python3 bench/xla_levers.py --data $data ${n:+--subset $n} --epochs ${speed_epochs} \
+             --repeats $repeats --variants ${VARIANTS:-default,unroll8,graph_while,graph_while_unroll8} \
+             | tee $out/levers.json" ;;
   study)   rm -f /tmp/gpu-study.db
            run "$(($(left) - 20))" study "python3 -m search study cnn --trials 50 --epochs 50 --data $data $subset \
              --storage sqlite:////tmp/gpu-study.db"

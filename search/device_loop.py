@@ -17,6 +17,10 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
+# Training steps per iteration of the epoch's scan (`jax.lax.scan`'s unroll). On a GPU an iteration of XLA's loop
+# launches its kernels from the host and may wait there for its condition; unrolling buys fewer iterations with a
+# larger program. 1 until a measurement on a GPU says otherwise (bench/xla_levers.py compares others).
+SCAN_UNROLL = 1
 
 def _state(model: keras.Model) -> tuple[list, list, list]:
     """The current values of the model's and optimizer's variables."""
@@ -96,7 +100,8 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, validation: 
             order = jax.random.permutation(key, n)
             xs, ys = xs[order], ys[order]
         state, (losses, correct) = jax.lax.scan(
-            train_step, state, (xs[:full].reshape(steps, batch_size, *x.shape[1:]), ys[:full].reshape(steps, -1)))
+            train_step, state, (xs[:full].reshape(steps, batch_size, *x.shape[1:]), ys[:full].reshape(steps, -1)),
+            unroll=SCAN_UNROLL)
         loss_sum, correct_sum = jnp.sum(losses), jnp.sum(correct)
         if rest:  # the last, smaller batch: its own step, traced once more for its shape
             state, (loss, last_correct) = train_step(state, (xs[full:], ys[full:]))

@@ -51,6 +51,16 @@ for name, params in (("dropout", DROPOUT), ("levers", LEVERS),
     out[name] = runs
     if name == "dropout":
         out["epoch_program_bytes"] = [size for file, size in epoch_programs().items() if file not in known]
+# The scan unrolled (search.device_loop.SCAN_UNROLL, a lever measured on GPUs): the same steps, so the same numbers.
+import search.device_loop
+unrolled, programs = {}, []
+for unroll in (1, 3):
+    search.device_loop.SCAN_UNROLL = unroll
+    unrolled[unroll] = train(arch, {**DROPOUT, "batch_size": 30}, data, 2, 7, device_loop=True).history.rows
+    programs.append(set(epoch_programs()))
+search.device_loop.SCAN_UNROLL = 1
+out["unrolled"] = [unrolled[1], unrolled[3]]
+out["unrolled_new_programs"] = len(programs[1] - programs[0])  # the unrolled epoch is a program of its own
 # bfloat16: layers compute in it on both paths (weights and the softmax output stay float32).
 fitted = [train(arch, DROPOUT, data, 8, 7, device_loop=loop, precision="bfloat16") for loop in (False, True)]
 out["bfloat16"] = [run.history.rows for run in fitted]
@@ -104,6 +114,10 @@ def test_device_loop_matches_model_fit_and_stops_on_nan(tiny_data: Path, tmp_pat
                                    ("accuracy", images / 120 + 1e-6), ("val_accuracy", images / 30 + 1e-6),
                                    ("learning_rate", 1e-9)):
                 assert abs(a[key] - b[key]) <= tolerance, (name, key, a, b)
+    plain, unrolled = out["unrolled"]  # 4 steps an epoch, unrolled 3: one iteration of 3 steps and 1 step alone
+    for a, b in zip(plain, unrolled, strict=True):
+        assert abs(a["loss"] - b["loss"]) <= 1e-4 * a["loss"] and abs(a["val_accuracy"] - b["val_accuracy"]) <= 1 / 30
+    assert out["unrolled_new_programs"] == 1, out["unrolled_new_programs"]
     # Two steps in float32 leave rounding only (measured: under 1e-5 of each weight's scale).
     assert out["bn_weights"] < 1e-4 and abs(out["bn_loss"][0] - out["bn_loss"][1]) < 1e-5 * out["bn_loss"][0], out
     assert out["dtypes"] == [["bfloat16", "float32"], ["float32", "float32"]], out["dtypes"]  # softmax in float32
