@@ -83,8 +83,9 @@ accuracy() { local db=/tmp/gpu-study.db  # a study left on this (warm) machine, 
     --storage sqlite:///$db --timeout "$search_s"
   local export="python3 -m search export-best cnn --storage sqlite:///$db --data $data --out /tmp/gpu-export --force"
   # With fewer complete trials than ENSEMBLE, export-best refuses at once: then the winner alone
-  { $export --ensemble "${ENSEMBLE:-3}" || $export; } && python3 -m search score /tmp/gpu-export/submission.csv --labels $data/testY.csv \
-    | tee "$out/accuracy.txt"; cp /tmp/gpu-export/params.json "$out/export_params.json"; }
+  { $export --ensemble "${ENSEMBLE:-3}" || $export; } \
+    && python3 -m search score /tmp/gpu-export/submission.csv --labels $data/testY.csv | tee "$out/accuracy.txt"
+  cp /tmp/gpu-export/params.json "$out/export_params.json"; }
 export n search_epochs; export -f elapsed left model7 speed parity workers check accuracy
 case "$part" in
   all)     run 60 check check; run 120 speed speed; run "$(($(left) - 40))" parity parity
@@ -94,7 +95,7 @@ case "$part" in
            [ -f /tmp/gpu-study.db ] && cp /tmp/gpu-study.db "$out/study.db" ;;
   archs)   run "$(left)" archs "python3 bench/trial_speed.py --data $data $subset --archs $arch_list --epochs 3 \
              --repeats $repeats | tee $out/archs.json" ;;
-  levers)  run "$(left)" levers "python3 bench/xla_levers.py --data $data ${n:+--subset $n} --epochs ${speed_epochs} \
+  levers)  run "$(left)" levers "python3 bench/xla_levers.py --data $data $subset --epochs ${speed_epochs} \
              --repeats $repeats --variants ${VARIANTS:-default,unroll8,graph_while,graph_while_unroll8} \
              | tee $out/levers.json" ;;
   study)   rm -f /tmp/gpu-study.db

@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from trial_speed import summarize  # bench/ is this script's folder, so on its path (and the trials')
 
 # name -> (XLA_FLAGS added, steps per scan iteration). Flags are XLA's (listed by `strings` on jaxlib's
 # libjax_common.so); `+WHILE` adds whole while loops to the command types recorded into CUDA graphs.
@@ -101,11 +102,8 @@ def main() -> None:
         row: dict = {"variant": variant, "batch": batch, "xla_flags": VARIANTS[variant][0],
                      "unroll": VARIANTS[variant][1], "runs": len(runs), "errors": [r["error"] for r in results
                                                                                    if "error" in r]}
-        if runs:
-            row |= {"fixed_s": round(statistics.median(r[0] for r in runs), 3),
-                    "steady_epoch_s": round(statistics.median(r[1] for r in runs), 4),
-                    "steady_runs_s": [round(r[1], 4) for r in runs],
-                    "best_val_accuracy": round(statistics.median(r[2] for r in runs), 4)}
+        if runs:  # the medians trial_speed reports, from the same measure_once tuples
+            row |= summarize(runs, next(r["train_images"] for r in results if "run" in r))
         rows.append(row)
     base = {row["batch"]: row.get("steady_epoch_s") for row in rows if row["variant"] == "default"}
     for row in rows:

@@ -22,6 +22,7 @@ import numpy as np
 # larger program. 1 until a measurement on a GPU says otherwise (bench/xla_levers.py compares others).
 SCAN_UNROLL = 1
 
+
 def _state(model: keras.Model) -> tuple[list, list, list]:
     """The current values of the model's and optimizer's variables."""
     return ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
