@@ -186,6 +186,8 @@ def export_best(
         "X points of accuracy of its most accurate (default: the most accurate).")] = None,
     ensemble: Annotated[int, typer.Option(help="Average the softmax of the K best trials (confirmed ones first), "
                                           "each retrained.")] = 1,
+    seeds: Annotated[int, typer.Option(help="Retrain each exported trial with S seeds (its own, then the next ones, "
+                                       "as `confirm` does) and average their softmax too: a seed ensemble.")] = 1,
     mirror: Annotated[Optional[bool], typer.Option(
         "--mirror/--no-mirror", help="Predict each image as the mean of its and its mirror image's softmax "
         "(test-time augmentation; default: on when the exported trials trained on randomly mirrored images).")] = None,
@@ -196,7 +198,7 @@ def export_best(
 
     out_dir = out or Path("studies") / arch / "best"
     with user_errors():
-        require_positive(("--epochs", epochs), ("--ensemble", ensemble))
+        require_positive(("--epochs", epochs), ("--ensemble", ensemble), ("--seeds", seeds))
         if pick is not None and (pick[0] != "fastest-within" or not pick[1] >= 0):
             raise UserError(f"--pick {pick[0]} {pick[1]:g}: expected `--pick fastest-within X` with X >= 0 points")
         check_out_dir(out_dir, force)  # before hours of retraining, not after
@@ -205,7 +207,7 @@ def export_best(
 
         result = run_export(study_obj, data, out_dir, epochs=epochs, full_train=full_train, quiet=quiet,
                             image_size=image_size, force=force, within=pick[1] if pick else None,
-                            ensemble=ensemble, mirror=mirror)
+                            ensemble=ensemble, seeds=seeds, mirror=mirror)
     console = Console(quiet)
     console.result(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}")
     for path in result.files:

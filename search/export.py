@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -89,11 +89,12 @@ def mirrored_by_default(plans: list[RetrainPlan]) -> bool:
 
 def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: int | None = None,
                 full_train: bool = False, quiet: bool = False, image_size: str | None = None,
-                force: bool = False, within: float | None = None, ensemble: int = 1,
+                force: bool = False, within: float | None = None, ensemble: int = 1, seeds: int = 1,
                 mirror: bool | None = None) -> Export:
-    """Retrain the study's winner (with `ensemble` K > 1, its K best trials, their softmax averaged) with their
-    seeds, evaluate, predict testX and write the five files (an earlier export is replaced only with force).
-    `mirror` averages each prediction with the mirrored image's (default: when every member trained mirrored)."""
+    """Retrain the study's winner (with `ensemble` K > 1, its K best trials) with its seed (with `seeds` S > 1, that
+    seed and the S - 1 next, as `confirm` does), average the softmax of the K x S runs, evaluate, predict testX and
+    write the five files (an earlier export is replaced only with force). `mirror` averages each prediction with
+    the mirrored image's (default: when every member trained mirrored)."""
     check_out_dir(out_dir, force)
     members = ranked(study, within)[:ensemble]
     if not members:
@@ -103,11 +104,14 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
     record = StudyRecord.of(study)
     data = study_data(study, data_dir, image_size)
     test_ids, x_test = load_test(data_dir, data.input_shape)
-    plans = [retrain_plan(study, trial, keras.backend.backend(), epochs) for trial in members]
+    # Each member trial once per seed: its own seed first, so a single run repeats the trial.
+    plans = [replace(plan, seed=plan.seed + i) for plan in
+             (retrain_plan(study, trial, keras.backend.backend(), epochs) for trial in members) for i in range(seeds)]
+    run_trials = [trial for trial in members for _ in range(seeds)]  # the trial of each plan
     console, runs = Console(quiet), []
-    for trial, plan in zip(members, plans, strict=True):
+    for trial, plan in zip(run_trials, plans, strict=True):
         console.say(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {value_of(trial):.4f}) "
-                    f"for {plan.epochs} epochs{' on all labelled rows' if full_train else ''}")
+                    f"with seed {plan.seed} for {plan.epochs} epochs{' on all labelled rows' if full_train else ''}")
         runs.append(retrain(plan, data, show=console.epoch, full_train=full_train))
     models = [run.model for run in runs]
     one_view = models[0] if len(models) == 1 else averaged_model(models, data.input_shape)
@@ -125,7 +129,8 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
             staging / "submission.csv", index=False)
         model.save(staging / "model.keras")
         history = pd.DataFrame(runs[0].history.rows)
-        pd.concat([pd.DataFrame(run.history.rows).assign(trial=t.number) for run, t in zip(runs, members, strict=True)]
+        pd.concat([pd.DataFrame(run.history.rows).assign(trial=t.number, seed=p.seed)
+                   for run, t, p in zip(runs, run_trials, plans, strict=True)]
                   ).to_csv(staging / "history.csv", index=False)
         params = {"arch": plan.arch, "study": study.study_name, "trial": trial.number, "value": value_of(trial),
                   "params": trial.params, "seed": plan.seed, "epochs": plan.epochs, "full_train": full_train,
@@ -143,7 +148,7 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
         if len(runs) > 1:
             params["ensemble"] = [{"trial": t.number, "value": value_of(t), "params": t.params, "seed": p.seed,
                                    "epochs": p.epochs, "val_accuracy": val_accuracy_of(r.model, data)}
-                                  for t, p, r in zip(members, plans, runs, strict=True)]
+                                  for t, p, r in zip(run_trials, plans, runs, strict=True)]
         confirmations = confirmation_table(study)
         if len(confirmations) and trial.number in set(confirmations["trial"]):
             params["confirmed"] = confirmations[confirmations["trial"] == trial.number].iloc[0].to_dict()
@@ -151,8 +156,10 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
         matrix = confusion_matrix(data.y_val, val_pred, labels=range(data.num_classes))
         caveat = (" (validation rows were also trained on)" if full_train else "") + \
             (", each image averaged with its mirror image" if mirror else "")
-        what = f"ensemble of trials {', '.join(str(t.number) for t in members)}" if len(runs) > 1 else \
-            f"trial {trial.number}"
+        numbers = ", ".join(str(t.number) for t in members)
+        what = f"trial {trial.number}"
+        if len(runs) > 1:
+            what = f"ensemble of trial{'s' * (ensemble > 1)} {numbers}" + (f", {seeds} seeds each" if seeds > 1 else "")
         sections = [Section(f"The exported run (trial {trial.number}): the notebook's six plots", run_figure(history)),
                     Section(f"Validation confusion matrix of the {what}, accuracy {val_accuracy:.4f}{caveat}",
                             confusion_figure(matrix, data.class_names, "Validation confusion matrix")),

@@ -1,5 +1,5 @@
 """Accuracy-time studies: two objectives, hpsearch's dominance pruning, the Pareto front in the trials table and
-the reports, export-best --pick fastest-within, and export-best --ensemble K."""
+the reports, export-best --pick fastest-within, and export-best --ensemble K --seeds S."""
 from __future__ import annotations
 
 import json
@@ -61,17 +61,25 @@ def test_export_picks_the_fastest_front_trial_within_the_given_points(two_object
     assert "Pareto front" in report
 
 
-def test_ensemble_averages_the_k_best_trials(two_objective: str, tiny_data: Path, tmp_path: Path) -> None:
+def test_ensemble_averages_the_k_best_trials_each_with_s_seeds(two_objective: str, tiny_data: Path,
+                                                               tmp_path: Path) -> None:
     study = load(two_objective)
     top = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.values[0], reverse=True)[:2]
     out = tmp_path / "ens"
     result = runner.invoke(app, ["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data),
-                                 "--out", str(out), "--ensemble", "2", "-q"])
+                                 "--out", str(out), "--ensemble", "2", "--seeds", "2", "-q"])
     assert result.exit_code == 0, result.output
     params = json.loads((out / "params.json").read_text())
-    assert [m["trial"] for m in params["ensemble"]] == [t.number for t in top]
-    assert set(pd.read_csv(out / "history.csv")["trial"]) == {t.number for t in top}
+    seed = records.TrialRecord.of(top[0]).seed
+    assert [(m["trial"], m["seed"]) for m in params["ensemble"]] == [
+        (t.number, s) for t in top for s in (seed, seed + 1)]  # each trial's own seed first, then the next
+    history = pd.read_csv(out / "history.csv")
+    assert set(zip(history["trial"], history["seed"])) == {(t.number, s) for t in top for s in (seed, seed + 1)}
+    # Another seed trained another model: the winner's two runs differ.
+    winner = history[history["trial"] == top[0].number]
+    assert list(winner[winner["seed"] == seed]["loss"]) != list(winner[winner["seed"] == seed + 1]["loss"])
     assert "ensemble of trials" in (out / "report.html").read_text()
+    assert "2 seeds each" in (out / "report.html").read_text()
     import spaces  # noqa: F401 - registers the custom loss and optimizer the members may use
 
     model = keras.saving.load_model(out / "model.keras", compile=False)
@@ -94,6 +102,8 @@ def test_wrong_combinations_are_one_line_errors(two_objective: str, tiny_data: P
         (["study", "lenet", *common, "--storage", two_objective], "objective"),  # resumed with one objective
         (["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data), "--out", str(tmp_path / "x"),
           "--ensemble", "50"], "only"),
+        (["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data), "--out", str(tmp_path / "z"),
+          "--seeds", "0"], "--seeds"),
         (["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data), "--out", str(tmp_path / "y"),
           "--pick", "fastest-within", "-1"], "X >= 0"),
     ]
