@@ -100,7 +100,8 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
     if not members:
         require_winner(study)  # the one-line error
     if len(members) < ensemble:
-        raise UserError(f"--ensemble {ensemble}: study {study.study_name!r} has only {len(members)} complete trials")
+        raise UserError(f"--ensemble {ensemble}: study {study.study_name!r} has only {len(members)} complete "
+                        f"trial{'s' * (len(members) > 1)}")
     record = StudyRecord.of(study)
     data = study_data(study, data_dir, image_size)
     test_ids, x_test = load_test(data_dir, data.input_shape)
