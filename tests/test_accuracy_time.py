@@ -74,7 +74,8 @@ def test_ensemble_averages_the_k_best_trials_each_with_s_seeds(two_objective: st
     assert [(m["trial"], m["seed"]) for m in params["ensemble"]] == [
         (t.number, s) for t in top for s in (seed, seed + 1)]  # each trial's own seed first, then the next
     history = pd.read_csv(out / "history.csv")
-    assert set(zip(history["trial"], history["seed"])) == {(t.number, s) for t in top for s in (seed, seed + 1)}
+    runs = {(t.number, s) for t in top for s in (seed, seed + 1)}
+    assert set(zip(history["trial"], history["seed"], strict=True)) == runs
     # Another seed trained another model: the winner's two runs differ.
     winner = history[history["trial"] == top[0].number]
     assert list(winner[winner["seed"] == seed]["loss"]) != list(winner[winner["seed"] == seed + 1]["loss"])
