@@ -20,7 +20,9 @@
 #   peers    hpsearch vs KerasTuner Hyperband, same space, data and budget
 #   accuracy go on with the study that `study` left (its study.db, carried back as .gpu-study/study.db) for SEARCH_S
 #            seconds (default: the budget less 240 s; 0: none), then export-best --ensemble ENSEMBLE (default 3)
-#            --seeds SEEDS (default 1; each member retrained with that many seeds) and score it on testY.csv
+#            --seeds SEEDS (default 1; each member retrained with that many seeds) and score it on testY.csv;
+#            ACCURACY_ARCH=resnet searches and exports the ResNet study of that storage instead of the CNN's, and
+#            ACCURACY_EPOCHS=n sets the search's epochs a trial (default 50, as `study`)
 # `study`, `peers` and `accuracy` run hpsearch as a user would: on a GPU with the workers it picks for the card.
 # SCALE=smoke runs every part on a few hundred images for a couple of epochs: a dry run on any machine, e.g.
 #   SCALE=smoke OUT=/tmp/gpu-smoke KERAS_BACKEND=jax bash bench/gpu.sh all
@@ -79,9 +81,10 @@ check_precision("bfloat16"); print("bfloat16 check: agrees with float32")' 2>&1 
 accuracy() { local db=/tmp/gpu-study.db  # a study left on this (warm) machine, else the carried one, else new
   [ -f $db ] || [ ! -f .gpu-study/study.db ] || cp .gpu-study/study.db $db
   local search_s=${SEARCH_S:-$(( $(left) - 240 ))}  # SEARCH_S=0: only export and score
-  [ "$search_s" -le 0 ] || python3 -m search study cnn --trials 1000 --epochs $search_epochs --data $data $subset \
-    --storage sqlite:///$db --timeout "$search_s"
-  local export="python3 -m search export-best cnn --storage sqlite:///$db --data $data --out /tmp/gpu-export --force \
+  local arch=${ACCURACY_ARCH:-cnn}
+  [ "$search_s" -le 0 ] || python3 -m search study $arch --trials 1000 --epochs "${ACCURACY_EPOCHS:-$search_epochs}" \
+    --data $data $subset --storage sqlite:///$db --timeout "$search_s"
+  local export="python3 -m search export-best $arch --storage sqlite:///$db --data $data --out /tmp/gpu-export --force \
     --seeds ${SEEDS:-1}"
   # With fewer complete trials than ENSEMBLE, export-best refuses at once: then the winner alone
   { $export --ensemble "${ENSEMBLE:-3}" || $export; } \

@@ -53,7 +53,7 @@ def _given(trial: Any) -> dict[str, Any] | None:
     return None
 
 
-def _asks(trial: Any, name: str) -> bool:
+def asks(trial: Any, name: str) -> bool:
     """Whether to ask the trial for lever `name`: a trial handed params without it (a notebook model, the warm
     start, a replay) runs as given, with the lever off and not recorded."""
     given = _given(trial)
@@ -70,7 +70,7 @@ def suggest_schedule(trial: Any, levers: bool = True) -> Params:
     """Sample the learning-rate schedule and, for a constant rate, ReduceLROnPlateau (Keras refuses to set the
     rate of an optimizer that follows a schedule, so the two exclude each other)."""
     params: Params = {}
-    if levers and _asks(trial, "lr_schedule"):
+    if levers and asks(trial, "lr_schedule"):
         params["lr_schedule"] = trial.suggest_categorical("lr_schedule", (CONSTANT, *LR_SCHEDULES))
     if params.get("lr_schedule", CONSTANT) == CONSTANT:
         params["reduce_lr"] = trial.suggest_categorical("reduce_lr", (False, True))
@@ -83,15 +83,15 @@ def suggest_levers(trial: Any, optimizer: str, levers: bool = True) -> Params:
     params: Params = {}
     if not levers:
         return params
-    if _asks(trial, "augment"):
+    if asks(trial, "augment"):
         params["augment"] = trial.suggest_categorical("augment", (False, True))
         if params["augment"]:
             for name, (spec, _) in AUGMENTATIONS.items():
                 params[name] = (_suggest_range(trial, name, spec) if spec
                                 else trial.suggest_categorical(name, (False, True)))
-    if _asks(trial, "label_smoothing"):
+    if asks(trial, "label_smoothing"):
         params["label_smoothing"] = _suggest_range(trial, "label_smoothing", LABEL_SMOOTHING)
-    if _asks(trial, "use_weight_decay"):
+    if asks(trial, "use_weight_decay"):
         params["use_weight_decay"] = trial.suggest_categorical("use_weight_decay", (False, True))
         if params["use_weight_decay"]:
             params["weight_decay"] = trial.suggest_float("weight_decay", *WEIGHT_DECAYS[optimizer], log=True)

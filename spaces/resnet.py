@@ -18,10 +18,17 @@ from spaces._common import (
     suggest_dropout,
     suggest_training,
 )
+from spaces._levers import asks
 from spaces._notebook import NotebookModel, Reported, seed_params
 
 NAME = "resnet"
 INPUT_SIZE = 28
+
+# The stem, the convolution before the first block: (kernel, strides). ABSENT from params it is "notebook", ResNet-18's
+# ImageNet stem (7x7 at stride 2), which halves a 28x28 image before any block sees it. "small" is the stem of
+# the CIFAR ResNets and wide ResNets: 3x3 at stride 1, so every stage works on twice the height and width (about
+# 4x the computation; with 4 stages and no stem pooling the last one sees 4x4 pixels instead of 2x2).
+STEMS: dict[str, tuple[int, int]] = {"notebook": (7, 2), "small": (3, 1)}
 
 # Model 1 is ResNet-18's body (4 stages x 2 blocks, 64-512 filters) with biased convolutions and
 # an unnormalized 1x1 projection shortcut, as the notebook built it: 11,183,621 parameters.
@@ -56,8 +63,13 @@ def suggest(trial: Any, levers: bool = True) -> Params:
         "base_filters": trial.suggest_categorical("base_filters", (16, 32, 64)),
         "stem_maxpool": trial.suggest_categorical("stem_maxpool", (False, True)),
         **suggest_bn_momentum(trial), **suggest_dropout(trial), **suggest_activation(trial),
-        **suggest_training(trial, levers),
+        **suggest_training(trial, levers), **_suggest_stem(trial, levers),
     }
+
+
+def _suggest_stem(trial: Any, levers: bool) -> Params:
+    """Sample the stem with the accuracy levers; a trial handed params without one keeps the notebook's."""
+    return {"stem": trial.suggest_categorical("stem", tuple(STEMS))} if levers and asks(trial, "stem") else {}
 
 
 def _residual_block(x: keras.KerasTensor, filters: int, strides: int, params: Params) -> keras.KerasTensor:
@@ -73,7 +85,8 @@ def _residual_block(x: keras.KerasTensor, filters: int, strides: int, params: Pa
 def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build the ResNet described by params (uncompiled)."""
     inputs, x = model_input(input_shape, INPUT_SIZE, params)
-    x = conv_block(x, params["base_filters"], 7, params, strides=2, batch_norm=True)
+    kernel, strides = STEMS[params.get("stem", "notebook")]
+    x = conv_block(x, params["base_filters"], kernel, params, strides=strides, batch_norm=True)
     if params["stem_maxpool"]:
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     for stage in range(params["stages"]):

@@ -170,3 +170,23 @@ def test_learning_rate_range_depends_on_the_optimizer(optimizer: str) -> None:
         low, high = LEARNING_RATES[optimizer]
         assert low <= params["learning_rate"] <= high
         study.tell(trial, 0.5)
+
+
+def test_resnet_stem_is_a_lever_and_absent_is_the_notebooks() -> None:
+    """The search samples both stems with the levers and none without; params without a stem (the notebook's
+    models, the warm start, studies from before) build the 7x7/2 stem, "small" a 3x3/1 one that keeps 28x28."""
+    arch = spaces.get("resnet")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    assert {arch.suggest(study.ask())["stem"] for _ in range(12)} == set(arch.STEMS)
+    assert all("stem" not in arch.suggest(study.ask(), levers=False) for _ in range(4))
+
+    def stem_and_last_map(params: dict[str, object]) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+        model = arch.build(params, (28, 28, 1), 5)
+        stem = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+        pooled = next(layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
+        return stem.kernel_size, stem.strides, pooled.input.shape[1]
+
+    # DEFAULT: 3 stages, no stem pooling: the last stage works on 28 -> 14 -> 7 -> 4 pixels a side, or 28 -> 14 -> 7.
+    assert stem_and_last_map(arch.DEFAULT) == ((7, 7), (2, 2), 4)
+    assert stem_and_last_map({**arch.DEFAULT, "stem": "notebook"}) == ((7, 7), (2, 2), 4)
+    assert stem_and_last_map({**arch.DEFAULT, "stem": "small"}) == ((3, 3), (1, 1), 7)
