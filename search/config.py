@@ -52,6 +52,7 @@ class StudyConfig:
     fail_orphans: bool = False
     levers: bool = True  # search the accuracy levers (spaces._levers) too
     objective: str = "accuracy"
+    failed_before: int = 0  # set by search.runner: the failed trials the study held when this run began
 
     @property
     def worker_count(self) -> int:
@@ -76,12 +77,16 @@ class StudyConfig:
     def check(self) -> None:
         """Reject impossible settings with one line each, before anything is loaded or written."""
         from search.data import parse_image_size  # NumPy and pandas: only once a command runs
+        from search.runtime import chosen_backend
 
         spaces.require(self.arch)
         require_positive(("--trials", self.trials), ("--epochs", self.epochs), ("--workers", self.workers),
                          ("--max-failures", self.max_failures), ("--heartbeat", self.heartbeat_seconds),
                          ("--subset", self.subset))
         parse_image_size(self.image_size)
+        # The backend too (its name, not Keras): a refused option must find no study written yet.
+        if chosen_backend(self.backend) != "jax" and self.device_loop:
+            raise UserError("--device-loop needs the JAX backend (--backend jax)")
         if self.timeout is not None and not self.timeout > 0:  # 0 would mean "no deadline" to a loop
             raise UserError(f"--timeout must be more than 0 seconds, got {self.timeout:g}")
         if self.sampler not in SAMPLERS:

@@ -14,7 +14,6 @@ from optuna.trial import TrialState
 from search.config import DEFAULT_STORAGE, StudyConfig
 from search.console import Console
 from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
-from search.errors import UserError
 from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
 from search.records import value_of, winner
@@ -92,19 +91,26 @@ def for_device(config: StudyConfig, backend: str, device: str, data_mib: float =
         workers=config.workers if config.workers is not None else default_workers(jax_gpu, data_mib))
 
 
+def _check_precision(config: StudyConfig) -> None:
+    """Refuse a precision this device computes wrongly (search.objective.check_precision), importing Keras."""
+    use_backend(config.backend)
+    from search.objective import check_precision  # imports Keras: only once the backend is chosen
+
+    check_precision(config.precision)
+
+
 def _run_study(config: StudyConfig) -> int:
     """run_study's body."""
+    if config.precision != "float32":
+        # Its check runs a model: a refused precision must find no study written, so Keras comes first here
+        # (with Keras imported, the preparation below runs in this process, after it).
+        _check_precision(config)
     # Importing Keras takes seconds of one core; a forked process loads the data and opens the storage meanwhile
     # (measured with bench/first_result.py, BENCHMARKS.md).
     with in_forked_process(functools.partial(prepare_study, config)) as prepared:
         backend = use_backend(config.backend)
-        if backend != "jax" and config.device_loop:
-            raise UserError("--device-loop needs the JAX backend (--backend jax)")
         device = device_name()
         data = prepared()
-    from search.objective import check_precision  # imports Keras: only once the backend is chosen
-
-    check_precision(config.precision)  # before a trial is queued: a refused precision leaves the study as it was
     config = for_device(config, backend, device, (data.x_train.nbytes + data.x_val.nbytes) / 2**20)  # workers too
     device_loop, workers = bool(config.device_loop), config.worker_count
     study = open_study(config, data, checked=True)
@@ -116,6 +122,8 @@ def _run_study(config: StudyConfig) -> int:
         enqueue_seed_models(study, config.arch)
     elif config.warm_start and not study.get_trials(deepcopy=False):
         enqueue_warm_start(study, config.arch)
+    # --max-failures counts the trials that fail from here on, in every worker and round of this run.
+    config = dataclasses.replace(config, failed_before=count(study, (TrialState.FAIL,)))
     remaining = config.trials - count(study)
     console.say(f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, "
                  f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "

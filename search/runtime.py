@@ -47,11 +47,18 @@ def default_backend() -> str:
     return "tensorflow"
 
 
-def use_backend(name: str | None) -> str:
-    """Select the Keras backend: the given name, else KERAS_BACKEND, else `default_backend()`."""
+def chosen_backend(name: str | None) -> str:
+    """The backend `use_backend` would select (the given name, else KERAS_BACKEND, else `default_backend()`),
+    checked, without importing Keras."""
     chosen = name or os.environ.get("KERAS_BACKEND") or default_backend()
     if chosen not in BACKENDS:
         raise UserError(f"unknown backend {chosen!r}; valid: {', '.join(BACKENDS)}")
+    return chosen
+
+
+def use_backend(name: str | None) -> str:
+    """Select the Keras backend (`chosen_backend`) and import Keras on it."""
+    chosen = chosen_backend(name)
     if "keras" in sys.modules and sys.modules["keras"].backend.backend() != chosen:
         raise UserError(f"Keras is already running on {sys.modules['keras'].backend.backend()}; "
                         f"start a new process for {chosen}")
@@ -107,6 +114,7 @@ def _native_stderr_captured() -> Iterator[Callable[[], str]]:
         os.dup2(sink.fileno(), 2)
 
         def captured() -> str:
+            """What was written to fd 2 so far."""
             sink.seek(0)
             return sink.read()
 
@@ -116,11 +124,6 @@ def _native_stderr_captured() -> Iterator[Callable[[], str]]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-
-
-def on_accelerator() -> bool:
-    """Whether Keras computes on a GPU (or another accelerator) rather than the CPU."""
-    return device_name() != "cpu"
 
 
 def device_name() -> str:

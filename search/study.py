@@ -106,10 +106,12 @@ def worker_done(finished: int, failed: int, quota: int, max_failures: int) -> bo
 
 class WorkerQuota:
     """Optuna callback: stops this worker once `worker_done` says so (the study-wide --trials target is
-    Optuna's MaxTrialsCallback; other machines' trials count there)."""
+    Optuna's MaxTrialsCallback; other machines' trials count there). Its finished trials are this worker's own;
+    its failed ones are the run's: every trial that failed since the run began with `failed_before` failures in
+    the study (other workers' and rounds' too, so K workers stop at --max-failures, not K times it)."""
 
-    def __init__(self, quota: int, max_failures: int) -> None:
-        self.quota, self.max_failures = quota, max_failures
+    def __init__(self, quota: int, max_failures: int, failed_before: int = 0) -> None:
+        self.quota, self.max_failures, self.failed_before = quota, max_failures, failed_before
         self.finished = self.failed = 0
 
     @property
@@ -120,7 +122,8 @@ class WorkerQuota:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Count the trial and stop the worker when its share is done."""
         self.finished += trial.state in FINISHED
-        self.failed += trial.state == TrialState.FAIL
+        if trial.state == TrialState.FAIL:  # one read of the storage, only when a trial failed
+            self.failed = count(study, (TrialState.FAIL,)) - self.failed_before
         if worker_done(self.finished, self.failed, self.quota, self.max_failures):
             study.stop()
 
@@ -145,7 +148,7 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
                                shuffle=config.shuffle, show=console.epoch, device_loop=bool(config.device_loop),
                                levers=config.levers, accuracy_time=config.accuracy_time,
                                prune=config.chosen_pruner != "none", precision=config.precision)
-    quota_callback = WorkerQuota(quota, config.max_failures)
+    quota_callback = WorkerQuota(quota, config.max_failures, config.failed_before)
     target = optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)
     # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -59,6 +59,9 @@ def test_max_failures_stops_a_study_that_keeps_failing(tiny_data: Path, sqlite_u
     trials = _trials(sqlite_url)
     assert [t.state for t in trials] == [TrialState.FAIL] * 3
     assert trials[-1].user_attrs["fail_reason"] == "RuntimeError: the GPU fell off the bus"
+    # The limit is per run: a rerun gets its own 3 failures, the first run's do not count.
+    assert run_study(_config(tiny_data, sqlite_url, trials=10, max_failures=3)) == 1
+    assert [t.state for t in _trials(sqlite_url)] == [TrialState.FAIL] * 6
 
 
 def test_an_interrupt_a_library_turned_into_another_error_still_stops_the_study(

@@ -22,7 +22,7 @@ from search.records import (
     save_confirmations,
     winner,
 )
-from search.study import worker_done
+from search.study import WorkerQuota, worker_done
 from search.workers import STOPPED_ON_FAILURES, _shares, default_workers, gpu_memory_mib, worker_environment
 
 HISTORY = [{"epoch": 1, "loss": 1.0, "val_accuracy": 0.5, "learning_rate": 0.01, "seconds": 2.0},
@@ -140,6 +140,21 @@ def test_retrain_plan_keeps_the_trials_schedule_span() -> None:
                                                           (2, 3, False), (5, 9, True)])
 def test_worker_stops_after_its_quota_or_too_many_failures(finished: int, failed: int, done: bool) -> None:
     assert worker_done(finished, failed, quota=3, max_failures=4) is done
+
+
+def test_failures_of_every_worker_since_the_run_began_count_toward_the_limit() -> None:
+    study = _study()
+    for _ in range(2):  # failed before this run: not counted
+        _trial(study, None, TrialState.FAIL)
+    quota = WorkerQuota(quota=10, max_failures=3, failed_before=2)
+    _trial(study, None, TrialState.FAIL)  # another worker's failure in this run
+
+    def broken(trial: optuna.Trial) -> float:
+        raise RuntimeError("broken")
+
+    study.optimize(broken, n_trials=10, catch=(RuntimeError,), callbacks=[quota])
+    # With only its own failures counted, this worker would have run 3 (and K workers 3 each).
+    assert len(study.trials) == 2 + 1 + 2 and quota.stopped_on_failures
 
 
 @pytest.mark.parametrize(("total", "workers", "shares"), [(10, 3, [4, 3, 3]), (2, 4, [1, 1]), (6, 1, [6]),
