@@ -32,7 +32,8 @@ def data_prepare(
     out: Annotated[Path, typer.Option(help="Where to write train.csv, testX.csv, testY.csv.")] = Path("data"),
     fmt: Annotated[str, typer.Option("--format", help="csv (train.csv, testX.csv, testY.csv) or folders "
                                      "(train/<class>/*.png, test/*.png, testY.csv).")] = "csv",
-    force: Annotated[bool, typer.Option(help="Overwrite existing train.csv, testX.csv, testY.csv.")] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite existing train.csv, testX.csv, testY.csv (CSV format; an "
+                                        "image tree is never replaced).")] = False,
 ) -> None:
     """Write Fashion-MNIST as Kaggle-format CSVs, or as PNG image folders (--format folders)."""
     from search.data import prepare
@@ -75,7 +76,8 @@ def study(
                                                 "per 8 GiB (plus the data) of 90% of its memory, up to 4.",
                                                 show_default=False)]
     = StudyConfig.workers,
-    max_failures: Annotated[int, typer.Option(help="Stop after this many failed trials in one run.")]
+    max_failures: Annotated[int, typer.Option(help="Stop once this many trials failed in this run (all its "
+                                              "workers together).")]
     = StudyConfig.max_failures,
     device_loop: Annotated[Optional[bool], typer.Option(
         "--device-loop/--no-device-loop", help="JAX only: train each epoch as one compiled on-device loop "
@@ -158,14 +160,17 @@ def worker() -> None:
         raise typer.Exit(worker_main(payload))
 
 
-def _study_for_training(arch: str, storage: str, study_name: str | None, backend: str | None) -> optuna.Study:
-    """Check the architecture, start the Keras backend, and load an existing study to retrain from."""
+def _study_for_training(arch: str, storage: str, study_name: str | None, backend: str | None, *,
+                        writes: bool = False) -> optuna.Study:
+    """Check the architecture, start the Keras backend, and load an existing study to retrain from (`writes`:
+    opened for writing too, once it is known to exist, so no storage is created where there was none)."""
     from search.runtime import use_backend
     from search.storage import load_study, open_storage
 
     spaces.require(arch)
     use_backend(backend)
-    return load_study(open_storage(storage, readonly=True), study_name or arch)
+    study = load_study(open_storage(storage, readonly=True), study_name or arch)
+    return load_study(open_storage(storage), study.study_name) if writes else study
 
 
 @app.command("export-best")
@@ -229,7 +234,7 @@ def confirm(
     """Retrain the best configurations with more seeds; export-best then picks the best mean."""
     with user_errors():
         require_positive(("--top", top), ("--seeds", seeds))
-        study_obj = _study_for_training(arch, storage, study_name, backend)
+        study_obj = _study_for_training(arch, storage, study_name, backend, writes=True)  # it stores the scores
         from search.confirm import confirm as run_confirm
         from search.export import study_data
         from search.records import require_winner

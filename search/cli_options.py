@@ -37,6 +37,11 @@ def user_errors() -> Iterator[None]:
     except (UserError, spaces.UnknownArchitecture) as exc:
         Console().warn(f"error: {exc}")
         raise typer.Exit(2) from None
+    except OSError as exc:
+        if exc.filename is None:  # not about a file the user named (a bug, or the network): keep the traceback
+            raise
+        Console().warn(f"error: {exc.filename}: {exc.strerror}")  # e.g. a folder without write permission
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         Console().warn("interrupted: finished trials are saved; run the same command again to resume")
         raise typer.Exit(130) from None

@@ -39,6 +39,8 @@ def report(
 
     with user_errors():
         every_study = load_all(open_storage(storage, readonly=True))  # a bad storage is said first
+        if out.with_suffix(".csv") == out:  # the CSV would be written, then replaced by the HTML
+            raise UserError(f"--out {out}: name the HTML file (e.g. report.html); its CSV is written beside it")
         existing = [path for path in (out, out.with_suffix(".csv")) if path.exists()]
         if existing and not force:  # perhaps not a report at all: --out may name any file
             raise UserError(f"{existing[0]} exists; pass --force to replace it (or choose another --out)")

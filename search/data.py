@@ -1,6 +1,7 @@
 """The one data entry point: a CSV pair or an image tree in, a Dataset out; `prepare` writes Fashion-MNIST."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import math
@@ -55,11 +56,14 @@ class Dataset:
 
 def read_idx(path: Path) -> np.ndarray:
     """Read a gzipped IDX file (the MNIST format) into a uint8 array of its stated shape."""
-    with gzip.open(path) as handle:
-        raw = handle.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    try:
+        with gzip.open(path) as handle:
+            raw = handle.read()
+        ndim = raw[3]
+        shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+        return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    except (OSError, EOFError, ValueError, IndexError) as exc:  # not gzip, cut short, or sizes that don't fit
+        raise DataError(f"{path}: not a gzipped IDX file of Fashion-MNIST ({exc})") from None
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -149,10 +153,11 @@ def to_images(pixels: np.ndarray) -> np.ndarray:
 def describe(data_dir: Path, num_classes: int) -> tuple[str, tuple[str, ...]]:
     """Label set name and class names: `dataset.json` from `prepare`, else class folder names, else generic."""
     meta = Path(data_dir) / META_FILE
-    if meta.is_file():
+    # A dataset.json that `prepare` did not write (not JSON, other keys) is ignored like a missing one.
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         info = json.loads(meta.read_text())
         if len(info["class_names"]) == num_classes:
-            return info["label_set"], tuple(info["class_names"])
+            return str(info["label_set"]), tuple(map(str, info["class_names"]))
     train = Path(data_dir) / "train"
     folders = sorted(p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith(".")) \
         if train.is_dir() else []

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
-from search.data import DataError, load_dataset, load_test, prepare, read_table
+from search.cli import app
+from search.data import IDX_FILES, DataError, describe, load_dataset, load_test, prepare, read_table
 
 
 def test_prepare_writes_kaggle_format_with_fashion5_labels(tiny_source: Path, tmp_path: Path) -> None:
@@ -35,6 +37,26 @@ def test_prepare_without_source_says_how_to_get_it(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="pass --source"):
         prepare(tmp_path / "nowhere", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_prepare_names_a_damaged_idx_file_and_an_out_it_cannot_make(tiny_source: Path, tmp_path: Path) -> None:
+    damaged = tmp_path / "idx"
+    shutil.copytree(tiny_source, damaged)
+    victim = damaged / IDX_FILES["test_y"]
+    victim.write_bytes(victim.read_bytes()[:30])  # cut short: gzip's end is missing
+    with pytest.raises(DataError, match=f"{victim}: not a gzipped IDX file"):
+        prepare(damaged, tmp_path / "out")
+    (tmp_path / "a-file").write_text("mine")
+    result = CliRunner().invoke(app, ["data", "prepare", "--source", str(tiny_source),
+                                      "--out", str(tmp_path / "a-file" / "data")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.strip() == f"error: {tmp_path / 'a-file' / 'data'}: Not a directory"
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"labels": [1]}', '["a"]', "\udcff"])
+def test_a_dataset_json_prepare_did_not_write_is_ignored(text: str, tmp_path: Path) -> None:
+    (tmp_path / "dataset.json").write_text(text, errors="surrogateescape")
+    assert describe(tmp_path, 2) == ("custom", ("class 0", "class 1"))
 
 
 def test_load_dataset_scales_shapes_and_splits(tiny_data: Path) -> None:

@@ -64,6 +64,26 @@ def test_report_refuses_to_replace_a_file_unless_force(lenet_study: str, tmp_pat
     assert "lenet" in mine.read_text() and (tmp_path / "report.html").stat().st_size > 1000
 
 
+def test_report_refuses_an_out_that_its_csv_would_replace(lenet_study: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", "--storage", lenet_study, "--out", str(tmp_path / "report.csv")])
+    _one_line_error(result, "name the HTML file")
+    assert not any(tmp_path.iterdir())
+
+
+def test_export_best_refuses_an_out_it_cannot_make_before_retraining(lenet_study: str, tiny_data: Path,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a-file").write_text("mine")
+
+    def retrained(*args: object, **kwargs: object) -> None:
+        raise AssertionError("retrained before the --out check")
+
+    monkeypatch.setattr(search.export, "retrain", retrained)
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", lenet_study, "--data", str(tiny_data),
+                                 "--out", str(tmp_path / "a-file" / "best")])
+    _one_line_error(result, f"cannot make a folder in {tmp_path / 'a-file'}")
+
+
 def test_export_best_never_replaces_a_folder_of_other_files(lenet_study: str, tiny_data: Path,
                                                             tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
