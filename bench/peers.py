@@ -71,6 +71,7 @@ def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[
         """hpsearch's space as a KerasTuner hypermodel; batch size and callbacks come from the same params."""
 
         def build(self, hp: Any) -> keras.Model:
+            """The space's model for KerasTuner's hyperparameters, compiled as hpsearch compiles it."""
             params = arch.suggest(KerasTunerTrial(hp))
             model = arch.build(params, data.input_shape, data.num_classes)
             # A learning-rate schedule spans the epochs Hyperband gives this trial.
@@ -80,6 +81,7 @@ def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[
             return model
 
         def fit(self, hp: Any, model: keras.Model, *fit_args: Any, **kwargs: Any) -> Any:
+            """model.fit with the trial's batch size and hpsearch's callbacks for its params."""
             params = arch.suggest(KerasTunerTrial(hp))  # already sampled: returns the trial's values
             kwargs["callbacks"] = [*kwargs.get("callbacks", []), *make_callbacks(params), OverBudget()]
             return model.fit(*fit_args, batch_size=int(params["batch_size"]), **kwargs)
@@ -88,6 +90,7 @@ def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[
         """Records each epoch's validation accuracy with its time; stops training once the budget ran out."""
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            """Record the epoch; stop once the budget is spent."""
             seen.append((round(time.time() - started, 2), float((logs or {}).get("val_accuracy", 0.0))))
             if time.time() - started > args.budget:
                 self.model.stop_training = True
@@ -96,6 +99,7 @@ def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[
         """Hyperband that stops once the budget is spent (KerasTuner has no time limit of its own)."""
 
         def on_trial_end(self, trial: Any) -> None:
+            """End the search once the budget is spent."""
             super().on_trial_end(trial)
             if time.time() - started > args.budget:
                 raise StopIteration

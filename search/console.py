@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # Optuna is imported by the commands that run trials; the con
 def format_params(params: dict) -> str:
     """Params as short key=value pairs for one terminal line."""
     def short(value: object) -> str:
+        """One value: a float to 3 significant digits, anything else as it prints."""
         return f"{value:.3g}" if isinstance(value, float) else str(value)
 
     return " ".join(f"{key}={short(value)}" for key, value in params.items())

@@ -73,12 +73,14 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, validation: 
         optimizer.build(model.trainable_variables)
 
     def loss_and_updates(trainable: list, non_trainable: list, xb: jax.Array, yb: jax.Array) -> tuple[Any, Any]:
+        """A batch's mean loss, with the updated non-trainable variables and the predictions."""
         pred, non_trainable = model.stateless_call(trainable, non_trainable, xb, training=True)
         return jnp.mean(loss_fn(yb, pred)), (non_trainable, pred)
 
     grad_fn = jax.value_and_grad(loss_and_updates, has_aux=True)
 
     def train_step(state: tuple, batch: tuple) -> tuple[tuple, tuple]:
+        """One optimizer step; the new state, and the batch's summed loss and correct predictions."""
         trainable, non_trainable, opt_vars = state
         (loss, (non_trainable, pred)), grads = grad_fn(trainable, non_trainable, *batch)
         trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
@@ -86,6 +88,7 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, validation: 
         return (trainable, non_trainable, opt_vars), (loss * len(batch[1]), correct)
 
     def val_step(carry: tuple, batch: tuple) -> tuple[tuple, None]:
+        """Add one validation batch's summed loss and correct predictions (padding rows masked out)."""
         trainable, non_trainable, loss_sum, correct = carry
         xb, yb, mask = batch
         pred, _ = model.stateless_call(trainable, non_trainable, xb, training=False)
@@ -96,6 +99,7 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, validation: 
     # itself (the 48,000 training images: ~150 MB of it), into its compile time and into each cache entry.
     @jax.jit
     def epoch_fn(state: tuple, key: jax.Array, arrays: tuple) -> tuple[tuple, dict[str, jax.Array]]:
+        """One epoch as one program: shuffle, scan the training steps, validate; the new state and the metrics."""
         xs, ys, x_val, y_val, val_mask = arrays
         if shuffle:
             order = jax.random.permutation(key, n)

@@ -71,6 +71,7 @@ def study_sections(study: optuna.Study) -> list[Section]:
     plots: tuple[tuple[str, Callable[[optuna.Study], go.Figure]], ...]
     if len(study.directions) > 1:
         def accuracy(trial: optuna.trial.FrozenTrial) -> float:
+            """A trial's validation accuracy, the first of its two values."""
             return float(trial.values[0])
 
         plots = (("Pareto front: validation accuracy vs training seconds (dominated trials pale)",

@@ -195,6 +195,7 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
     backend, device = keras.backend.backend(), device_name()
 
     def objective(trial: optuna.Trial) -> Values:
+        """One trial: sample its params, train with pruning, record what it did; its value(s)."""
         params = arch.suggest(trial, levers=levers)
         records.update(trial, backend=backend, device=device, seed=seed, device_loop=device_loop,
                        precision=precision)

@@ -184,8 +184,7 @@ def winner(study: optuna.Study, within: float | None = None) -> FrozenTrial | No
         return None
     if not two_objectives:
         return front[0]
-    points = [(value_of(t), float(t.values[1])) for t in front]
-    return front[pareto.pick_fastest_within(points, within or 0.0)]
+    return front[pareto.pick_fastest_within(pareto.trial_points(front), within or 0.0)]
 
 
 def ranked(study: optuna.Study, within: float | None = None) -> list[FrozenTrial]:

@@ -1,4 +1,4 @@
-"""ResNet: a 7x7/2 stem, then stages of two-convolution residual blocks, global pooling and softmax."""
+"""ResNet: a 7x7/2 stem (or, as a lever, 3x3/1), stages of two-convolution residual blocks, pooling, softmax."""
 from __future__ import annotations
 
 from typing import Any
