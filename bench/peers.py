@@ -29,7 +29,11 @@ from search.records import TrialRecord
 
 
 class KerasTunerTrial:
-    """Optuna's `suggest_*` calls answered by KerasTuner's HyperParameters: one space serves both tools."""
+    """Optuna's `suggest_*` calls answered by KerasTuner's HyperParameters: one space serves both tools.
+
+    A range is part of a number's name here: the spaces ask for `learning_rate` (and `weight_decay`) in a range
+    that depends on the optimizer, and KerasTuner answers a name it has seen with its first range's value, so
+    every optimizer drew its rate from the first one's range (SGD's 0.01-0.15, Adam's included) until 2026-12-06."""
 
     def __init__(self, hp: Any) -> None:
         self.hp = hp
@@ -41,11 +45,11 @@ class KerasTunerTrial:
     def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
                       log: bool = False) -> float:
         """A float in [low, high], on a log scale if asked."""
-        return self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear")
+        return self.hp.Float(f"{name}[{low:g},{high:g}]", low, high, step=step, sampling="log" if log else "linear")
 
     def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
         """An integer in [low, high]."""
-        return self.hp.Int(name, low, high, step=step, sampling="log" if log else "linear")
+        return self.hp.Int(f"{name}[{low},{high}]", low, high, step=step, sampling="log" if log else "linear")
 
 
 def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[str, Any]:

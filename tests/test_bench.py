@@ -38,11 +38,16 @@ def test_kerastuner_adapter_samples_the_same_space() -> None:
     import keras_tuner as kt
 
     import spaces
+    from spaces._common import LEARNING_RATES
 
     hp = kt.HyperParameters()
     params = spaces.get("cnn").suggest(peers.KerasTunerTrial(hp))
-    assert set(params) <= set(hp.values) and params["batch_size"] in (32, 64, 128, 256)
+    assert set(params) <= {name.split("[")[0] for name in hp.values} and params["batch_size"] in (32, 64, 128, 256)
     assert spaces.get("cnn").suggest(peers.KerasTunerTrial(hp)) == params  # asked again: the same values
+    # Each optimizer's rate comes from its own range (KerasTuner keeps a name's first range: all had SGD's).
+    for optimizer, (low, high) in LEARNING_RATES.items():
+        hp.values["optimizer"] = optimizer
+        assert low <= spaces.get("cnn").suggest(peers.KerasTunerTrial(hp))["learning_rate"] <= high, optimizer
 
 
 def test_best_so_far_keeps_the_running_maximum() -> None:
