@@ -100,10 +100,10 @@ def run_workers(config: StudyConfig, remaining: int) -> list[int]:
 
     Workers run in their own session, so a terminal's Ctrl-C reaches only this process, which passes it on
     to each worker once. Their stdin stays open: its end of file tells a worker that this process is gone."""
-    procs, workers = [], config.worker_count
-    env = worker_environment(workers, os.environ)
+    procs, shares = [], _shares(remaining, config.worker_count)
+    env = worker_environment(max(1, len(shares)), os.environ)  # the card split over the processes that start
     try:
-        for index, quota in enumerate(_shares(remaining, workers)):
+        for index, quota in enumerate(shares):
             proc = subprocess.Popen([sys.executable, "-m", "search", "worker"], stdin=subprocess.PIPE,
                                     start_new_session=True, env=env)
             procs.append(proc)

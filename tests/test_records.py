@@ -2,6 +2,7 @@
 over workers, how many there are and why a round of them stopped: plain logic on in-memory Optuna studies, no Keras."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import optuna
@@ -218,6 +219,28 @@ def test_what_a_study_leaves_open_is_chosen_for_the_device(backend: str, device:
     monkeypatch.setattr(search.workers, "gpu_memory_mib", lambda: 143_771)
     config = search.runner.for_device(StudyConfig(arch="cnn", **asked), backend, device)  # type: ignore[arg-type]
     assert (config.backend, config.device_loop, config.workers) == (backend, chosen["device_loop"], chosen["workers"])
+
+
+def test_the_card_is_split_over_the_worker_processes_that_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[dict[str, str]] = []
+
+    class Started:
+        """A worker process that does nothing; its environment is kept."""
+
+        def __init__(self, command: list[str], env: dict[str, str], **options: object) -> None:
+            started.append(env)
+            self.stdin = io.BytesIO()
+
+        def wait(self) -> int:
+            """Finished at once."""
+            return 0
+
+    for name in search.workers.GPU_MEMORY_FRACTION_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(search.workers.subprocess, "Popen", Started)
+    assert search.workers.run_workers(StudyConfig(arch="lenet", workers=4), remaining=2) == [0, 0]
+    # 2 trials left for 4 workers: 2 processes, each with half of the 0.9 (not a quarter, leaving half idle)
+    assert [env["XLA_CLIENT_MEM_FRACTION"] for env in started] == ["0.450", "0.450"]
 
 
 @pytest.mark.parametrize(("codes", "says"), [([0, STOPPED_ON_FAILURES], "4 failed trials in a run"),
