@@ -146,7 +146,7 @@ def retrain(plan: RetrainPlan, data: Dataset, *, seed: int | None = None, show: 
     callbacks = [EpochProgress(history, show, None, plan.epochs)] if show else []
     return train(spaces.get(plan.arch), plan.params, data, plan.epochs, plan.seed if seed is None else seed,
                  history=history, callbacks=callbacks, full_train=full_train, device_loop=plan.device_loop,
-                 schedule_epochs=plan.schedule_epochs, precision=plan.precision)
+                 schedule_epochs=plan.schedule_epochs, precision=plan.precision, shuffle=plan.shuffle)
 
 
 def resident_mb() -> float:
@@ -198,7 +198,7 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
         """One trial: sample its params, train with pruning, record what it did; its value(s)."""
         params = arch.suggest(trial, levers=levers)
         records.update(trial, backend=backend, device=device, seed=seed, device_loop=device_loop,
-                       precision=precision)
+                       precision=precision, shuffle=shuffle)
         trial_epochs = records.TrialRecord.of(trial).epochs or epochs
         history = EpochHistory()
         callbacks: list[keras.callbacks.Callback] = [EpochProgress(history, show, trial.number, trial_epochs)] \

@@ -84,6 +84,7 @@ class TrialRecord:
     device: str = ""
     device_loop: bool = False
     precision: str = "float32"  # search.config.PRECISIONS
+    shuffle: bool = False  # the training images reshuffled each epoch (--shuffle)
     rss_mb: float = 0.0
     fail_reason: str = ""
     worker: str = ""  # host:pid of the process that ran it (search.owners)
@@ -212,7 +213,7 @@ def require_winner(study: optuna.Study, within: float | None = None) -> FrozenTr
 @dataclass(frozen=True)
 class RetrainPlan:
     """How to train a trial's configuration again (export-best and confirm): params, seed, epochs, fast path,
-    precision."""
+    precision, shuffling."""
 
     arch: str
     params: dict[str, Any]
@@ -221,16 +222,17 @@ class RetrainPlan:
     device_loop: bool
     precision: str
     schedule_epochs: int  # the epochs a learning-rate schedule spans: the trial's own, which may exceed `epochs`
+    shuffle: bool = False
 
 
 def retrain_plan(study: optuna.Study, trial: FrozenTrial, backend: str, epochs: int | None = None) -> RetrainPlan:
-    """Retrain to the trial's best epoch (or `epochs`) with its seed and precision; the on-device loop only where
-    the trial used it and this process runs JAX (the loop exists only there). A schedule (cosine, one-cycle) spans the
-    epochs the trial ran, as it did in the trial, so stopping at its best epoch repeats the trial's run up to there;
-    with `epochs` given, the schedule spans those."""
+    """Retrain to the trial's best epoch (or `epochs`) with its seed, precision and shuffling; the on-device loop
+    only where the trial used it and this process runs JAX (the loop exists only there). A schedule (cosine,
+    one-cycle) spans the epochs the trial ran, as it did in the trial, so stopping at its best epoch repeats the
+    trial's run up to there; with `epochs` given, the schedule spans those."""
     record = TrialRecord.of(trial)
     best = record.best_epoch or len(record.history) or 1
     return RetrainPlan(arch=StudyRecord.of(study).arch, params=dict(trial.params), seed=record.seed,
                        epochs=epochs or best, device_loop=record.device_loop and backend == "jax",
                        precision=record.precision,
-                       schedule_epochs=epochs or max(len(record.history), best))
+                       schedule_epochs=epochs or max(len(record.history), best), shuffle=record.shuffle)

@@ -85,13 +85,13 @@ def test_jax_backend_runs_a_study_in_bfloat16(tiny_data: Path, tmp_path: Path) -
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     done = subprocess.run([sys.executable, "-m", "search", "study", "lenet", "--backend", "jax", "--trials", "1",
                            "--epochs", "1", "--subset", "50", "--data", str(tiny_data), "--storage", url,
-                           "--precision", "bfloat16"], capture_output=True, text=True, timeout=300)
+                           "--precision", "bfloat16", "--shuffle"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "training on cpu (Keras backend jax, bfloat16)" in done.stderr
     trial = load(url).trials[0]
     assert trial.user_attrs["backend"] == "jax" and len(trial.user_attrs["history"]) == 1
     assert trial.user_attrs["device_loop"] is False  # the on-device loop is the default on GPUs only
-    assert trial.user_attrs["precision"] == "bfloat16"
+    assert trial.user_attrs["precision"] == "bfloat16" and trial.user_attrs["shuffle"] is True  # export retrains so
 
 
 def test_outputs_agree_within_bfloat16_rounding_only() -> None:

@@ -124,6 +124,9 @@ def test_retrain_plan_uses_the_best_epoch_seed_precision_and_the_device_loop_onl
     assert plan.params == trial.params
     assert not retrain_plan(study, trial, "tensorflow").device_loop  # the loop exists only on JAX
     assert retrain_plan(study, trial, "jax", epochs=5).epochs == 5
+    assert not plan.shuffle  # a trial recorded before shuffling was recorded did not shuffle
+    shuffled = _trial(study, 0.7, history=HISTORY, best_epoch=2, shuffle=True)
+    assert retrain_plan(study, study.get_trials(deepcopy=False)[shuffled], "jax").shuffle  # --shuffle retrains so
 
 
 def test_retrain_plan_keeps_the_trials_schedule_span() -> None:
