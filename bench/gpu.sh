@@ -40,9 +40,11 @@ if [ -d .whl ] && { [ "${SCALE:-full}" != smoke ] || [ "${WHEELS:-0}" = 1 ]; }; 
 fi
 export PYTHONUNBUFFERED=1
 if [ "${SCALE:-full}" = smoke ]; then  # sizes of the dry run
-  n=300 speed_epochs=2 parity_epochs=3 repeats=1 workers_s=20 arch_list=lenet,cnn search_epochs=2
+  n=300 speed_epochs=2 parity_epochs=3 repeats=1 workers_s=20 arch_list=lenet,cnn search_epochs=2 study_trials=4
+  peers_epochs=2
 else
   n="" speed_epochs=4 parity_epochs=50 search_epochs=50 repeats=${REPEATS:-2} workers_s=0 arch_list=${ARCHS:-cnn,resnet,lenet,vgg16,alexnet}
+  study_trials=50 peers_epochs=9
 fi
 subset=${n:+--subset $n}
 data=/tmp/gpu-data-fashion10
@@ -103,13 +105,13 @@ case "$part" in
              --repeats $repeats --variants ${VARIANTS:-default,unroll8,graph_while,graph_while_unroll8} \
              | tee $out/levers.json" ;;
   study)   rm -f /tmp/gpu-study.db
-           run "$(($(left) - 20))" study "python3 -m search study cnn --trials 50 --epochs 50 --data $data $subset \
+           run "$(($(left) - 20))" study "python3 -m search study cnn --trials $study_trials --epochs $search_epochs --data $data $subset \
              --storage sqlite:////tmp/gpu-study.db"
            python3 -m search trials cnn --storage sqlite:////tmp/gpu-study.db > "$out/study_trials.txt"
            cp /tmp/gpu-study.db "$out/study.db"  # for `accuracy` to go on with
            # If the study left time, export and score its winners now (`accuracy` with no more search).
            [ "$(left)" -lt "${EXPORT_S:-200}" ] || { export SEARCH_S=0; run "$(left)" accuracy accuracy; } ;;
-  peers)   run "$(left)" peers "python3 bench/peers.py --data $data --subset ${n:-48000} --epochs 9 \
+  peers)   run "$(left)" peers "python3 bench/peers.py --data $data --subset ${n:-48000} --epochs $peers_epochs \
              --budget $(( (budget - 150) / 2 )) --seeds 1 | tee $out/peers.json" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac
