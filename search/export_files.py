@@ -18,7 +18,7 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: exists and is not a folder")
     # The export is staged beside out_dir, in its parent: that (or what of it exists) must take a new folder.
-    parent = next(folder for folder in (out_dir.absolute().parent, *out_dir.absolute().parents) if folder.exists())
+    parent = next(folder for folder in out_dir.absolute().parents if folder.exists())  # parents[0] is .parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"--out {out_dir}: cannot make a folder in {parent}")
     if not out_dir.is_dir():
