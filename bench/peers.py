@@ -31,9 +31,11 @@ from search.records import TrialRecord
 class KerasTunerTrial:
     """Optuna's `suggest_*` calls answered by KerasTuner's HyperParameters: one space serves both tools.
 
-    A range is part of a number's name here: the spaces ask for `learning_rate` (and `weight_decay`) in a range
-    that depends on the optimizer, and KerasTuner answers a name it has seen with its first range's value, so
-    every optimizer drew its rate from the first one's range (SGD's 0.01-0.15, Adam's included) until 2026-12-06."""
+    A range is part of a number's name here, because KerasTuner answers a name it has seen with its first range's
+    value. Until 2026-12-06 the spaces asked for `learning_rate` (and `weight_decay`) under one name in a range
+    that depends on the optimizer, and every optimizer drew its rate from the first one's range here (SGD's
+    0.01-0.15, Adam's included). The spaces now name each optimizer's range apart (spaces.param_names); the
+    range in the name stays as a guard for any other name asked in two ranges."""
 
     def __init__(self, hp: Any) -> None:
         self.hp = hp

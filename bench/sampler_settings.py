@@ -19,6 +19,7 @@ import optuna
 
 from search.records import TrialRecord
 from search.study import make_pruner
+from spaces.param_names import stored_params
 
 SamplerFn = Callable[[int], optuna.samplers.BaseSampler]
 PrunerFn = Callable[[int], optuna.pruners.BasePruner]
@@ -87,7 +88,7 @@ def main() -> None:
                 study = optuna.create_study(direction="maximize", sampler=SAMPLERS[sampler_name](seed),
                                             pruner=PRUNERS[pruner_name](args.epochs))
                 if args.warm_start:
-                    study.enqueue_trial(arch.DEFAULT)
+                    study.enqueue_trial(stored_params(arch.DEFAULT))
                 study.optimize(make_objective(arch, data, args.epochs, seed), n_trials=args.trials)
                 curves.append(best_within(study.trials, budgets))
             print(json.dumps({"sampler": sampler_name, "pruner": pruner_name, "arch": args.arch,

@@ -63,9 +63,10 @@ class Console:
         """One line per finished trial: number, state, value, seconds, params."""
         value = f"{trial.values[0]:.4f}" if trial.values else "-"  # accuracy, also of an accuracy-time study
         from search.records import TrialRecord
+        from spaces.param_names import model_params
 
         record = TrialRecord.of(trial)
         seconds = record.train_seconds
         reason = f" ({record.fail_reason})" if record.fail_reason else ""
         self._write(f"trial {trial.number:>3} {trial.state.name:<8} val_acc {value} {seconds:6.1f}s "
-                    f"{format_params(trial.params)}{reason}")
+                    f"{format_params(model_params(trial.params))}{reason}")

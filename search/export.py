@@ -134,7 +134,7 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
                    for run, t, p in zip(runs, run_trials, plans, strict=True)]
                   ).to_csv(staging / "history.csv", index=False)
         params = {"arch": plan.arch, "study": study.study_name, "trial": trial.number, "value": value_of(trial),
-                  "params": trial.params, "seed": plan.seed, "epochs": plan.epochs, "full_train": full_train,
+                  "params": plan.params, "seed": plan.seed, "epochs": plan.epochs, "full_train": full_train,
                   "val_accuracy": val_accuracy, "data_fingerprint": data.fingerprint, "label_set": data.label_set,
                   "class_names": list(data.class_names), "input_shape": list(data.input_shape),
                   "image_size": record.image_size, "subset": record.subset, "objective": record.objective,
@@ -147,7 +147,7 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
         if within is not None:
             params["pick"] = f"fastest-within {within} points of accuracy on the Pareto front"
         if len(runs) > 1:
-            params["ensemble"] = [{"trial": t.number, "value": value_of(t), "params": t.params, "seed": p.seed,
+            params["ensemble"] = [{"trial": t.number, "value": value_of(t), "params": p.params, "seed": p.seed,
                                    "epochs": p.epochs, "val_accuracy": val_accuracy_of(r.model, data)}
                                   for t, p, r in zip(run_trials, plans, runs, strict=True)]
         confirmations = confirmation_table(study)
@@ -170,7 +170,7 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
                                             group=study.study_name)
             sections.append(Section("Confirmed configurations", confirmed_figure(labelled)))
         # Param values come from the storage: escaped like every other value on the page.
-        shown = params.get("ensemble", trial.params)
+        shown = params.get("ensemble", plan.params)
         write_html(sections, staging / "report.html", f"hpsearch: {study.study_name}, {what}",
                    f"<pre>{html.escape(json.dumps(shown, indent=1))}</pre>")
     return Export(out_dir, val_accuracy, tuple(out_dir / name for name in EXPORT_FILES))

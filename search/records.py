@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import pareto
 from search.config import DEFAULT_SEED
 from search.errors import UserError
+from spaces.param_names import model_params
 
 SPLIT = "train_test_split(test_size=0.2, random_state=42)"
 EpochRow = dict[str, float]
@@ -232,7 +233,7 @@ def retrain_plan(study: optuna.Study, trial: FrozenTrial, backend: str, epochs: 
     trial's run up to there; with `epochs` given, the schedule spans those."""
     record = TrialRecord.of(trial)
     best = record.best_epoch or len(record.history) or 1
-    return RetrainPlan(arch=StudyRecord.of(study).arch, params=dict(trial.params), seed=record.seed,
+    return RetrainPlan(arch=StudyRecord.of(study).arch, params=model_params(trial.params), seed=record.seed,
                        epochs=epochs or best, device_loop=record.device_loop and backend == "jax",
                        precision=record.precision,
                        schedule_epochs=epochs or max(len(record.history), best), shuffle=record.shuffle)

@@ -17,6 +17,7 @@ from search.errors import UserError
 from search.records import TrialRecord, mark_replay, replay_scale, value_of
 from search.study import count, open_study, run_worker, stop_when_queue_empty
 from spaces._notebook import NotebookModel, scaled_epochs
+from spaces.param_names import stored_params
 
 REPLAY_SUFFIX = "-notebook"
 
@@ -74,7 +75,7 @@ def replay(config: StudyConfig, models: dict[str, NotebookModel], epochs_scale: 
     missing = [name for name in models if name not in done]
     for name in missing:  # a model left waiting by an interrupted replay is not queued twice
         if name not in waiting:
-            study.enqueue_trial(models[name].params, user_attrs=records.enqueued(
+            study.enqueue_trial(stored_params(models[name].params), user_attrs=records.enqueued(
                 seed_model=name, epochs=scaled_epochs(models[name].epochs, epochs_scale)))
     if missing:
         run_worker(dataclasses.replace(config, trials=count(study) + len(missing)), len(missing), data,

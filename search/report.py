@@ -16,6 +16,7 @@ from search.confirm import confirmation_table
 from search.figures import Section, confirmed_figure, write_html
 from search.notebook import glance, glance_figure
 from search.records import StudyRecord, TrialRecord, is_search, pareto_front, value_of, winner
+from spaces.param_names import model_params
 
 
 def arch_studies(studies: list[optuna.Study]) -> list[optuna.Study]:
@@ -46,7 +47,8 @@ def summary_row(study: optuna.Study) -> dict:
     layers = {kind: trial.layers.get(kind) for kind in ("conv", "pooling", "dense")}
     row.update(best_trial=best.number, best_val_accuracy=round(value_of(best), 4),
                best_val_loss=round(history[min(trial.best_epoch or 1, len(history)) - 1].get("val_loss", math.nan), 4),
-               best_train_seconds=trial.train_seconds, n_params=trial.n_params, **layers, best_params=best.params)
+               best_train_seconds=trial.train_seconds, n_params=trial.n_params, **layers,
+               best_params=model_params(best.params))
     return row
 
 

@@ -21,10 +21,12 @@ from search.runtime import device_name, use_backend
 from search.storage import display_url
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
 from search.workers import STOPPED_ON_FAILURES, default_workers, run_workers, sigterm_as_interrupt
+from spaces.param_names import model_params
 
 # TensorFlow keeps ~13 MB per fitted model even after clear_session (measured: 803 -> 1064 MB over 20 tiny
-# fits in plain Keras), so after the first this many trials a long search goes on in rounds of fresh worker
-# processes of this many trials each.
+# fits in plain Keras; one LeNet configuration repeated in one process: 14-15 MB a trial for the default, 20 MB
+# with augmentation or the larger variant, 25 MB with both; neither gc nor malloc_trim gave it back), so after
+# the first this many trials a long search goes on in rounds of fresh worker processes of this many trials each.
 TRIALS_PER_PROCESS = 15
 
 
@@ -140,7 +142,8 @@ def _run_study(config: StudyConfig) -> int:
     console.result(f"study {config.name!r}: {finished} finished trials ({states[TrialState.COMPLETE]} complete, "
           f"{states[TrialState.PRUNED]} pruned), {states[TrialState.FAIL]} failed")
     if best is not None:
-        console.result(f"best: trial {best.number}, val_accuracy {value_of(best):.4f}, params {best.params}")
+        console.result(f"best: trial {best.number}, val_accuracy {value_of(best):.4f}, "
+                       f"params {model_params(best.params)}")
     # The storage the next command gets without --storage needs none (and a password must not be shown).
     implied = config.storage == (os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE)
     where = ("" if implied else f" --storage {display_url(config.storage)}") + (

@@ -17,6 +17,7 @@ from search.errors import UserError
 from search.owners import mark_owner
 from search.records import StudyRecord
 from search.storage import open_storage
+from spaces.param_names import stored_params
 
 if TYPE_CHECKING:
     from search.objective import Values  # imports Keras
@@ -88,14 +89,15 @@ def count(study: optuna.Study, states: tuple[TrialState, ...] = FINISHED) -> int
 
 def enqueue_warm_start(study: optuna.Study, arch: str) -> None:
     """Queue the architecture's default configuration, a strong first trial for a new study."""
-    study.enqueue_trial(spaces.get(arch).DEFAULT, user_attrs=records.enqueued(warm_start=True), skip_if_exists=True)
+    study.enqueue_trial(stored_params(spaces.get(arch).DEFAULT), user_attrs=records.enqueued(warm_start=True),
+                        skip_if_exists=True)
 
 
 def enqueue_seed_models(study: optuna.Study, arch: str) -> int:
     """Queue the notebook's models of arch as the first trials (once; finished ones are not rerun)."""
     seeds = spaces.get(arch).SEED_MODELS
     for name, params in seeds.items():
-        study.enqueue_trial(params, user_attrs=records.enqueued(seed_model=name), skip_if_exists=True)
+        study.enqueue_trial(stored_params(params), user_attrs=records.enqueued(seed_model=name), skip_if_exists=True)
     return len(seeds)
 
 

@@ -5,6 +5,7 @@ import optuna
 import pandas as pd
 
 from search.records import TrialRecord, pareto_front, value_of
+from spaces.param_names import model_params
 
 # The trial record's fields a table shows, beside Optuna's number, state, value, duration and params.
 RECORD_COLUMNS = ("train_seconds", "n_params", "best_epoch", "seed_model", "fail_reason")
@@ -13,7 +14,7 @@ RECORD_COLUMNS = ("train_seconds", "n_params", "best_epoch", "seed_model", "fail
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, seconds, size, best epoch, failure reason and params; in an
     accuracy-time study, `pareto` marks the trials of the Pareto front with a *."""
-    frame = study.trials_dataframe(attrs=("number", "state", "duration", "params"))
+    frame = study.trials_dataframe(attrs=("number", "state", "duration"))
     if frame.empty:
         return frame
     trials = study.get_trials(deepcopy=False)
@@ -31,6 +32,6 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     for column in ("n_params", "best_epoch"):
         if column in out:
             out[column] = pd.to_numeric(out[column]).astype("Int64")
-    params = frame[[c for c in frame.columns if c.startswith("params_")]]
-    out = pd.concat([out, params.rename(columns=lambda c: c.removeprefix("params_"))], axis=1)
+    # Plain names (spaces.param_names): one learning_rate column, not one per optimizer.
+    out = pd.concat([out, pd.DataFrame([model_params(t.params) for t in trials], index=out.index)], axis=1)
     return out.fillna("")

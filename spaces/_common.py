@@ -9,6 +9,7 @@ from keras import layers
 
 from spaces._keras2 import DecayedSGD
 from spaces._levers import CONSTANT, WEIGHT_DECAYS, augmentation, learning_rate, suggest_levers, suggest_schedule
+from spaces.param_names import stored_name
 
 Params = dict[str, Any]
 
@@ -49,12 +50,13 @@ WITH_WEIGHT_DECAY: dict[str, type[keras.optimizers.Optimizer]] = {"adam": keras.
 
 def suggest_training(trial: Any, levers: bool = True) -> Params:
     """Sample the training hyperparameters that every architecture shares; the learning rate's range
-    depends on the optimizer (a conditional parameter). `levers` adds the accuracy levers (spaces._levers)."""
+    depends on the optimizer, and Optuna stores it under the optimizer's name for it (spaces.param_names).
+    `levers` adds the accuracy levers (spaces._levers)."""
     optimizer = trial.suggest_categorical("optimizer", OPTIMIZERS)
     low, high = LEARNING_RATES[optimizer]
     return {
         "optimizer": optimizer,
-        "learning_rate": trial.suggest_float("learning_rate", low, high, log=True),
+        "learning_rate": trial.suggest_float(stored_name("learning_rate", optimizer), low, high, log=True),
         "batch_size": trial.suggest_categorical("batch_size", BATCH_SIZES),
         **suggest_schedule(trial, levers), **suggest_levers(trial, optimizer, levers),
     }

@@ -13,6 +13,8 @@ import keras
 import optuna
 from keras import layers, ops
 
+from spaces.param_names import stored_name
+
 Params = dict[str, Any]
 
 # Augmentations in the order they run, right after the input: (values searched, layer at a strength). A float
@@ -94,7 +96,8 @@ def suggest_levers(trial: Any, optimizer: str, levers: bool = True) -> Params:
     if asks(trial, "use_weight_decay"):
         params["use_weight_decay"] = trial.suggest_categorical("use_weight_decay", (False, True))
         if params["use_weight_decay"]:
-            params["weight_decay"] = trial.suggest_float("weight_decay", *WEIGHT_DECAYS[optimizer], log=True)
+            low, high = WEIGHT_DECAYS[optimizer]
+            params["weight_decay"] = trial.suggest_float(stored_name("weight_decay", optimizer), low, high, log=True)
     return params
 
 

@@ -31,12 +31,14 @@ def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
                                  "--data", str(data), "--storage", url])
     assert result.exit_code == 0, result.output
     assert "trial   0" in result.stderr and "epoch 1/1" in result.stderr
+    assert " learning_rate=0.001 " in result.stderr  # the warm start's (LeNet's Adam), by its plain name
     assert "training on cpu (Keras backend tensorflow)" in result.stderr  # says where it trains
     assert "2 finished trials" in result.stdout and f"hpsearch export-best lenet --storage {url}" in result.stdout
     result = runner.invoke(app, ["trials", "lenet", "--storage", url])
     assert result.exit_code == 0
     lines = result.stdout.strip().splitlines()
     assert lines[0].split()[:4] == ["number", "state", "val_accuracy", "seconds"] and len(lines) == 3
+    assert "learning_rate" in lines[0].split() and "learning_rate_adam" not in lines[0]  # plain names
     quiet = runner.invoke(app, ["study", "lenet", "--trials", "3", "--epochs", "1", "--subset", "100",
                                 "--data", str(data), "--storage", url, "--quiet"])
     assert quiet.exit_code == 0 and quiet.stderr == "" and "3 finished trials" in quiet.stdout

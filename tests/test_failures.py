@@ -13,10 +13,12 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 import search.objective
+import spaces
 from search.cli import app
 from search.runner import TRIALS_PER_PROCESS, run_study
 from search.storage import open_storage
 from search.study import StudyConfig
+from spaces.param_names import model_params
 from tests.test_data import BAD_TRAIN
 
 runner = CliRunner()
@@ -100,23 +102,28 @@ def test_memory_does_not_grow_across_trials(tiny_data: Path, tmp_path: Path) -> 
     """Resident memory grows by at most 20 MB a trial within a process (from its second trial to its last), and
     after a round of trials a fresh process takes over, starting lower.
 
-    TensorFlow keeps memory per fitted model, more for some models than others: measured on the 2-core CPU in
-    rounds of 6, 7.8 and 16.4 MB a trial (661 -> 692 MB from the first process's second trial to its sixth, 650 ->
-    716 MB in the next); in rounds of 15, 14-16 MB (721 -> 904 and 733 -> 941 MB)."""
+    Every trial trains LeNet's default configuration (the warm start): resident memory also follows the size of
+    the model a trial builds (sampled LeNets moved it by up to 52 MB from one trial to the next, and the bound was
+    met or missed by which models the sampler drew), so only a repeated configuration shows what trials leave
+    behind. That is TensorFlow's per-model memory (search.runner): 14-15 MB a trial for this configuration, 25 MB
+    for the larger variant with augmentation, batch norm and a schedule, which is why processes are recycled.
+    Rounds of 6 trials instead of TRIALS_PER_PROCESS (15): the same code path in 12 trials."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    # Rounds of 6 trials instead of TRIALS_PER_PROCESS (15): the same code path in 12 trials, not 20 (measured on the
-    # 2-core CPU: 51 s -> 29 s with 11; the fresh process's first trial 54 MB below the first process's sixth). Both
-    # rounds whole: over the second round's first 4 trials alone the growth was 19.8-20.1 MB a trial (two larger
-    # models in a row), too close to the bound to tell anything.
     per_process = 6
     assert TRIALS_PER_PROCESS > per_process
-    program = f"import search.runner; search.runner.TRIALS_PER_PROCESS = {per_process}; import search.__main__"
     trials = 2 * per_process
+    config = spaces.get("lenet").DEFAULT
+    program = ("import optuna, search.runner; from spaces.param_names import stored_params; "
+               f"study = optuna.create_study(storage={url!r}, study_name='lenet', direction='maximize'); "
+               f"[study.enqueue_trial(stored_params({config!r})) for _ in range({trials})]; "
+               f"search.runner.TRIALS_PER_PROCESS = {per_process}; import search.__main__")
     done = subprocess.run([sys.executable, "-c", program, "study", "lenet", "--trials", str(trials), "--epochs", "1",
-                           "--subset", "60", "--pruner", "none", "--data", str(tiny_data), "--storage", url, "-q"],
-                          capture_output=True, text=True, timeout=600)
+                           "--subset", "60", "--pruner", "none", "--no-warm-start", "--data", str(tiny_data),
+                           "--storage", url, "-q"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    rss = [t.user_attrs["rss_mb"] for t in _trials(url)]
+    ran = _trials(url)
+    assert all(model_params(t.params) == config for t in ran)
+    rss = [t.user_attrs["rss_mb"] for t in ran]
     assert len(rss) == trials and rss[1] > 0
     for start in (0, per_process):  # each process, from its second trial (the first builds more) on
         process = rss[start + 1:start + per_process]

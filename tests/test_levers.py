@@ -26,6 +26,7 @@ from spaces._levers import (
     make_loss,
     training_steps,
 )
+from spaces.param_names import model_params, stored_params
 from tests.conftest import load
 
 LEVER_KEYS = {"augment", *AUGMENTATIONS, "label_smoothing", "use_weight_decay", "weight_decay", "lr_schedule"}
@@ -37,12 +38,13 @@ ALL_OFF = {"augment": False, "label_smoothing": 0.0, "use_weight_decay": False, 
 
 
 def _sampled(name: str, levers: bool, n: int = 12) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(suggest's params, the trial's recorded params) for n random trials of the space of `name`."""
+    """(suggest's params, the trial's recorded params with their plain names) for n random trials of `name`'s
+    space."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
     out = []
     for _ in range(n):
         trial = study.ask()
-        out.append((spaces.get(name).suggest(trial, levers=levers), trial.params))
+        out.append((spaces.get(name).suggest(trial, levers=levers), model_params(trial.params)))
         study.tell(trial, 0.5)
     return out
 
@@ -87,16 +89,17 @@ def test_enqueued_notebook_models_run_as_given(name: str) -> None:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
     queued = [*arch.SEED_MODELS.values(), arch.DEFAULT]
     for params in queued:
-        study.enqueue_trial(params)
+        study.enqueue_trial(stored_params(params))
     for params in queued:
         trial = study.ask()
-        assert arch.suggest(trial) == params == trial.params
+        assert arch.suggest(trial) == params == model_params(trial.params)
         study.tell(trial, 0.5)
     lever = {**arch.DEFAULT, "lr_schedule": "cosine"}  # a queued trial that names a lever gets it, and the rest off
     lever.pop("reduce_lr")
-    study.enqueue_trial(lever)
+    study.enqueue_trial(stored_params(lever))
     assert arch.suggest(study.ask()) == lever
-    assert arch.suggest(optuna.trial.FixedTrial({**arch.DEFAULT, **ALL_ON})) == {**arch.DEFAULT, **ALL_ON}
+    everything = {**arch.DEFAULT, **ALL_ON}
+    assert arch.suggest(optuna.trial.FixedTrial(stored_params(everything))) == everything
 
 
 def test_no_levers_study_from_the_command_line(tiny_data: Path, tmp_path: Path) -> None:

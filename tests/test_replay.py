@@ -24,7 +24,7 @@ def test_replay_trains_each_model_for_its_scaled_epochs_once(tiny_data: Path, sq
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert sorted(t.user_attrs["seed_model"] for t in complete) == ["model1", "model2"]
     assert [len(t.user_attrs["history"]) for t in complete] == [2, 2]  # 80 notebook epochs x 0.025
-    assert complete[1].params["learning_rate"] == 0.0005  # model2's own Adam(5e-4)
+    assert complete[1].params["learning_rate_adam"] == 0.0005  # model2's own Adam(5e-4)
     assert study.user_attrs["notebook_replay"] is True
     lines = result.output.splitlines()
     assert "notebook_val_accuracy" in lines[1] and lines[2].split()[0] == "model1"

@@ -11,6 +11,7 @@ import pytest
 import spaces
 from spaces._common import LEARNING_RATES, make_callbacks, make_optimizer, suggest_training
 from spaces._keras2 import DecayedSGD
+from spaces.param_names import stored_params
 
 # The parameter counts the notebook printed (5 classes, 28x28x1 input).
 NOTEBOOK_PARAMS = {
@@ -69,7 +70,7 @@ def test_every_seed_model_is_a_point_of_the_search_space(name: str) -> None:
     arch = spaces.get(name)
     assert set(arch.SEED_MODELS) == {m for n, m in NOTEBOOK_PARAMS if n == name}
     for params in arch.SEED_MODELS.values():
-        assert arch.suggest(optuna.trial.FixedTrial(params)) == params
+        assert arch.suggest(optuna.trial.FixedTrial(stored_params(params))) == params
 
 
 @pytest.mark.parametrize("name", ["vgg16", "alexnet"])
@@ -157,7 +158,7 @@ def test_default_configuration_is_a_point_of_the_space(name: str) -> None:
     arch = spaces.get(name)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "Fixed parameter ... is out of range" would fail the test
-        assert arch.suggest(optuna.trial.FixedTrial(arch.DEFAULT)) == arch.DEFAULT
+        assert arch.suggest(optuna.trial.FixedTrial(stored_params(arch.DEFAULT))) == arch.DEFAULT
 
 
 @pytest.mark.parametrize("optimizer", sorted(LEARNING_RATES))

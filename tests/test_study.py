@@ -17,6 +17,7 @@ from search.objective import make_objective
 from search.runner import run_study
 from search.storage import open_storage
 from search.study import StudyConfig
+from spaces.param_names import model_params, stored_params
 
 HISTORY_KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "ended_at"}
 
@@ -62,7 +63,7 @@ def test_seed_models_run_first(tiny_data: Path, sqlite_url: str) -> None:
     run_study(_config(tiny_data, sqlite_url, trials=len(seeds), subset=100, enqueue_seed_models=True))
     trials = _study(sqlite_url, "lenet").trials
     assert [t.user_attrs["seed_model"] for t in trials] == list(seeds)
-    assert [t.params for t in trials] == list(seeds.values())
+    assert [model_params(t.params) for t in trials] == list(seeds.values())
     assert trials[0].user_attrs["n_params"] == 245_601
     run_study(_config(tiny_data, sqlite_url, trials=len(seeds), subset=100, enqueue_seed_models=True))
     assert len(_study(sqlite_url, "lenet").trials) == len(seeds)  # not queued twice
@@ -88,7 +89,7 @@ def test_nan_loss_fails_the_trial_within_the_first_epoch(tiny_data: Path) -> Non
     data = load_dataset(tiny_data, subset=100)
     data.x_train[0] = np.nan  # poisons the first batch's loss (tanh and average pooling keep the NaN)
     study = optuna.create_study(direction="maximize")
-    study.enqueue_trial(spaces.get("lenet").SEED_MODELS["model1"])
+    study.enqueue_trial(stored_params(spaces.get("lenet").SEED_MODELS["model1"]))
     study.optimize(make_objective(spaces.get("lenet"), data, epochs=5, seed=1), n_trials=1, catch=(Exception,))
     trial = study.trials[0]
     assert trial.state == TrialState.FAIL
@@ -135,7 +136,7 @@ def test_study_name_holding_another_dataset_is_refused(tiny_data: Path, tiny_sou
 def test_new_study_starts_from_the_default_configuration(tiny_data: Path, sqlite_url: str) -> None:
     run_study(_config(tiny_data, sqlite_url, trials=1, subset=50))
     first = _study(sqlite_url, "lenet").trials[0]
-    assert first.params == spaces.get("lenet").DEFAULT and first.user_attrs["warm_start"] is True
+    assert model_params(first.params) == spaces.get("lenet").DEFAULT and first.user_attrs["warm_start"] is True
     run_study(_config(tiny_data, sqlite_url, trials=2, subset=50))  # a resumed study is not warm-started again
     assert "warm_start" not in _study(sqlite_url, "lenet").trials[1].user_attrs
     run_study(_config(tiny_data, sqlite_url, trials=1, subset=50, study_name="cold", warm_start=False))
