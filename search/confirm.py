@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 from search.console import Console
 from search.data import Dataset
 from search.objective import retrain
-from search.records import Confirmation, confirmations, retrain_plan, save_confirmations, trial_by_number, value_of
+from search.records import confirmations, retrain_plan, save_confirmation, trial_by_number, value_of
 
 
 def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: Console) -> pd.DataFrame:
@@ -17,19 +17,17 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
     retrained as export-best would retrain it."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     chosen = sorted(complete, key=value_of, reverse=True)[:top]
-    entries = confirmations(study)
     for trial in chosen:
         plan = retrain_plan(study, trial, keras.backend.backend())
-        entry = entries.setdefault(trial.number, Confirmation([plan.seed], [value_of(trial)]))
+        if trial.number not in confirmations(study):
+            save_confirmation(study, trial.number, plan.seed, value_of(trial))  # the trial's own run
         for seed in range(plan.seed, plan.seed + seeds):
-            if seed in entry.seeds:
-                continue  # done before: a rerun only adds what is missing
+            if seed in confirmations(study)[trial.number].seeds:
+                continue  # done before (or by another confirm meanwhile): a rerun only adds what is missing
             console.say(f"trial {trial.number}: seed {seed}, {plan.epochs} epochs")
             run = retrain(plan, data, seed=seed, show=console.epoch)
-            entry.seeds.append(seed)
-            entry.scores.append(run.history.best_epoch()[1])
             # saved after every run, so an interrupted confirm loses at most the run in progress
-            save_confirmations(study, entries)
+            save_confirmation(study, trial.number, seed, run.history.best_epoch()[1])
     return confirmation_table(study)
 
 

@@ -138,15 +138,28 @@ class Confirmation:
         return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
 
 
+# Each confirmation run is one study attribute, "confirmed:TRIAL:SEED" -> its score, so that two `confirm` runs
+# on one study (two machines) add their runs side by side: when all of them lived in one attribute, each run
+# rewrote it from its own copy and dropped the other's. Studies confirmed before keep that attribute, "confirmed".
+_CONFIRMED = "confirmed"
+
+
 def confirmations(study: optuna.Study) -> dict[int, Confirmation]:
-    """The confirmation runs recorded so far, by trial number."""
-    return {int(number): Confirmation(list(entry["seeds"]), list(entry["scores"]))
-            for number, entry in study.user_attrs.get("confirmed", {}).items()}
+    """The confirmation runs recorded so far, by trial number, each trial's seeds in order."""
+    attrs = study.user_attrs
+    runs: dict[int, dict[int, float]] = {int(number): dict(zip(entry["seeds"], entry["scores"], strict=True))
+                                         for number, entry in attrs.get(_CONFIRMED, {}).items()}
+    for key, score in attrs.items():
+        if key.startswith(f"{_CONFIRMED}:"):
+            _, number, seed = key.split(":")
+            runs.setdefault(int(number), {})[int(seed)] = score
+    return {number: Confirmation(sorted(scores), [scores[seed] for seed in sorted(scores)])
+            for number, scores in runs.items()}
 
 
-def save_confirmations(study: optuna.Study, entries: dict[int, Confirmation]) -> None:
-    """Store the confirmation runs (JSON keys are strings)."""
-    study.set_user_attr("confirmed", {str(number): asdict(entry) for number, entry in entries.items()})
+def save_confirmation(study: optuna.Study, number: int, seed: int, score: float) -> None:
+    """Store one confirmation run: trial `number` trained with `seed` reached `score`."""
+    study.set_user_attr(f"{_CONFIRMED}:{number}:{seed}", score)
 
 
 def value_of(trial: FrozenTrial) -> float:

@@ -20,7 +20,7 @@ from search.records import (
     TrialRecord,
     confirmations,
     retrain_plan,
-    save_confirmations,
+    save_confirmation,
     winner,
 )
 from search.study import WorkerQuota, worker_done
@@ -108,10 +108,33 @@ def test_winner_is_the_best_trial_until_confirm_then_the_best_mean() -> None:
     steady = _trial(study, 0.85)
     _trial(study, None, TrialState.PRUNED)
     assert winner(study).number == lucky == study.best_trial.number
-    save_confirmations(study, {lucky: Confirmation([1, 2], [0.9, 0.7]), steady: Confirmation([1, 2], [0.85, 0.84])})
+    for number, scores in ((lucky, (0.9, 0.7)), (steady, (0.85, 0.84))):
+        for seed, score in enumerate(scores, start=1):
+            save_confirmation(study, number, seed, score)
     assert winner(study).number == steady
     assert confirmations(study)[steady].mean == pytest.approx(0.845)
     assert confirmations(study)[lucky].std == pytest.approx(0.1414, abs=1e-4)
+
+
+def test_two_confirms_on_one_study_keep_each_others_runs(tmp_path: Path) -> None:
+    """Two `confirm` processes (two handles on one storage, each opened before the other wrote) add their runs
+    side by side; each trial's seeds come back in order, the trial's own run first."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    first = optuna.create_study(storage=url, study_name="s", direction="maximize")
+    second = optuna.load_study(storage=url, study_name="s")
+    save_confirmation(first, 0, 1, 0.80)
+    save_confirmation(second, 3, 1, 0.70)
+    save_confirmation(second, 0, 3, 0.78)
+    save_confirmation(first, 0, 2, 0.82)
+    assert confirmations(optuna.load_study(storage=url, study_name="s")) == {
+        0: Confirmation([1, 2, 3], [0.80, 0.82, 0.78]), 3: Confirmation([1], [0.70])}
+
+
+def test_confirmations_stored_in_one_attribute_before_still_read() -> None:
+    study = _study()
+    study.set_user_attr("confirmed", {"4": {"seeds": [7, 8], "scores": [0.6, 0.62]}})  # as confirm stored them
+    save_confirmation(study, 4, 9, 0.64)  # a later confirm adds a seed
+    assert confirmations(study) == {4: Confirmation([7, 8, 9], [0.6, 0.62, 0.64])}
 
 
 def test_retrain_plan_uses_the_best_epoch_seed_precision_and_the_device_loop_only_on_jax() -> None:
