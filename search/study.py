@@ -15,7 +15,7 @@ from search.console import Console
 from search.data import Dataset, load_dataset, parse_image_size
 from search.errors import UserError
 from search.owners import mark_owner
-from search.records import StudyRecord
+from search.records import StudyRecord, TrialRecord
 from search.storage import open_storage
 from spaces.param_names import stored_params
 
@@ -96,8 +96,12 @@ def enqueue_warm_start(study: optuna.Study, arch: str) -> None:
 def enqueue_seed_models(study: optuna.Study, arch: str) -> int:
     """Queue the notebook's models of arch as the first trials (once; finished ones are not rerun)."""
     seeds = spaces.get(arch).SEED_MODELS
+    # Known by name rather than by Optuna's skip_if_exists: a study from before the per-optimizer param names
+    # stored them as `learning_rate`, which skip_if_exists would not match, queueing every model a second time.
+    queued = {TrialRecord.of(trial).seed_model for trial in study.get_trials(deepcopy=False)}
     for name, params in seeds.items():
-        study.enqueue_trial(stored_params(params), user_attrs=records.enqueued(seed_model=name), skip_if_exists=True)
+        if name not in queued:
+            study.enqueue_trial(stored_params(params), user_attrs=records.enqueued(seed_model=name))
     return len(seeds)
 
 

@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 import spaces
-from search.records import retrain_plan
-from search.study import make_sampler
+from search.records import enqueued, retrain_plan
+from search.study import enqueue_seed_models, make_sampler
 from spaces._common import LEARNING_RATES, suggest_training
 from spaces.param_names import PER_OPTIMIZER, model_params, stored_name, stored_params
 
@@ -31,6 +31,19 @@ def test_trials_stored_before_the_per_optimizer_names_read_unchanged() -> None:
     old = {"optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 0.01, "batch_size": 32}
     assert model_params(old) == old
     assert model_params({"x": 1.0}) == stored_params({"x": 1.0}) == {"x": 1.0}  # no optimizer: nothing to rename
+
+
+@pytest.mark.parametrize("name", [name for name in spaces.names() if spaces.get(name).SEED_MODELS])
+def test_seed_models_queued_before_the_per_optimizer_names_are_not_queued_again(name: str) -> None:
+    seeds = spaces.get(name).SEED_MODELS
+    study = optuna.create_study()
+    first = next(iter(seeds))  # as an older hpsearch queued it: plain names
+    study.enqueue_trial(seeds[first], user_attrs=enqueued(seed_model=first))
+    assert enqueue_seed_models(study, name) == len(seeds)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.user_attrs["seed_model"] for t in waiting] == list(seeds)  # the first once, the rest once each
+    enqueue_seed_models(study, name)
+    assert len(study.trials) == len(seeds)
 
 
 @pytest.mark.parametrize("name", spaces.names())
