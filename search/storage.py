@@ -25,37 +25,46 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 DEFAULT_FOLDER = Path("studies")  # the only storage folder hpsearch creates by itself
 JOURNAL_PREFIX = "journal:///"
 GRACE_PERIODS = 3
-# Query parameters that carry a password (libpq accepts ?password=...).
-PASSWORD_QUERY = re.compile(r"(?i)(pass(?:word|wd)?=)[^&]*")
+# Query parameters that carry a password (libpq accepts ?password=...); the value runs on over any '&...' piece
+# without '=' (an unencoded '&' in the password), so that no part of it shows.
+PASSWORD_QUERY = re.compile(r"(?i)(pass(?:word|wd)?=)([^&]*(?:&[^&=]*(?=&|$))*)")
 
 
-def _userinfo(url: str) -> tuple[str, str, str]:
-    """Split url into (scheme://, user:password part, @rest); the middle is '' without an '@'."""
-    scheme, sep, rest = url.partition("://")
-    prefix, rest = (scheme + sep, rest) if sep else ("", url)
-    if "@" not in rest:
-        return prefix, "", rest
-    at = rest.rindex("@")  # a password may hold '@', a host never does
-    return prefix, rest[:at], rest[at:]
+def _password_span(url: str) -> tuple[int, int] | None:
+    """Where url's password lies, as (start, end); None when it has none. SQLAlchemy ends a password at its first
+    '@'; the span runs on to the last '@' before the query, so that a password holding an unencoded '@' (which
+    check_url refuses) is hidden whole. Without a scheme, all before the last '@' may be a secret."""
+    scheme_end = url.find("://")
+    if scheme_end < 0:
+        at = url.rfind("@")
+        return (0, at) if at >= 0 else None
+    # SQLAlchemy's user name runs up to a ':' (a password follows) or a '/'.
+    user_end = min((i for i in (url.find(":", scheme_end + 3), url.find("/", scheme_end + 3)) if i >= 0),
+                   default=len(url))
+    first_at = url.find("@", user_end)
+    if not url.startswith(":", user_end) or first_at < 0:  # a user name alone, or host:port
+        return None
+    query = url.find("?", first_at)
+    return user_end + 1, url.rfind("@", first_at, query if query >= 0 else len(url))
 
 
 def display_url(url: str) -> str:
     """The URL with any password masked, for printing; also for URLs that do not parse."""
     if url.startswith(JOURNAL_PREFIX):
         return url
-    prefix, userinfo, rest = _userinfo(url)
-    if userinfo and (":" in userinfo or not prefix):  # without a scheme, all of it may be a secret
-        user = userinfo.split(":", 1)[0] if prefix else ""
-        userinfo = f"{user}:***" if user else "***"
-    return PASSWORD_QUERY.sub(r"\1***", prefix + userinfo + rest)
+    span = _password_span(url)
+    if span is not None:
+        url = url[:span[0]] + "***" + url[span[1]:]
+    return PASSWORD_QUERY.sub(r"\1***", url)
 
 
 def redact(text: str, url: str) -> str:
-    """text with the URL and its password masked (driver errors may quote either)."""
+    """text with the URL and its passwords masked (driver errors may quote either)."""
     text = text.replace(url, display_url(url))
-    _, userinfo, _ = _userinfo(url)
-    secret = userinfo.split(":", 1)[1] if ":" in userinfo else userinfo
-    for value in {secret, unquote(secret)} - {""}:
+    span = _password_span(url)
+    secrets = [match.group(2) for match in PASSWORD_QUERY.finditer(url)] + ([url[slice(*span)]] if span else [])
+    for value in sorted({form for secret in secrets for form in (secret, unquote(secret))} - {""}, key=len,
+                        reverse=True):  # the longest first: a shorter secret may be part of a longer one
         text = text.replace(value, "***")
     return PASSWORD_QUERY.sub(r"\1***", text)
 
@@ -80,6 +89,10 @@ def check_url(url: str) -> None:
     except (ArgumentError, ValueError):
         raise UserError(f"storage {shown!r}: not a storage URL; expected e.g. {DEFAULT_STORAGE}, "
                         "postgresql+psycopg://user:pw@host/db or journal:///path/file.log") from None
+    span = _password_span(url)
+    if span is not None and "@" in url[slice(*span)]:  # SQLAlchemy would cut the password at it
+        raise UserError(f"storage {shown!r}: its password holds an '@'; write it as %40, e.g. "
+                        "postgresql+psycopg://user:p%40ss@host/db")
     if parsed.get_backend_name() not in ("sqlite", "postgresql", "mysql"):
         raise UserError(f"storage {shown!r}: unsupported database {parsed.get_backend_name()!r}; "
                         "use sqlite, postgresql or journal")

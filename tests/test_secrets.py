@@ -17,8 +17,9 @@ import sqlalchemy
 from typer.testing import CliRunner
 
 from search.cli import app
+from search.errors import UserError
 from search.export_files import EXPORT_FILES
-from search.storage import display_url
+from search.storage import check_url, display_url, redact
 from tests.conftest import load
 from tests.test_processes import children
 
@@ -35,6 +36,10 @@ UNREACHABLE = f"postgresql+psycopg://hp:{PASSWORD}@127.0.0.1:1/x"
     ("postgresql://db-host/hp?password=TopSecret123&sslmode=require",
      "postgresql://db-host/hp?password=***&sslmode=require"),
     ("sqlite:///studies/hpsearch.db", "sqlite:///studies/hpsearch.db"),
+    ("postgresql://hp:pw@db-host/hp?options=a@b", "postgresql://hp:***@db-host/hp?options=a@b"),  # '@' in the query
+    ("postgresql://hp@db-host/hp?password=Top&Secret&sslmode=require",  # an unencoded '&' in the password
+     "postgresql://hp@db-host/hp?password=***&sslmode=require"),
+    ("postgresql://hp@db-host:5432/hp", "postgresql://hp@db-host:5432/hp"),  # a user name alone is no secret
 ])
 def test_display_url_masks_every_password(url: str, shown: str) -> None:
     assert display_url(url) == shown
@@ -45,6 +50,7 @@ def test_display_url_masks_every_password(url: str, shown: str) -> None:
     ["trials", "lenet"], ["export-best", "lenet"], ["report"],
     ["study", "lenet", "--storage", f"post gres://hp:{PASSWORD}@h/db"],  # does not parse
     ["trials", "lenet", "--storage", f"redis://hp:{PASSWORD}@h/0"],  # unsupported database
+    ["trials", "lenet", "--storage", f"postgresql+psycopg://hp:p@{PASSWORD}@127.0.0.1:1/x"],  # an unencoded '@'
 ])
 def test_unreachable_server_error_hides_the_password(args: list[str], tiny_data: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,6 +61,19 @@ def test_unreachable_server_error_hides_the_password(args: list[str], tiny_data:
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
     assert result.stderr.startswith("error: storage '") and PASSWORD not in result.output
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_driver_errors_keep_their_words_when_the_url_has_a_user_alone() -> None:
+    message = 'connection to server at "127.0.0.1", port 1 failed: password authentication failed for user "a"'
+    assert redact(message, "postgresql://a@127.0.0.1:1/x") == message
+    assert redact(f"no host {PASSWORD}", f"postgresql://hp:{PASSWORD}@h/x") == "no host ***"
+
+
+def test_a_password_with_an_unencoded_at_sign_is_refused_before_connecting() -> None:
+    with pytest.raises(UserError, match="holds an '@'; write it as %40") as refused:
+        check_url(f"postgresql+psycopg://hp:p@{PASSWORD}@db-host/x")
+    assert PASSWORD not in str(refused.value) and "p@" not in str(refused.value)
+    check_url(f"postgresql+psycopg://hp:p%40{PASSWORD}@db-host/x?options=a@b")  # encoded; '@' in the query
 
 
 def test_hpsearch_storage_sets_the_default_and_storage_wins(tmp_path: Path, sqlite_url: str,
