@@ -39,6 +39,8 @@ def report(
 
     with user_errors():
         every_study = load_all(open_storage(storage, readonly=True))  # a bad storage is said first
+        if out.name in ("", "..") or out.is_dir():  # Path(".").name is ""
+            raise UserError(f"--out {out}: a folder; name the HTML file (e.g. {out / 'report.html'})")
         if out.with_suffix(".csv") == out:  # the CSV would be written, then replaced by the HTML
             raise UserError(f"--out {out}: name the HTML file (e.g. report.html); its CSV is written beside it")
         existing = [path for path in (out, out.with_suffix(".csv")) if path.exists()]

@@ -1,4 +1,4 @@
-"""Tables of trials for the terminal, built on Optuna's trials_dataframe and hpsearch's trial records."""
+"""Tables of trials for the terminal, built from Optuna's trials and hpsearch's trial records."""
 from __future__ import annotations
 
 import optuna
@@ -14,16 +14,17 @@ RECORD_COLUMNS = ("train_seconds", "n_params", "best_epoch", "seed_model", "fail
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, seconds, size, best epoch, failure reason and params; in an
     accuracy-time study, `pareto` marks the trials of the Pareto front with a *."""
-    frame = study.trials_dataframe(attrs=("number", "state", "duration"))
-    if frame.empty:
-        return frame
+    # One read of the storage: every column comes from the same trials, even while workers add more.
     trials = study.get_trials(deepcopy=False)
-    out = pd.DataFrame({"number": frame["number"], "state": frame["state"],
+    if not trials:
+        return pd.DataFrame()
+    out = pd.DataFrame({"number": [t.number for t in trials], "state": [t.state.name for t in trials],
                         "val_accuracy": [None if t.values is None else value_of(t) for t in trials]})
     if len(study.directions) > 1:
         front = {t.number for t in pareto_front(study)}
         out.insert(0, "pareto", ["*" if t.number in front else "" for t in trials])
-    out["seconds"] = frame["duration"].dt.total_seconds().round(1)
+    # A running or waiting trial has no duration yet.
+    out["seconds"] = [None if t.duration is None else round(t.duration.total_seconds(), 1) for t in trials]
     recorded = [TrialRecord.of(trial) for trial in trials]
     for column in RECORD_COLUMNS:
         values = [getattr(record, column) for record in recorded]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
+import optuna
 import pytest
 from typer.testing import CliRunner
 
@@ -73,6 +74,17 @@ def test_bad_input_gives_one_line_and_exit_2(args: list[str], message: str, tiny
     assert result.stderr.strip() == f"error: {result.stderr.strip().removeprefix('error: ')}"
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+def test_trials_of_a_study_whose_first_trial_still_runs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    study = optuna.create_study(study_name="lenet", storage=url, direction="maximize")
+    study.enqueue_trial({"optimizer": "adam"})
+    study.ask()  # claims the queued trial: RUNNING, no duration yet
+    study.enqueue_trial({"optimizer": "sgd"})  # WAITING
+    result = runner.invoke(app, ["trials", "lenet", "--storage", url])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"0\s+RUNNING", result.stdout) and re.search(r"1\s+WAITING", result.stdout)
 
 
 def test_missing_data_says_where(tmp_path: Path) -> None:

@@ -70,6 +70,16 @@ def test_report_refuses_an_out_that_its_csv_would_replace(lenet_study: str, tmp_
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("out", [".", "..", "folder"])
+def test_report_refuses_a_folder_as_out(out: str, lenet_study: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "work" / "folder").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work")
+    result = runner.invoke(app, ["report", "--storage", lenet_study, "--out", out, "--force"])
+    _one_line_error(result, "a folder; name the HTML file")
+    assert [p.name for p in tmp_path.rglob("*")] == ["work", "folder"]  # no folder.csv beside it
+
+
 def test_export_best_refuses_an_out_it_cannot_make_before_retraining(lenet_study: str, tiny_data: Path,
                                                                      tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
