@@ -15,6 +15,10 @@ EXPORT_FILES = ("submission.csv", "model.keras", "params.json", "history.csv", "
 
 def check_out_dir(out_dir: Path, force: bool) -> None:
     """One-line error unless out_dir is new, empty, or (with --force) holds only an earlier export."""
+    here = Path.cwd().resolve()
+    if out_dir.name in ("", "..") or out_dir.resolve() in (here, *here.parents):  # Path(".").name is ""
+        raise UserError(f"--out {out_dir}: the current folder or one above it, which the export cannot replace; "
+                        "name a folder for it, e.g. best")
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: exists and is not a folder")
     # The export is staged beside out_dir, in its parent: that (or what of it exists) must take a new folder.

@@ -94,6 +94,20 @@ def test_export_best_refuses_an_out_it_cannot_make_before_retraining(lenet_study
     _one_line_error(result, f"cannot make a folder in {tmp_path / 'a-file'}")
 
 
+@pytest.mark.parametrize("out", [".", "./", "..", "{cwd}"])
+def test_export_best_refuses_the_current_folder_before_retraining(out: str, lenet_study: str, tiny_data: Path,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export swaps its folder in by renames, which the current folder (empty or not) cannot take part in."""
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    monkeypatch.setattr(search.export, "retrain", lambda *args, **kwargs: pytest.fail("retrained"))
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", lenet_study, "--data", str(tiny_data),
+                                 "--out", out.format(cwd=tmp_path / "empty"), "--force"])
+    _one_line_error(result, "the current folder or one above it")
+    assert [p.name for p in tmp_path.rglob("*")] == ["empty"]
+
+
 def test_export_best_never_replaces_a_folder_of_other_files(lenet_study: str, tiny_data: Path,
                                                             tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
