@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import sqlite3
 import warnings
@@ -128,6 +129,21 @@ def _require_optuna_sqlite(shown: str, path: Path) -> None:
         raise UserError(f"storage {shown!r}: {path} is an SQLite file of another program, not an Optuna storage")
 
 
+def _require_optuna_journal(shown: str, path: Path) -> None:
+    """Refuse an existing file that is not an Optuna journal: Optuna skips a last line without a newline, so it
+    would append its records to a one-line text file (and then fail on reading it back)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as journal:
+        first = journal.readline(1 << 16)  # a journal's records are short lines of JSON
+    try:
+        record = json.loads(first)
+    except ValueError:  # also UnicodeDecodeError
+        record = None
+    if not isinstance(record, dict) or "op_code" not in record:
+        raise UserError(f"storage {shown!r}: {path} is not an Optuna journal file")
+
+
 def _begin_immediate(connection: Connection) -> None:
     """Start every SQLite transaction holding the write lock. Optuna claims a queued trial by reading that it
     is WAITING and then writing RUNNING; SQLite ignores SELECT ... FOR UPDATE and Python's sqlite3 runs the read
@@ -148,6 +164,7 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
     if url.startswith(JOURNAL_PREFIX):
         path = Path(url[len(JOURNAL_PREFIX):])
         _storage_file(shown, path, readonly)
+        _require_optuna_journal(shown, path)
         try:
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as exc:

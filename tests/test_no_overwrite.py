@@ -153,6 +153,17 @@ def test_read_only_commands_refuse_a_file_that_is_no_database(tmp_path: Path, mo
     assert text.read_text().startswith("just some text") and [p.name for p in tmp_path.iterdir()] == ["notes.db"]
 
 
+@pytest.mark.parametrize("text", ["my notes, one line without a newline", '{"a": 1}\n', "\x89PNG\r\n"])
+def test_study_leaves_a_file_that_is_no_journal_alone(text: str, tiny_data: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    notes = tmp_path / "notes.log"
+    notes.write_bytes(text.encode())
+    result = runner.invoke(app, ["study", "lenet", "--data", str(tiny_data), "--storage", f"journal:///{notes}"])
+    _one_line_error(result, "not an Optuna journal file")
+    assert notes.read_bytes() == text.encode() and [p.name for p in tmp_path.iterdir()] == ["notes.log"]
+
+
 @pytest.mark.parametrize("make_url, message", [
     (lambda tmp: f"sqlite:///{tmp / 'nonexistent-dir' / 'x.db'}", "nonexistent-dir does not exist"),
     (lambda tmp: f"journal:///{tmp / 'nonexistent-dir' / 'x.log'}", "nonexistent-dir does not exist"),
