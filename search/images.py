@@ -21,6 +21,7 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 # Pillow modes without colour; every other mode (RGB, RGBA, P, CMYK, ...) is read as colour.
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})
 CHANNELS = {"L": 1, "RGB": 3}  # the two modes images are converted to
+DECODING = 2  # caches made by another version of the decoding are rebuilt (2: 16-bit images scaled, not clipped)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def _stamp(files: list[os.DirEntry[str]], root: Path, target: object) -> str:
     skip = len(str(root)) + 1  # paths relative to root, without os.path.relpath's cost per file
     rows = [(entry.path[skip:], stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
             for entry in files for stat in (entry.stat(),)]
-    return hashlib.sha256(repr((target, rows)).encode()).hexdigest()
+    return hashlib.sha256(repr((DECODING, target, rows)).encode()).hexdigest()
 
 
 def _headers(files: list[os.DirEntry[str]]) -> list[tuple[tuple[int, int], str]]:
@@ -82,6 +83,14 @@ def _headers(files: list[os.DirEntry[str]]) -> list[tuple[tuple[int, int], str]]
     return found
 
 
+def _as_8_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit greyscale image (a PNG opens as mode I;16, or I in older Pillow) as 8-bit "L", 65535 -> 255:
+    Pillow's convert clips every value above 255 to white."""
+    if not image.mode.startswith("I"):
+        return image
+    return Image.fromarray(np.clip(np.rint(np.asarray(image, np.float64) / 257), 0, 255).astype(np.uint8))
+
+
 def _decode(files: list[os.DirEntry[str]], mode: str, size: tuple[int, int]) -> np.ndarray:
     """Decode every file into a uint8 (N, H, W, C) array in `mode`, resized to (height, width) `size`."""
     height, width = size
@@ -89,7 +98,7 @@ def _decode(files: list[os.DirEntry[str]], mode: str, size: tuple[int, int]) -> 
     for i, entry in enumerate(files):
         try:
             with Image.open(entry.path) as opened:
-                image = opened.convert(mode)
+                image = _as_8_bit(opened).convert(mode)
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
                 pixels[i] = np.asarray(image).reshape(height, width, -1)

@@ -89,6 +89,18 @@ def test_mixed_modes_and_sizes_become_one(tmp_path: Path, capsys: pytest.Capture
     assert load_test(tmp_path, (5, 6, 3))[1].shape == (4, 5, 6, 3)
 
 
+def test_16_bit_greyscale_images_are_scaled_not_clipped(tmp_path: Path) -> None:
+    """16-bit PNGs (e.g. microscopy) read as the 8-bit images they scale down to."""
+    eight_bit = _tree(tmp_path / "8", {"a": 2, "b": 2})
+    deep = shutil.copytree(eight_bit, tmp_path / "16")
+    for path in deep.rglob("*.png"):
+        Image.fromarray(np.asarray(Image.open(path)).astype(np.uint16) * 257).save(path)
+    assert {Image.open(path).mode for path in deep.rglob("*.png")} == {"I;16"}
+    expected, got = load_dataset(eight_bit, val_fraction=0.25), load_dataset(deep, val_fraction=0.25)
+    assert expected.x_train.max() > 0.5 and np.array_equal(got.x_train, expected.x_train)
+    assert np.array_equal(load_test(deep, (8, 8, 1))[1], load_test(eight_bit, (8, 8, 1))[1])
+
+
 def test_decoded_tree_is_cached_and_invalidated_by_any_change(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     _tree(tmp_path / "one", {"a": 3, "b": 3}, ext="bmp")  # BMPs of one size have one file size
