@@ -83,6 +83,9 @@ def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str =
     existing = [out / name for name in ("train.csv", "testX.csv", "testY.csv") if (out / name).exists()]
     if fmt == "csv" and existing and not force:
         raise DataError(f"{existing[0]} exists; pass --force to overwrite it (or choose another --out)")
+    trees = [out / name for name in ("train", "test") if (out / name).exists()]
+    if fmt == "csv" and trees:  # CSVs beside an image tree: every later command would refuse the folder
+        raise DataError(f"{trees[0]} exists (an image tree?); one layout a folder: choose another --out")
     if labels not in LABEL_SETS:
         raise DataError(f"unknown label set {labels!r}; valid: {', '.join(LABEL_SETS)}")
     if fmt not in FORMATS:

@@ -117,6 +117,15 @@ def test_export_best_never_replaces_a_folder_of_other_files(lenet_study: str, ti
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+def test_prepare_csv_refuses_a_folder_holding_an_image_tree(tiny_source: Path, tmp_path: Path) -> None:
+    (tmp_path / "train" / "cats").mkdir(parents=True)
+    (tmp_path / "dataset.json").write_text("{}")
+    prepare = ["data", "prepare", "--source", str(tiny_source), "--out", str(tmp_path), "--force"]
+    _one_line_error(runner.invoke(app, prepare), "train exists (an image tree?); one layout a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset.json", "train"]
+    assert (tmp_path / "dataset.json").read_text() == "{}"
+
+
 def test_prepare_refuses_to_overwrite_data_unless_force(tiny_source: Path, tmp_path: Path) -> None:
     (tmp_path / "train.csv").write_text("Id,Label\n0,1\n")
     prepare = ["data", "prepare", "--source", str(tiny_source), "--out", str(tmp_path)]
