@@ -31,12 +31,10 @@ def mark_owner(trial: optuna.Trial) -> None:
 
 def _alive(pid: int) -> bool:
     """Whether a process with this pid runs (a zombie, dead but not yet reaped, does not)."""
-    stat = Path(f"/proc/{pid}/stat")
-    if Path("/proc/self/stat").exists():
-        try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        pass  # no /proc, no such process, or another user's process hidden (hidepid): ask the kernel
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -13,6 +13,7 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from search import owners
 from search.cli import app
 from tests.conftest import as_foreground_job, load
 
@@ -136,3 +137,20 @@ def test_timeout_must_be_positive(value: str, tiny_data: Path, tmp_path: Path) -
                                  "--storage", f"sqlite:///{db}"])
     assert result.exit_code == 2 and "--timeout must be more than 0 seconds" in result.stderr, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and not db.exists()
+
+
+def test_a_worker_is_alive_while_its_process_runs_even_where_proc_hides_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--fail-orphans must not fail a live worker whose /proc entry this user cannot read (hidepid)."""
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # reaped: its pid is free
+    assert owners._alive(os.getpid()) and not owners._alive(finished.pid)
+    read_text = Path.read_text
+
+    def hidden(path: Path, *args: object, **kwargs: object) -> str:
+        """/proc/<pid>/stat of a live process of another user, under hidepid=2: not there."""
+        if str(path).startswith("/proc/") and str(path) != "/proc/self/stat":
+            raise FileNotFoundError(path)
+        return read_text(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", hidden)
+    assert owners._alive(os.getpid()) and not owners._alive(finished.pid)
