@@ -20,7 +20,7 @@ from search.errors import UserError
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
 from search.objective import retrain
-from search.records import RetrainPlan, StudyRecord, ranked, require_winner, retrain_plan, value_of
+from search.records import RetrainPlan, StudyRecord, ranked, require_winner, retrain_plan, unconfirmed_note, value_of
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
 
@@ -110,6 +110,8 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
              (retrain_plan(study, trial, keras.backend.backend(), epochs) for trial in members) for i in range(seeds)]
     run_trials = [trial for trial in members for _ in range(seeds)]  # the trial of each plan
     console, runs = Console(quiet), []
+    if within is None and (note := unconfirmed_note(study)):
+        console.warn(note)
     for trial, plan in zip(run_trials, plans, strict=True):
         console.say(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {value_of(trial):.4f}) "
                     f"with seed {plan.seed} for {plan.epochs} epochs{' on all labelled rows' if full_train else ''}")

@@ -216,6 +216,23 @@ def ranked(study: optuna.Study, within: float | None = None) -> list[FrozenTrial
     return [first, *rest]
 
 
+def unconfirmed_note(study: optuna.Study) -> str:
+    """A line naming the complete trials no `confirm` has run whose single run beats the confirmed winner's
+    mean (they ran after the last confirm, or below its --top): the winner stays a confirmed one, so say so."""
+    confirmed = confirmations(study)
+    if not confirmed:
+        return ""
+    best_mean = max(entry.mean for entry in confirmed.values())
+    ahead = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if t.number not in confirmed and value_of(t) > best_mean]
+    if not ahead:
+        return ""
+    shown = ", ".join(map(str, ahead[:5])) + (f" and {len(ahead) - 5} more" if len(ahead) > 5 else "")
+    return (f"note: the winner is the best confirmed mean ({best_mean:.4f}); trial{'s' * (len(ahead) > 1)} {shown} "
+            f"beat it in a single run but {'are' if len(ahead) > 1 else 'is'} not confirmed: run `hpsearch confirm` "
+            "again to judge them by their mean too")
+
+
 def require_winner(study: optuna.Study, within: float | None = None) -> FrozenTrial:
     """The winner, or a one-line error when no trial has completed."""
     best = winner(study, within)

@@ -16,7 +16,7 @@ from search.console import Console
 from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
 from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
-from search.records import value_of, winner
+from search.records import unconfirmed_note, value_of, winner
 from search.runtime import device_name, use_backend
 from search.storage import display_url
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
@@ -144,6 +144,8 @@ def _run_study(config: StudyConfig) -> int:
     if best is not None:
         console.result(f"best: trial {best.number}, val_accuracy {value_of(best):.4f}, "
                        f"params {model_params(best.params)}")
+        if note := unconfirmed_note(study):
+            console.warn(note)
     # The storage the next command gets without --storage needs none (and a password must not be shown).
     implied = config.storage == (os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE)
     where = ("" if implied else f" --storage {display_url(config.storage)}") + (

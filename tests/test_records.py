@@ -116,6 +116,20 @@ def test_winner_is_the_best_trial_until_confirm_then_the_best_mean() -> None:
     assert confirmations(study)[lucky].std == pytest.approx(0.1414, abs=1e-4)
 
 
+def test_trials_that_beat_the_confirmed_mean_unconfirmed_are_named() -> None:
+    study = _study()
+    assert records.unconfirmed_note(study) == ""  # nothing confirmed: the winner is the best single run
+    confirmed = _trial(study, 0.85)
+    save_confirmation(study, confirmed, 1, 0.85)
+    save_confirmation(study, confirmed, 2, 0.83)
+    _trial(study, 0.835)  # below the confirmed mean, 0.84: not ahead
+    assert records.unconfirmed_note(study) == ""
+    later = _trial(study, 0.86)  # ran after the confirm
+    note = records.unconfirmed_note(study)
+    assert f"trial {later} beat it" in note and "(0.8400)" in note and "is not confirmed" in note
+    assert winner(study).number == confirmed  # the note says why the winner stays
+
+
 def test_two_confirms_on_one_study_keep_each_others_runs(tmp_path: Path) -> None:
     """Two `confirm` processes (two handles on one storage, each opened before the other wrote) add their runs
     side by side; each trial's seeds come back in order, the trial's own run first."""
