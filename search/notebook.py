@@ -8,7 +8,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 import spaces
-from search.records import StudyRecord, TrialRecord, replay_scale, value_of, winner
+from search.records import StudyRecord, TrialRecord, last_val_accuracy, replay_scale, value_of, winner
 from search.replay import replayed_trials
 from spaces._notebook import NOTEBOOK_SETUP, NotebookModel
 
@@ -35,9 +35,10 @@ def _replay_columns(study: optuna.Study | None, preferred: str) -> dict:
     trials = replayed_trials(study) if study is not None else {}
     if not trials:
         return {}
-    name = preferred if preferred in trials else max(trials, key=lambda n: value_of(trials[n]))
+    name = preferred if preferred in trials else max(trials, key=lambda n: last_val_accuracy(trials[n]))
     record = TrialRecord.of(trials[name])
-    return {"replay_model": name, "replay_val_accuracy": round(value_of(trials[name]), 4),
+    # After the last epoch, as the notebook reported its models (not the best epoch's).
+    return {"replay_model": name, "replay_val_accuracy": round(last_val_accuracy(trials[name]), 4),
             "replay_seconds": record.train_seconds, "replay_epochs": len(record.history),
             "replay_params": record.n_params}
 

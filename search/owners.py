@@ -61,11 +61,19 @@ def running(study: optuna.Study) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
     return live, orphans
 
 
+def fail(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
+    """Mark a RUNNING or WAITING trial of any process failed, saying why."""
+    # Optuna has no public setter for another process's trial; its own fail_stale_trials uses _trial_id too.
+    if trial.state == TrialState.WAITING and not study._storage.set_trial_state_values(
+            trial._trial_id, TrialState.RUNNING):  # claimed as Optuna's ask claims one: tell refuses WAITING
+        return  # another process took it meanwhile
+    records.update(optuna.Trial(study, trial._trial_id), fail_reason=reason)
+    study.tell(trial.number, state=TrialState.FAIL)
+
+
 def fail_orphans(study: optuna.Study) -> list[int]:
     """Mark every orphaned RUNNING trial failed, saying why; return their numbers."""
     _, orphans = running(study)
     for trial in orphans:
-        # Optuna has no public setter for another process's trial; its own fail_stale_trials uses _trial_id too.
-        records.update(optuna.Trial(study, trial._trial_id), fail_reason=ORPHAN_REASON)
-        study.tell(trial.number, state=TrialState.FAIL)
+        fail(study, trial, ORPHAN_REASON)
     return [t.number for t in orphans]

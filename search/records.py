@@ -216,6 +216,13 @@ def ranked(study: optuna.Study, within: float | None = None) -> list[FrozenTrial
     return [first, *rest]
 
 
+def last_val_accuracy(trial: FrozenTrial) -> float:
+    """A trial's validation accuracy after its last epoch, what the notebook printed for each model (a trial's
+    value is its best epoch's); NaN without one."""
+    history = TrialRecord.of(trial).history
+    return float(history[-1].get("val_accuracy", float("nan"))) if history else float("nan")
+
+
 def unconfirmed_note(study: optuna.Study) -> str:
     """A line naming the complete trials no `confirm` has run whose single run beats the confirmed winner's
     mean (they ran after the last confirm, or below its --top): the winner stays a confirmed one, so say so."""

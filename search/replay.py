@@ -14,7 +14,8 @@ from search import records
 from search.config import StudyConfig
 from search.data import load_dataset
 from search.errors import UserError
-from search.records import TrialRecord, mark_replay, replay_scale, value_of
+from search.owners import fail
+from search.records import TrialRecord, last_val_accuracy, mark_replay, replay_scale, value_of
 from search.study import count, open_study, run_worker, stop_when_queue_empty
 from spaces._notebook import NotebookModel, scaled_epochs
 from spaces.param_names import stored_params
@@ -68,18 +69,25 @@ def replay(config: StudyConfig, models: dict[str, NotebookModel], epochs_scale: 
     """Train every chosen model not yet complete in the replay study, each for its (scaled) notebook epochs."""
     config.check()
     data = load_dataset(Path(config.data_dir), config.subset)
-    study = open_study(config, data)
+    study = open_study(config, data, replay=True)
     _check_scale(study, epochs_scale)
     done = replayed_trials(study)
-    waiting = {TrialRecord.of(t).seed_model for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
+    waiting: dict[str, FrozenTrial] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        name = TrialRecord.of(trial).seed_model
+        if name in models and name not in waiting:
+            waiting[name] = trial  # left by an interrupted replay: it runs, and is not queued twice
+        else:  # not asked for now: it would run first (Optuna takes the oldest waiting trial) in a chosen one's place
+            fail(study, trial, "left waiting by an interrupted replay of other models; queued again when asked for")
     missing = [name for name in models if name not in done]
-    for name in missing:  # a model left waiting by an interrupted replay is not queued twice
+    for name in missing:
         if name not in waiting:
             study.enqueue_trial(stored_params(models[name].params), user_attrs=records.enqueued(
                 seed_model=name, epochs=scaled_epochs(models[name].epochs, epochs_scale)))
-    if missing:
-        run_worker(dataclasses.replace(config, trials=count(study) + len(missing)), len(missing), data,
-                   callbacks=[stop_when_queue_empty])
+    if missing:  # failures count from this run on, as in `hpsearch study`
+        run_worker(dataclasses.replace(config, trials=count(study) + len(missing),
+                                       failed_before=count(study, (TrialState.FAIL,))),
+                   len(missing), data, callbacks=[stop_when_queue_empty], study=study)
     return study
 
 
@@ -91,7 +99,9 @@ def replay_table(study: optuna.Study, models: dict[str, NotebookModel]) -> pd.Da
         trial = trials.get(name)
         record = TrialRecord.of(trial) if trial else None
         rows.append({"model": name,
-                     "val_accuracy": round(value_of(trial), 4) if trial else None,
+                     # after the last epoch, as the notebook reported it; the best epoch's beside it
+                     "val_accuracy": round(last_val_accuracy(trial), 4) if trial else None,
+                     "best_val_accuracy": round(value_of(trial), 4) if trial else None,
                      "seconds": record.train_seconds if record else None,
                      "epochs": len(record.history) if record else None,
                      "notebook_val_accuracy": model.reported.val_accuracy,

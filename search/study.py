@@ -15,7 +15,7 @@ from search.console import Console
 from search.data import Dataset, load_dataset, parse_image_size
 from search.errors import UserError
 from search.owners import mark_owner
-from search.records import StudyRecord, TrialRecord
+from search.records import StudyRecord, TrialRecord, replay_scale
 from search.storage import open_storage
 from spaces.param_names import stored_params
 
@@ -57,8 +57,10 @@ def make_pruner(kind: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, checked: bool = False) -> optuna.Study:
-    """Create or resume the study; a resumed one must have searched this architecture and dataset.
+def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, checked: bool = False,
+               replay: bool = False) -> optuna.Study:
+    """Create or resume the study; a resumed one must have searched this architecture and dataset, in the same
+    direction(s), and be a search (or with `replay`, a notebook replay or new).
 
     `checked`: this run has just opened it (search.runner's forked preparation), so the storage's tables and
     schema version need no second check."""
@@ -69,9 +71,14 @@ def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, chec
     pruner = make_pruner("none" if config.accuracy_time else config.chosen_pruner, config.epochs)
     study = optuna.create_study(storage=storage, study_name=config.name, directions=directions,
                                 load_if_exists=True, pruner=pruner, sampler=optuna.samplers.RandomSampler())
-    if len(study.directions) != len(directions):  # also for a study made before its record held the objective
-        raise UserError(f"study {config.name!r} has {len(study.directions)} objective(s), not the "
-                        f"{len(directions)} of --objective {config.objective}; choose another --study-name")
+    held = [direction.name.lower() for direction in study.directions]
+    if held != directions:  # also a study made before its record held the objective, or by plain Optuna
+        raise UserError(f"study {config.name!r} optimizes {' and '.join(held)}, not the "
+                        f"{' and '.join(directions)} of --objective {config.objective}; choose another --study-name")
+    if replay_scale(study) is not None and not replay:  # its trials would compare with the notebook, not search
+        raise UserError(f"study {config.name!r} is a notebook replay (`hpsearch replay`); choose another --study-name")
+    if replay and replay_scale(study) is None and study.get_trials(deepcopy=False):
+        raise UserError(f"study {config.name!r} is a search, not a notebook replay; choose another --study-name")
     StudyRecord(arch=config.arch, data_fingerprint=data.fingerprint, label_set=data.label_set, subset=config.subset,
                 image_size=config.image_size, class_names=tuple(data.class_names),
                 objective=config.objective).attach(study)
@@ -94,11 +101,12 @@ def enqueue_warm_start(study: optuna.Study, arch: str) -> None:
 
 
 def enqueue_seed_models(study: optuna.Study, arch: str) -> int:
-    """Queue the notebook's models of arch as the first trials (once; finished ones are not rerun)."""
+    """Queue the notebook's models of arch as the first trials, once each (a failed one is queued again)."""
     seeds = spaces.get(arch).SEED_MODELS
     # Known by name rather than by Optuna's skip_if_exists: a study from before the per-optimizer param names
     # stored them as `learning_rate`, which skip_if_exists would not match, queueing every model a second time.
-    queued = {TrialRecord.of(trial).seed_model for trial in study.get_trials(deepcopy=False)}
+    queued = {TrialRecord.of(trial).seed_model for trial in study.get_trials(deepcopy=False, states=(
+        TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING))}  # a failed one runs again
     for name, params in seeds.items():
         if name not in queued:
             study.enqueue_trial(stored_params(params), user_attrs=records.enqueued(seed_model=name))

@@ -1,6 +1,7 @@
 """`hpsearch replay`: the notebook's models trained with their own (scaled) epochs, resumable, side by side."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import optuna
@@ -8,6 +9,7 @@ import pandas as pd
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from search import records
 from search.cli import app
 from search.storage import open_storage
 
@@ -29,6 +31,11 @@ def test_replay_trains_each_model_for_its_scaled_epochs_once(tiny_data: Path, sq
     lines = result.output.splitlines()
     assert "notebook_val_accuracy" in lines[1] and lines[2].split()[0] == "model1"
     assert lines[2].split()[-3:] == ["0.8618", "332.46", "80"]  # what the notebook reported for LeNet model 1
+
+    table = pd.read_fwf(io.StringIO("\n".join(lines[1:])))
+    first = next(t for t in complete if t.user_attrs["seed_model"] == "model1")
+    assert table["val_accuracy"][0] == round(first.user_attrs["history"][-1]["val_accuracy"], 4)  # last epoch
+    assert table["best_val_accuracy"][0] == round(first.value, 4)
 
     again = _replay(tiny_data, sqlite_url, "--models", "model1,model2", "--epochs-scale", "0.025")
     assert again.exit_code == 0 and len(study.get_trials()) == 2  # nothing retrained
@@ -59,3 +66,28 @@ def test_report_shows_notebook_replay_and_search_side_by_side(tiny_data: Path, s
     assert row["search_vs_notebook"].startswith("search LOSES to the notebook by")  # 60 images, 1 epoch
     assert "lenet: search LOSES to the notebook by" in result.output
     assert "The notebook at a glance: accuracy vs seconds" in out.read_text()
+
+
+def test_a_replay_of_other_models_fails_what_an_interrupted_one_left_waiting(tiny_data: Path, sqlite_url: str) -> None:
+    assert _replay(tiny_data, sqlite_url, "--models", "model1", "--epochs-scale", "0.0125").exit_code == 0
+    study = optuna.load_study(study_name="lenet-notebook", storage=open_storage(sqlite_url))
+    for name in ("model2", "model3"):  # as a replay of every model interrupted during model1 leaves them
+        study.enqueue_trial({"optimizer": "adam"}, user_attrs=records.enqueued(seed_model=name, epochs=1))
+    result = _replay(tiny_data, sqlite_url, "--models", "model4", "--epochs-scale", "0.0125")
+    assert result.exit_code == 0, result.output
+    states = {t.user_attrs["seed_model"]: t.state for t in study.get_trials()}
+    assert states == {"model1": TrialState.COMPLETE, "model2": TrialState.FAIL, "model3": TrialState.FAIL,
+                      "model4": TrialState.COMPLETE}  # model4 ran, not the oldest waiting trial (model2)
+    assert "left waiting by an interrupted replay" in study.trials[1].user_attrs["fail_reason"]
+
+
+def test_search_and_replay_studies_are_kept_apart(tiny_data: Path, sqlite_url: str) -> None:
+    assert _replay(tiny_data, sqlite_url, "--models", "model1", "--epochs-scale", "0.0125").exit_code == 0
+    search = CliRunner().invoke(app, ["study", "lenet", "--study-name", "lenet-notebook", "--trials", "2",
+                                      "--data", str(tiny_data), "--storage", sqlite_url])
+    assert search.exit_code == 2 and "is a notebook replay" in search.stderr
+    assert CliRunner().invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "60", "-q",
+                                    "--data", str(tiny_data), "--storage", sqlite_url]).exit_code == 0
+    replayed = _replay(tiny_data, sqlite_url, "--study-name", "lenet", "--epochs-scale", "0.0125")
+    assert replayed.exit_code == 2 and "is a search, not a notebook replay" in replayed.stderr
+    assert "notebook_replay" not in optuna.load_study(study_name="lenet", storage=sqlite_url).user_attrs

@@ -16,7 +16,7 @@ from search.errors import UserError
 from search.objective import make_objective
 from search.runner import run_study
 from search.storage import open_storage
-from search.study import StudyConfig
+from search.study import StudyConfig, enqueue_seed_models
 from spaces.param_names import model_params, stored_params
 
 HISTORY_KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "ended_at"}
@@ -67,6 +67,25 @@ def test_seed_models_run_first(tiny_data: Path, sqlite_url: str) -> None:
     assert trials[0].user_attrs["n_params"] == 245_601
     run_study(_config(tiny_data, sqlite_url, trials=len(seeds), subset=100, enqueue_seed_models=True))
     assert len(_study(sqlite_url, "lenet").trials) == len(seeds)  # not queued twice
+
+
+def test_a_failed_seed_model_is_queued_again_by_the_same_command() -> None:
+    seeds = spaces.get("lenet").SEED_MODELS
+    study = optuna.create_study(direction="maximize")
+    enqueue_seed_models(study, "lenet")
+    first = study.ask()  # claims model1, which then fails (e.g. the run was interrupted)
+    study.tell(first, state=TrialState.FAIL)
+    enqueue_seed_models(study, "lenet")
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert sorted(t.user_attrs["seed_model"] for t in waiting) == sorted(seeds)  # model1 again, the rest once
+
+
+def test_a_study_of_another_direction_is_not_taken_over(tiny_data: Path, sqlite_url: str) -> None:
+    """A plain Optuna study minimizing something, under the architecture's name, is refused, not resumed."""
+    optuna.create_study(study_name="lenet", storage=sqlite_url, direction="minimize")
+    with pytest.raises(UserError, match="'lenet' optimizes minimize, not the maximize of --objective accuracy"):
+        run_study(_config(tiny_data, sqlite_url, subset=100))
+    assert "arch" not in _study(sqlite_url, "lenet").user_attrs
 
 
 def test_pruner_stops_a_trial_after_its_report(tiny_data: Path) -> None:
