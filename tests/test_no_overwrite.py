@@ -108,6 +108,16 @@ def test_export_best_refuses_the_current_folder_before_retraining(out: str, lene
     assert [p.name for p in tmp_path.rglob("*")] == ["empty"]
 
 
+@pytest.mark.parametrize("command", ["export-best", "confirm"])
+def test_arch_must_be_the_studys_own(command: str, lenet_study: str, tiny_data: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [command, "cnn", "--study-name", "lenet", "--storage", lenet_study, "--data",
+                                 str(tiny_data)])
+    _one_line_error(result, "study 'lenet' holds lenet trials, not cnn; name lenet as ARCH")
+    assert not any(tmp_path.iterdir())
+
+
 def test_export_best_never_replaces_a_folder_of_other_files(lenet_study: str, tiny_data: Path,
                                                             tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
