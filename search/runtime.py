@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from search.errors import UserError
@@ -74,12 +74,8 @@ def use_backend(name: str | None) -> str:
         os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "hpsearch" / "jax"))
         os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     first_import = "keras" not in sys.modules
-    with _native_stderr_captured() as captured, _not_importable(SKIPPED_AT_KERAS_IMPORT[chosen]):
-        try:
-            import keras  # noqa: F401 - imported here, once, so its native start-up logs can be hidden
-        except BaseException:
-            sys.stderr.write(captured())
-            raise
+    with _native_stderr_captured(), _not_importable(SKIPPED_AT_KERAS_IMPORT[chosen]):
+        import keras  # noqa: F401 - imported here, once, so its native start-up logs can be hidden
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing warnings between trials are expected
     # Keras' import leaves ~400,000 objects that live as long as the process; frozen, they are no longer
     # scanned by the full gc.collect that every trial's clear_session runs (measured on the 2-core CPU with
@@ -106,24 +102,27 @@ def _not_importable(modules: tuple[str, ...]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _native_stderr_captured() -> Iterator[Callable[[], str]]:
-    """Send fd 2 to a temporary file: TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL."""
+def _native_stderr_captured() -> Iterator[None]:
+    """Send fd 2 to a temporary file: TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL. When the block
+    raises (e.g. a failed import), what it wrote is shown on the restored stderr: the native diagnostics."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+") as sink:
         os.dup2(sink.fileno(), 2)
-
-        def captured() -> str:
-            """What was written to fd 2 so far."""
-            sink.seek(0)
-            return sink.read()
-
+        failed = False
         try:
-            yield captured
+            yield
+        except BaseException:
+            failed = True
+            raise
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+            if failed:
+                sink.seek(0)
+                sys.stderr.write(sink.read())
+                sys.stderr.flush()
 
 
 def device_name() -> str:

@@ -88,3 +88,14 @@ def test_a_jax_study_needs_neither_tensorflow_nor_pillow(tiny_data: Path, tmp_pa
                           env={**os.environ, "KERAS_BACKEND": ""})
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == "exit 0", done.stderr[-2000:]
     assert "1 finished trials" in done.stdout
+
+
+def test_native_stderr_is_hidden_unless_the_block_fails(capfd: pytest.CaptureFixture[str]) -> None:
+    """Keras' native start-up lines stay off the terminal; a failed import shows them (its diagnostics)."""
+    with runtime._native_stderr_captured():
+        os.write(2, b"native start-up line\n")
+    assert "native start-up line" not in capfd.readouterr().err
+    with pytest.raises(ImportError), runtime._native_stderr_captured():
+        os.write(2, b"libcudart.so.12: cannot open shared object file\n")
+        raise ImportError("keras")
+    assert "libcudart.so.12: cannot open shared object file" in capfd.readouterr().err
