@@ -36,6 +36,9 @@ def _read_id_label(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: columns must be Id,Label, found {','.join(map(str, frame.columns))}")
     if not pd.api.types.is_integer_dtype(frame["Label"]):
         raise DataError(f"{path}: column 'Label' must hold integers only")
+    if (frame["Label"] < 0).any():
+        line = int((frame["Label"] < 0).to_numpy().argmax()) + 2
+        raise DataError(f"{path}: negative label {frame['Label'].min()} on line {line}; labels are 0..K-1")
     if frame["Id"].isna().any():
         line = int(frame["Id"].isna().to_numpy().argmax()) + 2  # 1-based, after the header
         raise DataError(f"{path}: column 'Id' has a blank cell on line {line}")
@@ -60,7 +63,10 @@ def score(submission: Path, labels: Path) -> Score:
         raise DataError(f"{submission}: no prediction for Id {merged['Id'][missing].iloc[0]} "
                         f"({int(missing.sum())} Ids of {labels} missing)")
     y_true, y_pred = merged["Label_true"].to_numpy(), merged["Label_pred"].astype(int).to_numpy()
-    n_classes = int(max(y_true.max(), y_pred.max())) + 1
+    n_classes = int(y_true.max()) + 1
+    if y_pred.max() >= n_classes:  # a model of another label set (e.g. 10 classes scored against 5)
+        raise DataError(f"{submission}: predicts label {y_pred.max()}, but {labels} has labels 0..{n_classes - 1}; "
+                        "score a submission against the labels of the same data")
     _, names = describe(labels.parent, n_classes)
     matrix = confusion_matrix(y_true, y_pred, labels=range(n_classes))
     support = matrix.sum(axis=1)

@@ -126,6 +126,8 @@ def test_score_against_true_labels(exported: Path, tiny_data: Path, tmp_path: Pa
     (lambda f: f.iloc[:-1], "99 rows, but"),
     (lambda f: f.assign(Id=f["Id"] + 1000), "no prediction for Id 0"),
     (lambda f: f.rename(columns={"Label": "Class"}), "columns must be Id,Label"),
+    (lambda f: f.assign(Label=f["Label"].where(f.index != 3, -1)), "negative label -1 on line 5"),
+    (lambda f: f.assign(Label=f["Label"].where(f.index != 3, 9)), "predicts label 9, but"),  # 5 classes there
 ])
 def test_score_refuses_mismatched_submissions(change, message: str, tiny_data: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
