@@ -50,13 +50,14 @@ def report(
         from search.notebook import glance_lines, replay_studies
         from search.report import arch_studies, write_report
 
-        studies = arch_studies(every_study)
-        if not studies:
+        studies, replays = arch_studies(every_study), replay_studies(every_study)
+        if not studies and not replays:
             raise UserError(f"no hpsearch studies in {display_url(storage)}; run `hpsearch study ARCH` first")
-        table, notebook, csv_path, html_path = write_report(studies, out, replay_studies(every_study))
+        table, notebook, csv_path, html_path = write_report(studies, out, replays)
     # Params and class names are long: they are in the CSV and the HTML.
     console = Console()
-    console.result(table.drop(columns=["best_params", "classes"], errors="ignore").to_string(index=False, na_rep=""))
+    console.result(table.drop(columns=["best_params", "classes"], errors="ignore").to_string(index=False, na_rep="")
+                   if len(table) else "no search studies yet; only the notebook's replays")
     console.result("\nThe notebook at a glance (its best reported model, its replay here, the search's best):")
     console.result(notebook.drop(columns=["search_vs_notebook"]).to_string(index=False, na_rep="-"))
     console.result("\n".join(glance_lines(notebook)))

@@ -54,7 +54,8 @@ def summary_row(study: optuna.Study) -> dict:
 
 def comparison(studies: list[optuna.Study]) -> pd.DataFrame:
     """The comparison table, best architecture first."""
-    frame = pd.DataFrame([summary_row(s) for s in studies])
+    rows = [summary_row(s) for s in studies]
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["study", "arch"])  # replays alone: no searches
     return frame.sort_values("best_val_accuracy", ascending=False, na_position="last") if \
         "best_val_accuracy" in frame else frame
 
@@ -118,12 +119,16 @@ def write_report(studies: list[optuna.Study], out: Path, replays: dict[str, optu
     out.parent.mkdir(parents=True, exist_ok=True)
     notebook_columns = notebook.drop(columns=[c for c in notebook if c.startswith("search_") and
                                               c != "search_vs_notebook"])
-    table.merge(notebook_columns, on="arch", how="left").to_csv(csv_path, index=False)
+    # Outer: an architecture with only a replay still gets its row (the notebook's and replay's columns).
+    table.merge(notebook_columns, on="arch", how="outer").to_csv(csv_path, index=False)
     shown = table.drop(columns=["best_params"], errors="ignore")
     intro = shown.to_html(index=False, na_rep="") + (
         "<h3>Best params</h3>" + table[["study", "best_params"]].to_html(index=False) if "best_params" in table else "")
+    if not studies:
+        intro = "<p>No search studies yet; only the notebook's replays (run <code>hpsearch study ARCH</code>).</p>"
     intro += "<h2>The notebook at a glance</h2>" + notebook.to_html(index=False, na_rep="")
     sections = [Section("The notebook at a glance: accuracy vs seconds", glance_figure(notebook)),
-                *comparison_sections(best_curves(studies), trial_points(studies), confirmed_points(studies))]
+                *(comparison_sections(best_curves(studies), trial_points(studies), confirmed_points(studies))
+                  if studies else [])]
     html_path = write_html(sections, out, "hpsearch: comparison at a glance", intro)
     return table, notebook, csv_path, html_path

@@ -91,3 +91,15 @@ def test_search_and_replay_studies_are_kept_apart(tiny_data: Path, sqlite_url: s
     replayed = _replay(tiny_data, sqlite_url, "--study-name", "lenet", "--epochs-scale", "0.0125")
     assert replayed.exit_code == 2 and "is a search, not a notebook replay" in replayed.stderr
     assert "notebook_replay" not in optuna.load_study(study_name="lenet", storage=sqlite_url).user_attrs
+
+
+def test_report_of_a_storage_with_replays_alone(tiny_data: Path, sqlite_url: str, tmp_path: Path) -> None:
+    assert _replay(tiny_data, sqlite_url, "--models", "model1", "--epochs-scale", "0.0125").exit_code == 0
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", "--storage", sqlite_url, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(out.with_suffix(".csv")).iloc[0]
+    assert row["arch"] == "lenet" and row["replay_model"] == "model1" and pd.isna(row["study"])
+    assert "no complete search trial yet" in result.output
+    page = out.read_text()
+    assert "No search studies yet" in page and "Best learning curve" not in page  # no empty charts
