@@ -27,6 +27,16 @@ def trials_table(arch: Arch, storage: Storage = DEFAULT_STORAGE, study_name: Stu
     console.result(frame.to_string(index=False) if len(frame) else "no trials yet")
 
 
+def _is_report(path: Path) -> bool:
+    """Whether path is a file `report` wrote: its CSV (header "study,arch,...") or its HTML (title "hpsearch...")."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b"study,arch,") or b"<title>hpsearch: comparison" in head
+
+
 def report(
     storage: Storage = DEFAULT_STORAGE,
     out: Annotated[Path, typer.Option(help="HTML file; a CSV of the table is written beside it.")]
@@ -46,6 +56,10 @@ def report(
         existing = [path for path in (out, out.with_suffix(".csv")) if path.exists()]
         if existing and not force:  # perhaps not a report at all: --out may name any file
             raise UserError(f"{existing[0]} exists; pass --force to replace it (or choose another --out)")
+        foreign = [path for path in existing if not _is_report(path)]
+        if foreign:  # e.g. --out data/train.html would replace the training data's train.csv
+            raise UserError(f"{foreign[0]} is not an hpsearch report, which is all --force replaces; "
+                            "choose another --out")
         use_backend(None)  # the notebook's tables live in the architectures' modules, which import Keras
         from search.notebook import glance_lines, replay_studies
         from search.report import arch_studies, write_report

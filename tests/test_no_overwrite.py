@@ -54,14 +54,18 @@ def test_export_best_refuses_an_earlier_export_unless_force(lenet_study: str, ti
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
 
 
-def test_report_refuses_to_replace_a_file_unless_force(lenet_study: str, tmp_path: Path) -> None:
-    mine = tmp_path / "report.csv"
-    mine.write_text("my own table\n")
+def test_report_replaces_a_report_only_with_force_and_nothing_else(lenet_study: str, tmp_path: Path) -> None:
     report = ["report", "--storage", lenet_study, "--out", str(tmp_path / "report.html")]
-    _one_line_error(runner.invoke(app, report), "report.csv exists; pass --force")
-    assert mine.read_text() == "my own table\n" and [p.name for p in tmp_path.iterdir()] == ["report.csv"]
+    assert runner.invoke(app, report).exit_code == 0
+    written = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    _one_line_error(runner.invoke(app, report), "report.html exists; pass --force")
     assert runner.invoke(app, [*report, "--force"]).exit_code == 0
-    assert "lenet" in mine.read_text() and (tmp_path / "report.html").stat().st_size > 1000
+    assert sorted(written) == ["report.csv", "report.html"]
+    mine = tmp_path / "train.csv"  # e.g. --out data/train.html beside the training data
+    mine.write_text("Id,Label,pixel0\n0,1,0\n")
+    result = runner.invoke(app, ["report", "--storage", lenet_study, "--out", str(tmp_path / "train.html"), "--force"])
+    _one_line_error(result, "train.csv is not an hpsearch report, which is all --force replaces")
+    assert mine.read_text() == "Id,Label,pixel0\n0,1,0\n" and not (tmp_path / "train.html").exists()
 
 
 def test_report_refuses_an_out_that_its_csv_would_replace(lenet_study: str, tmp_path: Path) -> None:
