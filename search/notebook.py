@@ -53,7 +53,7 @@ def _search_columns(studies: list[optuna.Study]) -> dict:
     return {"search_study": study.study_name, "search_trial": trial.number,
             "search_val_accuracy": round(value_of(trial), 4), "search_seconds": record.train_seconds,
             "search_epochs": len(record.history), "search_params": record.n_params,
-            "search_subset": StudyRecord.of(study).subset}
+            "search_subset": StudyRecord.of(study).subset, "search_label_set": StudyRecord.of(study).label_set}
 
 
 def verdict(search_accuracy: float | None, notebook_accuracy: float) -> str:
@@ -110,6 +110,8 @@ def glance_lines(table: pd.DataFrame) -> list[str]:
         if pd.notna(row.get("search_val_accuracy")):
             images = "all" if pd.isna(row.get("search_subset")) else f"{int(row['search_subset'])}"
             line += (f"; search trial {int(row['search_trial'])}: {row['search_val_accuracy']:.4f} after "
-                     f"{int(row['search_epochs'])} epochs on {images} training images here")
+                     f"{int(row['search_epochs'])} epochs on {images} training images here"
+                     + (f" ({row['search_label_set']}; the notebook's are fashion5)"
+                        if row.get("search_label_set") not in (None, "", "fashion5") else ""))
         lines.append(line + ")")
     return lines

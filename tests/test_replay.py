@@ -6,11 +6,13 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from search import records
 from search.cli import app
+from search.notebook import glance_lines
 from search.storage import open_storage
 
 
@@ -103,3 +105,12 @@ def test_report_of_a_storage_with_replays_alone(tiny_data: Path, sqlite_url: str
     assert "no complete search trial yet" in result.output
     page = out.read_text()
     assert "No search studies yet" in page and "Best learning curve" not in page  # no empty charts
+
+
+@pytest.mark.parametrize("label_set, said", [("fashion5", False), ("fashion10", True), ("custom", True)])
+def test_the_glance_says_when_the_search_ran_on_other_classes_than_the_notebook(label_set: str, said: bool) -> None:
+    row = {"arch": "lenet", "search_vs_notebook": "search beats the notebook by 1.00 pts", "notebook_model": "model4",
+           "notebook_val_accuracy": 0.8721, "notebook_epochs": 150, "search_val_accuracy": 0.8821,
+           "search_subset": None, "search_trial": 3, "search_epochs": 9, "search_label_set": label_set}
+    (line,) = glance_lines(pd.DataFrame([row]))
+    assert ("the notebook's are fashion5" in line) == said and "9 epochs on all training images" in line
