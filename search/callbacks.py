@@ -101,11 +101,13 @@ class EpochProgress(keras.callbacks.Callback):
 
 
 class PruneOnValAccuracy(keras.callbacks.Callback):
-    """Reports validation accuracy to the trial each epoch and stops the trial when the pruner says so."""
+    """Reports validation accuracy to the trial each epoch and stops the trial when the pruner says so, except
+    after its last epoch: a trial that trained all its epochs is complete (pruned, Optuna would store its last
+    epoch's accuracy instead of its best, and export, confirm and TPE would pass it over)."""
 
-    def __init__(self, trial: optuna.Trial) -> None:
+    def __init__(self, trial: optuna.Trial, planned_epochs: int) -> None:
         super().__init__()
-        self.trial = trial
+        self.trial, self.planned_epochs = trial, planned_epochs
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Report, then prune; a non-finite loss is left to StopOnNonFiniteLoss and the caller."""
@@ -113,7 +115,7 @@ class PruneOnValAccuracy(keras.callbacks.Callback):
         if "val_accuracy" not in logs or not finite_loss(logs):
             return
         self.trial.report(float(logs["val_accuracy"]), epoch + 1)
-        if self.trial.should_prune():
+        if epoch + 1 < self.planned_epochs and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
 
@@ -127,7 +129,7 @@ class PruneDominated(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Compare with the completed trials (other workers' too: read from the storage each epoch)."""
-        if not finite_loss(logs):
+        if not finite_loss(logs) or epoch + 1 >= self.planned_epochs:  # after the last epoch there is nothing to save
             return
         complete = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         finished = [TrialRecord.of(t).history for t in complete]

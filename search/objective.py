@@ -204,7 +204,7 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
         callbacks: list[keras.callbacks.Callback] = [EpochProgress(history, show, trial.number, trial_epochs)] \
             if show else []
         if not accuracy_time:
-            callbacks.append(PruneOnValAccuracy(trial))  # the study's pruner decides (NopPruner: never)
+            callbacks.append(PruneOnValAccuracy(trial, trial_epochs))  # the study's pruner decides (NopPruner: never)
         elif prune:
             callbacks.append(PruneDominated(trial, history, trial_epochs))
         try:

@@ -98,6 +98,15 @@ def test_pruner_stops_a_trial_after_its_report(tiny_data: Path) -> None:
     assert len(trial.user_attrs["history"]) == 1 and list(trial.intermediate_values) == [1]
 
 
+def test_a_trial_that_trained_all_its_epochs_is_complete_whatever_the_pruner(tiny_data: Path) -> None:
+    """Pruned after its last epoch, a trial would keep its last epoch's accuracy, not its best, and be passed over."""
+    data = load_dataset(tiny_data, subset=100)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.01))
+    study.optimize(make_objective(spaces.get("lenet"), data, epochs=1, seed=1), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE and list(trial.intermediate_values) == [1]
+
+
 def test_the_default_pruner_prunes_in_a_real_study(tiny_data: Path, sqlite_url: str) -> None:
     run_study(_config(tiny_data, sqlite_url, trials=8, epochs=3, subset=100, sampler="random"))
     states = [t.state for t in _study(sqlite_url, "lenet").trials]
@@ -125,7 +134,7 @@ def test_no_training_callback_has_a_batch_hook() -> None:
     from search.objective import training_callbacks
 
     trial, history = optuna.create_study().ask(), EpochHistory()
-    extras = [EpochProgress(history, lambda *args: None, 0, 1), PruneOnValAccuracy(trial),
+    extras = [EpochProgress(history, lambda *args: None, 0, 1), PruneOnValAccuracy(trial, 1),
               PruneDominated(trial, history, 1)]
     callbacks = training_callbacks({"reduce_lr": True}, history, extras)
     assert len(callbacks) == 6  # history, the NaN stop, the three above, ReduceLROnPlateau
