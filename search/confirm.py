@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from search.console import Console
 from search.data import Dataset
-from search.objective import retrain
+from search.objective import TrialFailed, retrain
 from search.records import confirmations, retrain_plan, save_confirmation, trial_by_number, value_of
 
 
@@ -25,9 +25,13 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
             if seed in confirmations(study)[trial.number].seeds:
                 continue  # done before (or by another confirm meanwhile): a rerun only adds what is missing
             console.say(f"trial {trial.number}: seed {seed}, {plan.epochs} epochs")
-            run = retrain(plan, data, seed=seed, show=console.epoch)
+            try:
+                score = retrain(plan, data, seed=seed, show=console.epoch).history.best_epoch()[1]
+            except TrialFailed as exc:  # a configuration that diverges with some seeds is not one to export
+                console.warn(f"trial {trial.number}, seed {seed}: {exc}; scored 0 (export-best would fail)")
+                score = 0.0
             # saved after every run, so an interrupted confirm loses at most the run in progress
-            save_confirmation(study, trial.number, seed, run.history.best_epoch()[1])
+            save_confirmation(study, trial.number, seed, score)
     return confirmation_table(study)
 
 

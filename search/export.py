@@ -19,7 +19,7 @@ from search.data import DataError, Dataset, load_dataset, load_test, parse_image
 from search.errors import UserError
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
-from search.objective import retrain
+from search.objective import TrialFailed, retrain
 from search.records import RetrainPlan, StudyRecord, ranked, require_winner, retrain_plan, unconfirmed_note, value_of
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
@@ -115,7 +115,11 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
     for trial, plan in zip(run_trials, plans, strict=True):
         console.say(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {value_of(trial):.4f}) "
                     f"with seed {plan.seed} for {plan.epochs} epochs{' on all labelled rows' if full_train else ''}")
-        runs.append(retrain(plan, data, show=console.epoch, full_train=full_train))
+        try:
+            runs.append(retrain(plan, data, show=console.epoch, full_train=full_train))
+        except TrialFailed as exc:  # e.g. a rate near the edge of its range diverges with another seed
+            raise UserError(f"retraining trial {trial.number} with seed {plan.seed} failed: {exc}; nothing was "
+                            "written") from None
     models = [run.model for run in runs]
     one_view = models[0] if len(models) == 1 else averaged_model(models, data.input_shape)
     if mirror is None:

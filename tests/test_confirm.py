@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 import search.confirm
+import search.export
 from search.cli import app
 from search.confirm import confirmation_table
+from search.objective import TrialFailed
 from search.records import confirmations as confirmed
 from search.report import comparison
 from tests.conftest import load, study_in
@@ -74,3 +77,30 @@ def test_export_best_uses_the_best_mean_and_report_draws_error_bars(study_url: s
 def test_confirm_needs_positive_counts(study_url: str) -> None:
     result = runner.invoke(app, ["confirm", "lenet", "--seeds", "0", "--storage", study_url])
     assert result.exit_code == 2 and "--seeds must be at least 1" in result.stderr
+
+
+def test_a_seed_that_diverges_scores_zero_in_confirm_and_stops_export_in_one_line(
+        study_url: str, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "copy.sqlite"
+    shutil.copyfile(study_url.removeprefix("sqlite:///"), copy)
+    url = f"sqlite:///{copy}"
+    before = confirmed(load(url))
+
+    def diverges(*args: object, **kwargs: object) -> None:
+        raise TrialFailed("loss became nan in epoch 1")
+
+    monkeypatch.setattr(search.confirm, "retrain", diverges)
+    result = _confirm(url, tiny_data, 5)  # seeds 4 and 5 are new to every confirmed trial
+    assert result.exit_code == 0, result.output
+    assert "seed 1341: loss became nan in epoch 1; scored 0" in result.stderr
+    for number, entry in confirmed(load(url)).items():
+        done = len(before[number].scores) if number in before else 1  # the trial's own run is never retrained
+        assert len(entry.scores) == 5 and entry.scores[done:] == [0.0] * (5 - done)
+    monkeypatch.setattr(search.export, "retrain", diverges)
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", url, "--data", str(tiny_data),
+                                 "--out", str(tmp_path / "best")])
+    last = result.stderr.strip().splitlines()[-1]  # after the "retraining trial ..." progress line
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert last.startswith("error: retraining trial") and last.endswith("failed: loss became nan in epoch 1; "
+                                                                         "nothing was written")
+    assert not (tmp_path / "best").exists()
