@@ -122,7 +122,7 @@ def _run_study(config: StudyConfig) -> int:
         console.say(f"marked {len(failed)} orphaned RUNNING trials failed: {failed}")
     if config.enqueue_seed_models:  # the notebook's models, when asked for, are the study's first trials
         enqueue_seed_models(study, config.arch)
-    elif config.warm_start and not study.get_trials(deepcopy=False):
+    elif config.warm_start:
         enqueue_warm_start(study, config.arch)
     # --max-failures counts the trials that fail from here on, in every worker and round of this run.
     config = dataclasses.replace(config, failed_before=count(study, (TrialState.FAIL,)))

@@ -95,9 +95,16 @@ def count(study: optuna.Study, states: tuple[TrialState, ...] = FINISHED) -> int
 
 
 def enqueue_warm_start(study: optuna.Study, arch: str) -> None:
-    """Queue the architecture's default configuration, a strong first trial for a new study."""
+    """Queue the architecture's default configuration, a strong first trial: in a new study, or again in one whose
+    only trials are warm starts that were interrupted (Ctrl-C during the first trial must not lose it)."""
+    trials = study.get_trials(deepcopy=False)
+    if any(not (TrialRecord.of(t).warm_start and t.state == TrialState.FAIL and
+                TrialRecord.of(t).fail_reason == "interrupted") for t in trials):
+        return
+    # skip_if_exists keeps two machines starting on a new study from queueing it twice; it would also match the
+    # interrupted one.
     study.enqueue_trial(stored_params(spaces.get(arch).DEFAULT), user_attrs=records.enqueued(warm_start=True),
-                        skip_if_exists=True)
+                        skip_if_exists=not trials)
 
 
 def enqueue_seed_models(study: optuna.Study, arch: str) -> int:

@@ -16,7 +16,7 @@ from search.errors import UserError
 from search.objective import make_objective
 from search.runner import run_study
 from search.storage import open_storage
-from search.study import StudyConfig, enqueue_seed_models
+from search.study import StudyConfig, enqueue_seed_models, enqueue_warm_start
 from spaces.param_names import model_params, stored_params
 
 HISTORY_KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "ended_at"}
@@ -67,6 +67,20 @@ def test_seed_models_run_first(tiny_data: Path, sqlite_url: str) -> None:
     assert trials[0].user_attrs["n_params"] == 245_601
     run_study(_config(tiny_data, sqlite_url, trials=len(seeds), subset=100, enqueue_seed_models=True))
     assert len(_study(sqlite_url, "lenet").trials) == len(seeds)  # not queued twice
+
+
+def test_an_interrupted_warm_start_is_queued_again_and_runs_first(tiny_data: Path, sqlite_url: str) -> None:
+    study = optuna.create_study(study_name="lenet", storage=sqlite_url, direction="maximize")
+    enqueue_warm_start(study, "lenet")
+    first = study.ask()  # the warm start, then Ctrl-C (as the objective records it)
+    first.set_user_attr("fail_reason", "interrupted")
+    study.tell(first, state=TrialState.FAIL)
+    run_study(_config(tiny_data, sqlite_url, trials=1, subset=100))
+    trials = _study(sqlite_url, "lenet").trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].user_attrs["warm_start"] and model_params(trials[1].params) == spaces.get("lenet").DEFAULT
+    enqueue_warm_start(_study(sqlite_url, "lenet"), "lenet")  # a study with a finished trial gets none
+    assert len(_study(sqlite_url, "lenet").trials) == 2
 
 
 def test_a_failed_seed_model_is_queued_again_by_the_same_command() -> None:
