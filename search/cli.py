@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -151,6 +152,10 @@ def replay(
 @app.command(hidden=True)
 def worker() -> None:
     """Run one worker's share of a study (started by `study --workers K`; its settings arrive on stdin)."""
+    # SIGINT is how the parent stops this worker: honour it from the first line, even when inherited as ignored
+    # (a parent started as a background job of a non-interactive shell passes SIGINT on ignored); set later,
+    # after Keras' import, a SIGINT sent meanwhile was lost and the worker ran its whole share.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from search.runtime import use_backend
     from search.workers import worker_main
 

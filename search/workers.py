@@ -118,15 +118,21 @@ def run_workers(config: StudyConfig, remaining: int) -> list[int]:
             for proc in procs:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGINT)
+            _close_stdin(procs)  # end of file too: a worker that missed the signal interrupts itself on it
             for proc in procs:
                 proc.wait()
         raise
     finally:
-        for proc in procs:
-            if proc.stdin is not None:
-                with contextlib.suppress(BrokenPipeError):
-                    proc.stdin.close()
+        _close_stdin(procs)
     return codes
+
+
+def _close_stdin(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Close each worker's stdin: its end of file tells the worker that this process is done with it."""
+    for proc in procs:
+        if proc.stdin is not None and not proc.stdin.closed:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
 
 
 def _watch_parent() -> None:
@@ -143,9 +149,6 @@ def worker_main(payload: str) -> int:
     fields: dict[str, Any] = json.loads(payload)
     quota, worker = fields.pop("quota"), fields.pop("worker")
     config = StudyConfig(**fields)
-    # SIGINT is how the parent stops this worker: honour it even when inherited as ignored (a parent
-    # started as a background job of a non-interactive shell passes SIGINT on ignored).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
     with sigterm_as_interrupt():
         budget = run_worker(config, quota, worker=worker)

@@ -154,3 +154,14 @@ def test_a_worker_is_alive_while_its_process_runs_even_where_proc_hides_it(monke
 
     monkeypatch.setattr(Path, "read_text", hidden)
     assert owners._alive(os.getpid()) and not owners._alive(finished.pid)
+
+
+def test_a_worker_honours_sigint_from_its_first_line_even_when_inherited_ignored() -> None:
+    """The parent stops its workers with SIGINT; a worker still importing Keras must not lose it."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job of a script passes it on
+    try:
+        result = runner.invoke(app, ["worker"], input="")  # no settings: it fails before reading them
+        assert result.exit_code != 0
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
