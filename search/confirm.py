@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from search.console import Console
 from search.data import Dataset
-from search.objective import TrialFailed, retrain
+from search.objective import TrialFailed, check_precision, retrain
 from search.records import confirmations, retrain_plan, save_confirmation, trial_by_number, value_of
 
 
@@ -17,8 +17,12 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
     retrained as export-best would retrain it."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     chosen = sorted(complete, key=value_of, reverse=True)[:top]
-    for trial in chosen:
-        plan = retrain_plan(study, trial, keras.backend.backend())
+    plans = [retrain_plan(study, trial, keras.backend.backend()) for trial in chosen]
+    # A precision this device computes wrongly is refused before any score is stored (once one is, the winner
+    # is the best confirmed mean).
+    for precision in {plan.precision for plan in plans}:
+        check_precision(precision)
+    for trial, plan in zip(chosen, plans, strict=True):
         if trial.number not in confirmations(study):
             save_confirmation(study, trial.number, plan.seed, value_of(trial))  # the trial's own run
         for seed in range(plan.seed, plan.seed + seeds):

@@ -10,8 +10,10 @@ from typer.testing import CliRunner
 
 import search.confirm
 import search.export
+import search.objective
 from search.cli import app
 from search.confirm import confirmation_table
+from search.errors import UserError
 from search.objective import TrialFailed
 from search.records import confirmations as confirmed
 from search.report import comparison
@@ -104,3 +106,20 @@ def test_a_seed_that_diverges_scores_zero_in_confirm_and_stops_export_in_one_lin
     assert last.startswith("error: retraining trial") and last.endswith("failed: loss became nan in epoch 1; "
                                                                          "nothing was written")
     assert not (tmp_path / "best").exists()
+
+
+def test_a_refused_precision_stores_no_score(study_url: str, tiny_data: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "copy.sqlite"
+    shutil.copyfile(study_url.removeprefix("sqlite:///"), copy)
+    before = confirmed(load(f"sqlite:///{copy}"))
+
+    def refused(precision: str) -> None:
+        raise UserError(f"{precision} is computed wrongly here")
+
+    monkeypatch.setattr(search.objective, "check_precision", refused)  # where retrain looks it up
+    monkeypatch.setattr(search.confirm, "check_precision", refused, raising=False)
+    result = runner.invoke(app, ["confirm", "lenet", "--top", "3", "--seeds", "2", "--storage", f"sqlite:///{copy}",
+                                 "--data", str(tiny_data)])
+    assert result.exit_code == 2 and "computed wrongly here" in result.stderr
+    assert confirmed(load(f"sqlite:///{copy}")) == before
