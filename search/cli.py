@@ -218,10 +218,12 @@ def export_best(
         check_out_dir(out_dir, force)  # before hours of retraining, not after
         study_obj = _study_for_training(arch, storage, study_name, backend)
         from search.export import export_best as run_export
+        from search.workers import sigterm_as_interrupt
 
-        result = run_export(study_obj, data, out_dir, epochs=epochs, full_train=full_train, quiet=quiet,
-                            image_size=image_size, force=force, within=pick[1] if pick else None,
-                            ensemble=ensemble, seeds=seeds, mirror=mirror)
+        with sigterm_as_interrupt():  # `timeout` or kill: the half-written staging folder is removed, as on Ctrl-C
+            result = run_export(study_obj, data, out_dir, epochs=epochs, full_train=full_train, quiet=quiet,
+                                image_size=image_size, force=force, within=pick[1] if pick else None,
+                                ensemble=ensemble, seeds=seeds, mirror=mirror)
     console = Console(quiet)
     console.result(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}")
     for path in result.files:

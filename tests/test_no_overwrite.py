@@ -3,6 +3,9 @@ folders."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -212,3 +215,20 @@ def test_score_on_a_folder_is_one_line(tiny_data: Path) -> None:
                     "is a folder, not an Id,Label CSV file")
     _one_line_error(runner.invoke(app, ["score", str(tiny_data / "testY.csv"), "--labels", str(tiny_data)]),
                     "is a folder")
+
+
+def test_export_stopped_by_sigterm_while_writing_leaves_no_staging_folder(lenet_study: str, tiny_data: Path,
+                                                                          tmp_path: Path) -> None:
+    """`timeout` or kill during the write: the half-written staging folder is removed, as on Ctrl-C."""
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        import search.export
+        search.export.write_html = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGTERM)  # the last file
+        from search.cli import main
+        sys.argv = ["hpsearch", "export-best", "lenet", "--storage", {lenet_study!r}, "--data", {str(tiny_data)!r},
+                    "--out", {str(tmp_path / "best")!r}, "-q"]
+        main()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 130, done.stderr
+    assert list(tmp_path.iterdir()) == []  # neither best/ nor a .best.new-* folder
