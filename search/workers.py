@@ -120,21 +120,17 @@ def run_workers(config: StudyConfig, remaining: int) -> list[int]:
             for proc in procs:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGINT)
-            _close_stdin(procs)  # end of file too: a worker that missed the signal interrupts itself on it
+            # Their stdin stays open until they are done: its end of file would interrupt them a second time,
+            # while they record the first (seen in CI: an interrupted trial without its fail_reason).
             for proc in procs:
                 proc.wait()
         raise
     finally:
-        _close_stdin(procs)
+        for proc in procs:
+            if proc.stdin is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
     return codes
-
-
-def _close_stdin(procs: list[subprocess.Popen[bytes]]) -> None:
-    """Close each worker's stdin: its end of file tells the worker that this process is done with it."""
-    for proc in procs:
-        if proc.stdin is not None and not proc.stdin.closed:
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.close()
 
 
 def _watch_parent() -> None:
