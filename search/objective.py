@@ -177,7 +177,7 @@ def interrupted(exc: BaseException) -> bool:
 def _reason(exc: BaseException) -> str:
     """One line that says why a trial failed."""
     if interrupted(exc):
-        return "interrupted"
+        return records.INTERRUPTED
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
 

@@ -142,6 +142,7 @@ class Confirmation:
 # on one study (two machines) add their runs side by side: when all of them lived in one attribute, each run
 # rewrote it from its own copy and dropped the other's. Studies confirmed before keep that attribute, "confirmed".
 _CONFIRMED = "confirmed"
+INTERRUPTED = "interrupted"  # the fail_reason of a trial stopped by Ctrl-C or SIGTERM
 
 
 def confirmations(study: optuna.Study) -> dict[int, Confirmation]:

@@ -121,10 +121,11 @@ def write_report(studies: list[optuna.Study], out: Path, replays: dict[str, optu
                                               c != "search_vs_notebook"])
     # Outer: an architecture with only a replay still gets its row (the notebook's and replay's columns).
     table.merge(notebook_columns, on="arch", how="outer").to_csv(csv_path, index=False)
-    shown = table.drop(columns=["best_params"], errors="ignore")
-    intro = shown.to_html(index=False, na_rep="") + (
-        "<h3>Best params</h3>" + table[["study", "best_params"]].to_html(index=False) if "best_params" in table else "")
-    if not studies:
+    if studies:
+        shown = table.drop(columns=["best_params"], errors="ignore")
+        intro = shown.to_html(index=False, na_rep="") + ("<h3>Best params</h3>" + table[[
+            "study", "best_params"]].to_html(index=False) if "best_params" in table else "")
+    else:
         intro = "<p>No search studies yet; only the notebook's replays (run <code>hpsearch study ARCH</code>).</p>"
     intro += "<h2>The notebook at a glance</h2>" + notebook.to_html(index=False, na_rep="")
     sections = [Section("The notebook at a glance: accuracy vs seconds", glance_figure(notebook)),

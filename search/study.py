@@ -98,8 +98,9 @@ def enqueue_warm_start(study: optuna.Study, arch: str) -> None:
     """Queue the architecture's default configuration, a strong first trial: in a new study, or again in one whose
     only trials are warm starts that were interrupted (Ctrl-C during the first trial must not lose it)."""
     trials = study.get_trials(deepcopy=False)
-    if any(not (TrialRecord.of(t).warm_start and t.state == TrialState.FAIL and
-                TrialRecord.of(t).fail_reason == "interrupted") for t in trials):
+    interrupted_warm_starts = [t for t in trials if t.state == TrialState.FAIL and TrialRecord.of(t).warm_start
+                               and TrialRecord.of(t).fail_reason == records.INTERRUPTED]
+    if len(interrupted_warm_starts) < len(trials):
         return
     # skip_if_exists keeps two machines starting on a new study from queueing it twice; it would also match the
     # interrupted one.
