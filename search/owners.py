@@ -1,9 +1,10 @@
 """Which process runs each trial, so a RUNNING trial left by a dead worker is told apart from a live one.
 
 The journal storage has no heartbeats: a worker killed there leaves its trial RUNNING for ever. Each trial
-records its worker (host and pid); a RUNNING trial is an orphan when that worker was on this machine and is
-gone, or when no hpsearch worker recorded itself. Orphans never count toward --trials, and
-`study --fail-orphans` marks them failed."""
+records its worker (machine and pid); a RUNNING trial is an orphan when that worker was on this machine and is
+gone, or when no hpsearch worker recorded itself. A machine is a host name and a PID namespace: containers that
+share the host's name (host networking) number their processes apart, and one cannot see another's. Orphans
+never count toward --trials, and `study --fail-orphans` marks them failed."""
 from __future__ import annotations
 
 import os
@@ -19,9 +20,17 @@ from search.records import TrialRecord
 ORPHAN_REASON = "orphaned: its worker process was gone (marked by --fail-orphans)"
 
 
+def machine() -> str:
+    """Where this process's pid means something: host name/PID namespace (the host name alone without /proc)."""
+    try:
+        return f"{socket.gethostname()}/pidns{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return socket.gethostname()
+
+
 def owner() -> str:
-    """This process as a trial's owner: host:pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process as a trial's owner: machine:pid."""
+    return f"{machine()}:{os.getpid()}"
 
 
 def mark_owner(trial: optuna.Trial) -> None:
@@ -46,10 +55,11 @@ def _alive(pid: int) -> bool:
 
 def is_orphan(trial: FrozenTrial) -> bool:
     """A RUNNING trial whose worker is known to be gone (trials of other machines are taken as live)."""
-    host, _, pid = TrialRecord.of(trial).worker.rpartition(":")
+    where, _, pid = TrialRecord.of(trial).worker.rpartition(":")
     if not pid.isdigit():
         return True  # no hpsearch worker ever ran it
-    return host == socket.gethostname() and not _alive(int(pid))
+    # A bare host name is a record of an hpsearch that did not note the PID namespace: judged as it judged them.
+    return where in (machine(), socket.gethostname()) and not _alive(int(pid))
 
 
 def running(study: optuna.Study) -> tuple[list[FrozenTrial], list[FrozenTrial]]:

@@ -88,7 +88,7 @@ class TrialRecord:
     shuffle: bool = False  # the training images reshuffled each epoch (--shuffle)
     rss_mb: float = 0.0
     fail_reason: str = ""
-    worker: str = ""  # host:pid of the process that ran it (search.owners)
+    worker: str = ""  # machine:pid of the process that ran it (search.owners)
     # Set when the trial is enqueued:
     seed_model: str = ""  # the notebook model it replays
     warm_start: bool = False  # the architecture's default configuration

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -154,6 +156,24 @@ def test_a_worker_is_alive_while_its_process_runs_even_where_proc_hides_it(monke
 
     monkeypatch.setattr(Path, "read_text", hidden)
     assert owners._alive(os.getpid()) and not owners._alive(finished.pid)
+
+
+def test_a_dead_worker_is_an_orphan_only_on_its_own_machine_and_pid_namespace() -> None:
+    """Containers sharing the host's name (host networking) each number their processes: a pid of another PID
+    namespace is not one of ours, so its trial must not be taken for an orphan and failed."""
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # reaped: its pid is free here
+
+    def running_trial(worker: str) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs={"worker": worker})
+
+    assert owners.owner() == f"{owners.machine()}:{os.getpid()}" and "pidns" in owners.machine()
+    assert owners.is_orphan(running_trial(f"{owners.machine()}:{finished.pid}"))
+    assert not owners.is_orphan(running_trial(owners.owner()))
+    assert not owners.is_orphan(running_trial(f"{socket.gethostname()}/pidns1:{finished.pid}"))
+    assert not owners.is_orphan(running_trial(f"elsewhere/pidns1:{finished.pid}"))
+    assert owners.is_orphan(running_trial(f"{socket.gethostname()}:{finished.pid}"))  # recorded before namespaces
+    assert owners.is_orphan(running_trial(""))  # no hpsearch worker ever ran it
 
 
 def test_a_worker_honours_sigint_from_its_first_line_even_when_inherited_ignored() -> None:
