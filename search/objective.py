@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 
 import spaces
-from search import records
+from search import owners, records
 from search.callbacks import (
     EpochHistory,
     EpochProgress,
@@ -196,18 +196,20 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
 
     def objective(trial: optuna.Trial) -> Values:
         """One trial: sample its params, train with pruning, record what it did; its value(s)."""
-        params = arch.suggest(trial, levers=levers)
-        records.update(trial, backend=backend, device=device, seed=seed, device_loop=device_loop,
-                       precision=precision, shuffle=shuffle)
-        trial_epochs = records.TrialRecord.of(trial).epochs or epochs
         history = EpochHistory()
-        callbacks: list[keras.callbacks.Callback] = [EpochProgress(history, show, trial.number, trial_epochs)] \
-            if show else []
-        if not accuracy_time:
-            callbacks.append(PruneOnValAccuracy(trial, trial_epochs))  # the study's pruner decides (NopPruner: never)
-        elif prune:
-            callbacks.append(PruneDominated(trial, history, trial_epochs))
+        # Everything inside the try: a Ctrl-C while the params are sampled must still be recorded as one (an
+        # interrupted warm start without its fail_reason was not queued again, and the study lost it).
         try:
+            records.update(trial, worker=owners.owner(), backend=backend, device=device, seed=seed,
+                           device_loop=device_loop, precision=precision, shuffle=shuffle)
+            params = arch.suggest(trial, levers=levers)
+            trial_epochs = records.TrialRecord.of(trial).epochs or epochs
+            callbacks: list[keras.callbacks.Callback] = \
+                [EpochProgress(history, show, trial.number, trial_epochs)] if show else []
+            if not accuracy_time:
+                callbacks.append(PruneOnValAccuracy(trial, trial_epochs))  # the study's pruner decides (or never)
+            elif prune:
+                callbacks.append(PruneDominated(trial, history, trial_epochs))
             train(arch, params, data, trial_epochs, seed, history=history, callbacks=callbacks, shuffle=shuffle,
                   device_loop=device_loop, precision=precision)
         except optuna.TrialPruned:

@@ -33,11 +33,6 @@ def owner() -> str:
     return f"{machine()}:{os.getpid()}"
 
 
-def mark_owner(trial: optuna.Trial) -> None:
-    """Record this process as the trial's worker."""
-    records.update(trial, worker=owner())
-
-
 def _alive(pid: int) -> bool:
     """Whether a process with this pid runs (a zombie, dead but not yet reaped, does not)."""
     try:

@@ -14,7 +14,6 @@ from search.config import StudyConfig
 from search.console import Console
 from search.data import Dataset, load_dataset, parse_image_size
 from search.errors import UserError
-from search.owners import mark_owner
 from search.records import StudyRecord, TrialRecord, replay_scale
 from search.storage import open_storage
 from spaces.param_names import stored_params
@@ -175,17 +174,16 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-    def owned_objective(trial: optuna.Trial) -> Values:
-        """The objective, after recording which process runs the trial (see search.owners); an interrupt that a
-        library turned into another error still stops the study (catch=(Exception,) would go on)."""
+    def stoppable_objective(trial: optuna.Trial) -> Values:
+        """The objective, where an interrupt that a library turned into another error still stops the study
+        (catch=(Exception,) would go on)."""
         try:
-            mark_owner(trial)
             return objective(trial)
         except Exception as exc:
             if interrupted(exc):
                 raise KeyboardInterrupt from exc
             raise
 
-    study.optimize(owned_objective, timeout=config.timeout, catch=(Exception,),
+    study.optimize(stoppable_objective, timeout=config.timeout, catch=(Exception,),
                    callbacks=[quota_callback, target, console.trial, *callbacks])
     return quota_callback

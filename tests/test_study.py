@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 import spaces
+from search import owners
 from search.data import load_dataset, prepare
 from search.errors import UserError
 from search.objective import make_objective
@@ -81,6 +82,27 @@ def test_an_interrupted_warm_start_is_queued_again_and_runs_first(tiny_data: Pat
     assert trials[1].user_attrs["warm_start"] and model_params(trials[1].params) == spaces.get("lenet").DEFAULT
     enqueue_warm_start(_study(sqlite_url, "lenet"), "lenet")  # a study with a finished trial gets none
     assert len(_study(sqlite_url, "lenet").trials) == 2
+
+
+def test_an_interrupt_while_the_params_are_sampled_is_recorded(tiny_data: Path, sqlite_url: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C can land before training starts: the trial still says it was interrupted and who ran it, so an
+    interrupted warm start is queued again (it was lost: no fail_reason, and the resumed study sampled instead)."""
+    lenet = spaces.get("lenet")
+
+    def interrupted(trial: optuna.Trial, levers: bool = True) -> dict:
+        raise KeyboardInterrupt
+
+    study = optuna.create_study(study_name="lenet", storage=sqlite_url, direction="maximize")
+    enqueue_warm_start(study, "lenet")
+    monkeypatch.setattr(lenet, "suggest", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(make_objective(lenet, load_dataset(tiny_data, subset=100), epochs=1, seed=1), n_trials=1)
+    [trial] = study.trials
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "interrupted"
+    assert trial.user_attrs["worker"] == owners.owner() and trial.user_attrs["warm_start"]
+    enqueue_warm_start(study, "lenet")
+    assert [t.user_attrs["warm_start"] for t in study.get_trials(states=(TrialState.WAITING,))] == [True]
 
 
 def test_a_failed_seed_model_is_queued_again_by_the_same_command() -> None:
