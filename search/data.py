@@ -7,17 +7,16 @@ import json
 import math
 import os
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from search.csvfiles import pixel_shape, read_table
 from search.errors import DataError
-
-if TYPE_CHECKING:
-    import pandas as pd  # imported only to write CSVs: loading a cached dataset needs no pandas
 
 DEFAULT_SOURCE = Path("/usr/share/datasets/fashion-mnist")
 FASHION10 = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -66,11 +65,24 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a gzipped IDX file of Fashion-MNIST ({exc})") from None
 
 
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write through a temporary file so an interrupted write never leaves a half CSV."""
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+@contextlib.contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A hidden folder inside out to write into; on success its entries move into out (replacing files of the
+    same name), on an error or Ctrl-C it is removed, with the folders this made: no half-prepared data is left."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: a file, not a folder")
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".prepare.", dir=out))
+    try:
+        yield staging
+        for entry in sorted(staging.iterdir()):
+            os.replace(entry, out / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # left empty by a failure
+            if not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str = "csv", *,
@@ -78,14 +90,19 @@ def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str =
     """Write Fashion-MNIST from its IDX files as train.csv, testX.csv and testY.csv (Kaggle format),
     or with fmt "folders" as train/<class>/*.png, test/*.png and testY.csv (Id = file name). Existing CSVs
     (perhaps the user's own data) are replaced only with force; an existing tree never is."""
-    import pandas as pd
+    import pandas as pd  # only to write CSVs: loading a cached dataset needs no pandas
 
-    existing = [out / name for name in ("train.csv", "testX.csv", "testY.csv") if (out / name).exists()]
-    if fmt == "csv" and existing and not force:
-        raise DataError(f"{existing[0]} exists; pass --force to overwrite it (or choose another --out)")
-    trees = [out / name for name in ("train", "test") if (out / name).exists()]
-    if fmt == "csv" and trees:  # CSVs beside an image tree: every later command would refuse the folder
-        raise DataError(f"{trees[0]} exists (an image tree?); one layout a folder: choose another --out")
+    if fmt == "csv":
+        existing = [out / name for name in ("train.csv", "testX.csv", "testY.csv") if (out / name).exists()]
+        if existing and not force:
+            raise DataError(f"{existing[0]} exists; pass --force to overwrite it (or choose another --out)")
+        trees = [out / name for name in ("train", "test") if (out / name).exists()]
+        if trees:  # CSVs beside an image tree: every later command would refuse the folder
+            raise DataError(f"{trees[0]} exists (an image tree?); one layout a folder: choose another --out")
+    else:
+        for part in ("train", "test", "testY.csv", "train.csv"):  # train.csv: one layout per folder
+            if (out / part).exists():
+                raise DataError(f"{out / part} already exists; remove it or choose another --out")
     if labels not in LABEL_SETS:
         raise DataError(f"unknown label set {labels!r}; valid: {', '.join(LABEL_SETS)}")
     if fmt not in FORMATS:
@@ -98,35 +115,29 @@ def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str =
     names, mapping = LABEL_SETS[labels]
     arrays = {key: read_idx(src / name) for key, name in IDX_FILES.items()}
     relabel = np.asarray(mapping, np.int64)
-    if fmt == "folders":
-        return _prepare_folders(arrays, relabel, names, labels, out)
-    pixel_cols = [f"pixel{i}" for i in range(28 * 28)]
-    out.mkdir(parents=True, exist_ok=True)
-    train = pd.DataFrame(arrays["train_x"].reshape(-1, 784), columns=pixel_cols)
-    train.insert(0, "Label", relabel[arrays["train_y"]])
-    train.insert(0, "Id", np.arange(len(train)))
-    test = pd.DataFrame(arrays["test_x"].reshape(-1, 784), columns=pixel_cols)
-    test.insert(0, "Id", np.arange(len(test)))
-    truth = pd.DataFrame({"Id": np.arange(len(test)), "Label": relabel[arrays["test_y"]]})
-    paths = [out / "train.csv", out / "testX.csv", out / "testY.csv"]
-    for frame, path in zip((train, test, truth), paths, strict=True):
-        _write_csv(frame, path)
-    (out / META_FILE).write_text(json.dumps({"label_set": labels, "class_names": names}, indent=1))
-    return paths
+    with _staged(out) as staging:
+        if fmt == "folders":
+            from search import images  # Pillow, imported only for image folders: CSVs are written where it is missing
 
-
-def _prepare_folders(arrays: dict[str, np.ndarray], relabel: np.ndarray, names: tuple[str, ...], labels: str,
-                     out: Path) -> list[Path]:
-    """`prepare --format folders`: the PNG tree, its testY.csv and dataset.json with the folder names."""
-    import pandas as pd
-
-    from search import images  # Pillow, imported only for image folders: the CSV path runs where it is missing
-
-    class_names, test_ids, test_labels = images.write_tree(
-        out, (arrays["train_x"], relabel[arrays["train_y"]]), (arrays["test_x"], relabel[arrays["test_y"]]), names)
-    _write_csv(pd.DataFrame({"Id": test_ids, "Label": test_labels}), out / "testY.csv")
-    (out / META_FILE).write_text(json.dumps({"label_set": labels, "class_names": class_names}, indent=1))
-    return [out / "train", out / "test", out / "testY.csv"]
+            names, test_ids, test_labels = images.write_tree(
+                staging, (arrays["train_x"], relabel[arrays["train_y"]]),
+                (arrays["test_x"], relabel[arrays["test_y"]]), names)
+            truth = pd.DataFrame({"Id": test_ids, "Label": test_labels})
+            written = ["train", "test", "testY.csv"]
+        else:
+            pixel_cols = [f"pixel{i}" for i in range(28 * 28)]
+            train = pd.DataFrame(arrays["train_x"].reshape(-1, 784), columns=pixel_cols)
+            train.insert(0, "Label", relabel[arrays["train_y"]])
+            train.insert(0, "Id", np.arange(len(train)))
+            train.to_csv(staging / "train.csv", index=False)
+            test = pd.DataFrame(arrays["test_x"].reshape(-1, 784), columns=pixel_cols)
+            test.insert(0, "Id", np.arange(len(test)))
+            test.to_csv(staging / "testX.csv", index=False)
+            truth = pd.DataFrame({"Id": np.arange(len(test)), "Label": relabel[arrays["test_y"]]})
+            written = ["train.csv", "testX.csv", "testY.csv"]
+        truth.to_csv(staging / "testY.csv", index=False)
+        (staging / META_FILE).write_text(json.dumps({"label_set": labels, "class_names": names}, indent=1))
+    return [out / name for name in written]
 
 
 def parse_image_size(text: str | None) -> tuple[int, int] | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -201,27 +200,19 @@ def write_tree(out: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.n
     """Write (pixels (N, H, W), labels) pairs as out/train/<class>/<n>.png and out/test/<n>.png.
 
     Returns the class names as they will be read back (folder names, sorted), the test file names and
-    the test labels renumbered in that order. Refuses to write into an existing train/ or test/ folder;
-    each folder is built under a temporary name and renamed into place, so no half tree is left."""
-    for part in ("train", "test", "testY.csv", "train.csv"):  # train.csv: one layout per folder
-        if (out / part).exists():
-            raise DataError(f"{out / part} already exists; remove it or choose another --out")
+    the test labels renumbered in that order. out is a new folder (search.data.prepare stages it)."""
     folders = [folder_name(name) for name in class_names]
     read_back = tuple(sorted(set(folders)))
     if len(read_back) != len(folders):
         raise DataError(f"class names {class_names} give duplicate folder names {folders}")
     renumber = np.asarray([read_back.index(name) for name in folders])
-    out.mkdir(parents=True, exist_ok=True)
     test_names = np.asarray([], str)
     for part, (pixels, labels) in (("train", train), ("test", test)):
         width = len(str(len(pixels) - 1))
         names = [f"{i:0{width}d}.png" for i in range(len(pixels))]
-        staging = Path(tempfile.mkdtemp(prefix=f".{part}.", dir=out))
         for folder in (set(folders) if part == "train" else {""}):
-            (staging / folder).mkdir(exist_ok=True)
+            (out / part / folder).mkdir(parents=True, exist_ok=True)
         for name, image, label in zip(names, pixels, labels, strict=True):
-            Image.fromarray(image).save(staging / (folders[label] if part == "train" else "") / name)
-        staging.chmod(0o755)  # mkdtemp makes it private
-        os.replace(staging, out / part)
+            Image.fromarray(image).save(out / part / (folders[label] if part == "train" else "") / name)
         test_names = np.asarray(names, str)
     return read_back, test_names, renumber[test[1]]

@@ -51,6 +51,36 @@ def test_prepare_names_a_damaged_idx_file_and_an_out_it_cannot_make(tiny_source:
                                       "--out", str(tmp_path / "a-file" / "data")])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert result.stderr.strip() == f"error: {tmp_path / 'a-file' / 'data'}: Not a directory"
+    result = CliRunner().invoke(app, ["data", "prepare", "--source", str(tiny_source), "--out",
+                                      str(tmp_path / "a-file")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: --out {tmp_path / 'a-file'}: a file, not a folder"
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "folders"])
+def test_an_interrupted_prepare_leaves_nothing_half_written(fmt: str, tiny_source: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C before the last file: the folder is as it was (a half-prepared one held train.csv alone, trained as
+    5 unnamed classes, and the same command refused to run again)."""
+    to_csv = pd.DataFrame.to_csv
+
+    def interrupted(frame: pd.DataFrame, path: Path, *args: object, **kwargs: object) -> None:
+        if Path(path).name == "testY.csv":  # written last in both formats
+            raise KeyboardInterrupt
+        to_csv(frame, path, *args, **kwargs)  # type: ignore[call-overload]
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    monkeypatch.setattr(pd.DataFrame, "to_csv", interrupted)
+    for out in (tmp_path / "new" / "data", mine):
+        with pytest.raises(KeyboardInterrupt):
+            prepare(tiny_source, out, "fashion5", fmt)
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    monkeypatch.undo()
+    assert all(path.exists() for path in prepare(tiny_source, mine, "fashion5", fmt))  # the same command runs
 
 
 @pytest.mark.parametrize("text", ["{not json", '{"labels": [1]}', '["a"]', "\udcff"])
