@@ -39,7 +39,7 @@ def data_prepare(
     """Write Fashion-MNIST as Kaggle-format CSVs, or as PNG image folders (--format folders)."""
     from search.data import prepare
 
-    with user_errors():
+    with user_errors("nothing was written; run the same command again"):
         for path in prepare(source, out, labels, fmt, force=force):
             Console().result(f"wrote {path}")
 
@@ -132,7 +132,7 @@ def replay(
     from search.runtime import use_backend
     from search.storage import display_url
 
-    with user_errors():
+    with user_errors("finished models are saved; run the same command again to resume"):
         spaces.require(arch)
         use_backend(backend)  # before the architecture's module imports Keras
         from search.replay import choose_models, replay_config, replay_table
@@ -211,7 +211,7 @@ def export_best(
     from search.export_files import check_out_dir
 
     out_dir = out or Path("studies") / arch / "best"
-    with user_errors():
+    with user_errors("nothing was exported (an earlier export is left as it was)"):
         require_positive(("--epochs", epochs), ("--ensemble", ensemble), ("--seeds", seeds))
         if pick is not None and (pick[0] != "fastest-within" or not pick[1] >= 0):
             raise UserError(f"--pick {pick[0]} {pick[1]:g}: expected `--pick fastest-within X` with X >= 0 points")
@@ -243,7 +243,7 @@ def confirm(
     quiet: Quiet = False,
 ) -> None:
     """Retrain the best configurations with more seeds; export-best then picks the best mean."""
-    with user_errors():
+    with user_errors("finished seed runs are saved; run the same command again to resume"):
         require_positive(("--top", top), ("--seeds", seeds))
         study_obj = _study_for_training(arch, storage, study_name, backend, writes=True)  # it stores the scores
         from search.confirm import confirm as run_confirm

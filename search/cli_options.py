@@ -29,9 +29,14 @@ Backend = Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
+# What Ctrl-C leaves behind, said after "interrupted" (each command its own: export-best has no trials to resume).
+RESUMABLE = "finished trials are saved; run the same command again to resume"
+
+
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn a user's mistake into one line on stderr and exit code 2; Ctrl-C into exit code 130."""
+def user_errors(interrupted: str = RESUMABLE) -> Iterator[None]:
+    """Turn a user's mistake into one line on stderr and exit code 2; Ctrl-C into exit code 130 and a line
+    saying what it left (`interrupted`; "" for a command that writes nothing)."""
     try:
         yield
     except (UserError, spaces.UnknownArchitecture) as exc:
@@ -43,5 +48,5 @@ def user_errors() -> Iterator[None]:
         Console().warn(f"error: {exc.filename}: {exc.strerror}")  # e.g. a folder without write permission
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        Console().warn("interrupted: finished trials are saved; run the same command again to resume")
+        Console().warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
         raise typer.Exit(130) from None

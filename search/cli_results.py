@@ -18,7 +18,7 @@ def trials_table(arch: Arch, storage: Storage = DEFAULT_STORAGE, study_name: Stu
     from search.storage import load_study, open_storage
     from search.tables import trials_frame
 
-    with user_errors():
+    with user_errors(""):
         found = load_study(open_storage(storage, readonly=True), study_name or arch)
         frame = trials_frame(found)
     console, classes = Console(), StudyRecord.of(found).class_names
@@ -47,7 +47,7 @@ def report(
     from search.runtime import use_backend
     from search.storage import display_url, load_all, open_storage
 
-    with user_errors():
+    with user_errors(""):
         every_study = load_all(open_storage(storage, readonly=True))  # a bad storage is said first
         if out.name in ("", "..") or out.is_dir():  # Path(".").name is ""
             raise UserError(f"--out {out}: a folder; name the HTML file (e.g. {out / 'report.html'})")
@@ -86,7 +86,7 @@ def score(
     """Accuracy, per-class accuracy and confusion matrix of a submission against true labels."""
     from search.score import score as run_score
 
-    with user_errors():
+    with user_errors(""):
         result = run_score(submission, labels)
     console = Console()
     console.result(f"accuracy: {result.accuracy:.4f} on {int(result.per_class['support'].sum())} rows")

@@ -148,3 +148,22 @@ def test_readme_first_command_is_the_timed_demo_search() -> None:
     assert found and found[1] == "lenet" and int(found[2]) >= 11 and int(found[3]) >= 3
     assert "--enqueue-seed-models" not in demo and "export-best lenet" in demo and "report" in demo
     assert "bash .ci/demo" in (root / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    (["data", "prepare", "--out", "OUT"], "interrupted: nothing was written; run the same command again"),
+    (["export-best", "lenet", "--out", "OUT"],
+     "interrupted: nothing was exported (an earlier export is left as it was)"),
+    (["confirm", "lenet"], "interrupted: finished seed runs are saved; run the same command again to resume"),
+    (["trials", "lenet"], "interrupted"),
+])
+def test_ctrl_c_says_what_each_command_leaves(command: list[str], said: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command said "finished trials are saved; ... resume", which export-best or prepare never do."""
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("search.data.prepare", interrupt)
+    monkeypatch.setattr("search.storage.open_storage", interrupt)
+    result = runner.invoke(app, [str(tmp_path / "out") if word == "OUT" else word for word in command])
+    assert result.exit_code == 130 and result.stderr.strip() == said, result.output
