@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import spaces
 from search.records import StudyRecord, TrialRecord, last_val_accuracy, replay_scale, value_of, winner
 from search.replay import replayed_trials
+from search.tables import whole_numbers
 from spaces._notebook import NOTEBOOK_SETUP, NotebookModel
 
 # Each source's columns in the glance table, in the order the figure draws them.
@@ -79,7 +80,8 @@ def glance(search: list[optuna.Study], replays: dict[str, optuna.Study]) -> pd.D
                **_replay_columns(replays.get(arch), name), **_search_columns(arch_search)}
         row["search_vs_notebook"] = verdict(row.get("search_val_accuracy"), model.reported.val_accuracy)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return whole_numbers(pd.DataFrame(rows), [f"{source}_{count}" for source in SOURCES for count in
+                                              ("trial", "epochs", "params", "subset")])
 
 
 def glance_points(table: pd.DataFrame) -> pd.DataFrame:

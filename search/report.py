@@ -16,6 +16,7 @@ from search.confirm import confirmation_table
 from search.figures import Section, confirmed_figure, write_html
 from search.notebook import glance, glance_figure
 from search.records import StudyRecord, TrialRecord, is_search, pareto_front, value_of, winner
+from search.tables import whole_numbers
 from spaces.param_names import model_params
 
 
@@ -52,10 +53,15 @@ def summary_row(study: optuna.Study) -> dict:
     return row
 
 
+# Counts and numbers of the comparison: whole numbers, which a study without a result must not turn into floats.
+WHOLE_COLUMNS = ("best_trial", "n_params", "conv", "pooling", "dense", "confirmed_trial", "confirmed_seeds")
+
+
 def comparison(studies: list[optuna.Study]) -> pd.DataFrame:
     """The comparison table, best architecture first."""
     rows = [summary_row(s) for s in studies]
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["study", "arch"])  # replays alone: no searches
+    whole_numbers(frame, WHOLE_COLUMNS)
     return frame.sort_values("best_val_accuracy", ascending=False, na_position="last") if \
         "best_val_accuracy" in frame else frame
 
@@ -124,7 +130,7 @@ def write_report(studies: list[optuna.Study], out: Path, replays: dict[str, optu
     if studies:
         shown = table.drop(columns=["best_params"], errors="ignore")
         intro = shown.to_html(index=False, na_rep="") + ("<h3>Best params</h3>" + table[[
-            "study", "best_params"]].to_html(index=False) if "best_params" in table else "")
+            "study", "best_params"]].to_html(index=False, na_rep="") if "best_params" in table else "")
     else:
         intro = "<p>No search studies yet; only the notebook's replays (run <code>hpsearch study ARCH</code>).</p>"
     intro += "<h2>The notebook at a glance</h2>" + notebook.to_html(index=False, na_rep="")

@@ -1,6 +1,9 @@
 """Tables of trials for the terminal, built from Optuna's trials and hpsearch's trial records."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import numpy as np
 import optuna
 import pandas as pd
 
@@ -9,6 +12,16 @@ from spaces.param_names import model_params
 
 # The trial record's fields a table shows, beside Optuna's number, state, value, duration and params.
 RECORD_COLUMNS = ("train_seconds", "n_params", "best_epoch", "seed_model", "fail_reason")
+
+
+def whole_numbers(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """frame with those of columns it has as whole numbers, NaN where a row has none (a missing value turned a
+    column of counts into floats: 2.0). Python ints, not pandas' Int64, whose <NA> ignores every na_rep."""
+    for column in columns:
+        if column in frame:
+            frame[column] = pd.Series([np.nan if pd.isna(v) else int(v) for v in frame[column]], index=frame.index,
+                                      dtype=object)
+    return frame
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -30,9 +43,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         values = [getattr(record, column) for record in recorded]
         if any(values):  # a column nobody filled in (e.g. no failures) is left out
             out[column] = values
-    for column in ("n_params", "best_epoch"):
-        if column in out:
-            out[column] = pd.to_numeric(out[column]).astype("Int64")
+    whole_numbers(out, ("n_params", "best_epoch"))
     # Plain names (spaces.param_names): one learning_rate column, not one per optimizer.
     out = pd.concat([out, pd.DataFrame([model_params(t.params) for t in trials], index=out.index)], axis=1)
     return out.fillna("")

@@ -238,3 +238,23 @@ def test_export_with_the_other_mirror_choice(exported: Path, studies: str, tiny_
     assert labels.tolist() == pd.read_csv(tmp_path / "submission.csv")["Label"].tolist()
     report = (tmp_path / "report.html").read_text()
     assert ("each image averaged with its mirror image" in report) is (flag == "--mirror")
+
+
+def test_report_keeps_whole_numbers_whole_beside_a_study_without_a_result(studies: str, tmp_path: Path) -> None:
+    """A study with no finished trial (e.g. interrupted in its first) turned every count into a float: 2.0."""
+    db = tmp_path / "db.sqlite"
+    shutil.copy(studies.removeprefix("sqlite:///"), db)
+    url = f"sqlite:///{db}"
+    lenet = optuna.load_study(study_name="lenet", storage=url)
+    empty = optuna.create_study(study_name="vgg16", storage=url, direction="maximize")
+    for key, value in {**lenet.user_attrs, "arch": "vgg16"}.items():
+        empty.set_user_attr(key, value)
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", "--storage", url, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out.with_suffix(".csv"), dtype=str, keep_default_na=False).set_index("study")
+    for column in ("best_trial", "n_params", "conv", "pooling", "dense"):
+        assert table.loc["lenet", column].isdigit() and table.loc["vgg16", column] == "", column
+    n_params = lenet.best_trial.user_attrs["n_params"]
+    assert f" {n_params} " in result.stdout and f"{n_params}.0" not in result.stdout
+    assert "<td>NaN</td>" not in out.read_text() and f"<td>{n_params}</td>" in out.read_text()
