@@ -107,7 +107,8 @@ def write_html(sections: Sequence[Section], path: Path, title: str, intro_html: 
         else f"<p class='note'>{html.escape(s.note)}</p>") for s in sections]
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<script>{get_plotlyjs()}</script><style>body{{font-family:sans-serif;margin:2em}}"
-            f"table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head>"
+            f"table{{border-collapse:collapse;display:block;overflow-x:auto;max-width:100%}}"
+            f"td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head>"
             f"<body><h1>{html.escape(title)}</h1>{intro_html}{''.join(parts)}</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

@@ -112,7 +112,8 @@ def glance_lines(table: pd.DataFrame) -> list[str]:
         if pd.notna(row.get("search_val_accuracy")):
             images = "all" if pd.isna(row.get("search_subset")) else f"{int(row['search_subset'])}"
             line += (f"; search trial {int(row['search_trial'])}: {row['search_val_accuracy']:.4f} after "
-                     f"{int(row['search_epochs'])} epochs on {images} training images here"
+                     f"{int(row['search_epochs'])} epoch{'s' * (row['search_epochs'] != 1)} on {images} training "
+                     "images here"
                      + (f" ({row['search_label_set']}; the notebook's are fashion5)"
                         if row.get("search_label_set") not in (None, "", "fashion5") else ""))
         lines.append(line + ")")

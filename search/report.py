@@ -2,6 +2,7 @@
 data steps here; the drawing in search.figures)."""
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from optuna.trial import TrialState
 import spaces
 from search.confirm import confirmation_table
 from search.figures import Section, confirmed_figure, write_html
-from search.notebook import glance, glance_figure
+from search.notebook import glance, glance_figure, glance_lines
 from search.records import StudyRecord, TrialRecord, is_search, pareto_front, value_of, winner
 from search.tables import whole_numbers
 from spaces.param_names import model_params
@@ -133,7 +134,10 @@ def write_report(studies: list[optuna.Study], out: Path, replays: dict[str, optu
             "study", "best_params"]].to_html(index=False, na_rep="") if "best_params" in table else "")
     else:
         intro = "<p>No search studies yet; only the notebook's replays (run <code>hpsearch study ARCH</code>).</p>"
-    intro += "<h2>The notebook at a glance</h2>" + notebook.to_html(index=False, na_rep="")
+    # The verdicts as sentences, first: as the table's last column they sat off-screen, right of 14 others.
+    intro += ("<h2>The notebook at a glance</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in
+                                                               glance_lines(notebook)) + "</ul>"
+              + notebook.drop(columns=["search_vs_notebook"]).to_html(index=False, na_rep=""))
     sections = [Section("The notebook at a glance: accuracy vs seconds", glance_figure(notebook)),
                 *(comparison_sections(best_curves(studies), trial_points(studies), confirmed_points(studies))
                   if studies else [])]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shlex
 import time
 from collections import Counter
 from pathlib import Path
@@ -63,6 +64,16 @@ def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> str 
             break  # a round that finished nothing (e.g. workers killed): don't spin
         remaining = config.trials - count(study)
     return None
+
+
+def _same_study_options(config: StudyConfig) -> str:
+    """The --storage and --study-name that make another command open this study, quoted for a shell."""
+    storage = ""  # the storage the next command gets without --storage needs none
+    if config.storage != (os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE):
+        # A password is never shown, so a URL holding one cannot be pasted back: the variable can hold it.
+        masked = display_url(config.storage) != config.storage
+        storage = ' --storage "$HPSEARCH_STORAGE"' if masked else f" --storage {shlex.quote(config.storage)}"
+    return storage + ("" if config.name == config.arch else f" --study-name {shlex.quote(config.name)}")
 
 
 def run_study(config: StudyConfig) -> int:
@@ -146,10 +157,7 @@ def _run_study(config: StudyConfig) -> int:
                        f"params {model_params(best.params)}")
         if note := unconfirmed_note(study):
             console.warn(note)
-    # The storage the next command gets without --storage needs none (and a password must not be shown).
-    implied = config.storage == (os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE)
-    where = ("" if implied else f" --storage {display_url(config.storage)}") + (
-        "" if config.name == config.arch else f" --study-name {config.name}")
+    where = _same_study_options(config)
     console.result(f"results: {display_url(config.storage)} (study {config.name!r}); see `hpsearch trials {config.arch}"
           f"{where}`, export with `hpsearch export-best {config.arch}{where}`")
     if stopped_because:
@@ -161,5 +169,8 @@ def _run_study(config: StudyConfig) -> int:
               "run the same command with --fail-orphans to mark them failed")
     if finished < config.trials and live:
         console.warn(f"{len(live)} trials still running in other processes or machines")
+    elif finished < config.trials and config.timeout is not None:
+        console.warn(f"--timeout {config.timeout:g} s reached with {finished} of --trials {config.trials} finished; "
+                     "run the same command again to add the rest")
     # Short of the target with no live trial elsewhere and no timeout: workers died; say so in the exit code.
     return 0 if finished + len(live) >= config.trials or config.timeout is not None else 1

@@ -68,6 +68,9 @@ def test_report_shows_notebook_replay_and_search_side_by_side(tiny_data: Path, s
     assert row["search_vs_notebook"].startswith("search LOSES to the notebook by")  # 60 images, 1 epoch
     assert "lenet: search LOSES to the notebook by" in result.output
     assert "The notebook at a glance: accuracy vs seconds" in out.read_text()
+    # The verdict is a sentence above the table, not its 15th column, off-screen in a browser.
+    assert "<li>lenet: search LOSES to the notebook by" in out.read_text()
+    assert "<th>search_vs_notebook</th>" not in out.read_text()
 
 
 def test_a_replay_of_other_models_fails_what_an_interrupted_one_left_waiting(tiny_data: Path, sqlite_url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -17,8 +18,10 @@ import sqlalchemy
 from typer.testing import CliRunner
 
 from search.cli import app
+from search.config import StudyConfig
 from search.errors import UserError
 from search.export_files import EXPORT_FILES
+from search.runner import _same_study_options
 from search.storage import check_url, display_url, redact
 from tests.conftest import load
 from tests.test_processes import children
@@ -150,3 +153,15 @@ def test_password_in_no_output_file_attribute_or_worker_argv(secret_postgres: st
     attributes = json.dumps([study.user_attrs] + [
         [t.user_attrs, t.system_attrs, t.params] for t in study.trials], default=str)
     assert PASSWORD not in attributes
+
+
+def test_the_next_commands_study_prints_can_be_pasted_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its hint named the storage and study unquoted (a space split them) and a password URL masked (no login)."""
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    odd = StudyConfig(arch="lenet", storage="sqlite:////tmp/st ore/ü db.db", study_name="my study")
+    assert shlex.split(_same_study_options(odd)) == ["--storage", odd.storage, "--study-name", "my study"]
+    secret = StudyConfig(arch="lenet", storage=UNREACHABLE)
+    assert _same_study_options(secret) == ' --storage "$HPSEARCH_STORAGE"'
+    monkeypatch.setenv("HPSEARCH_STORAGE", UNREACHABLE)
+    assert _same_study_options(secret) == ""  # the variable already names it
+    assert _same_study_options(StudyConfig(arch="lenet")) == " --storage sqlite:///studies/hpsearch.db"
