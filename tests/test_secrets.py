@@ -165,3 +165,22 @@ def test_the_next_commands_study_prints_can_be_pasted_back(monkeypatch: pytest.M
     monkeypatch.setenv("HPSEARCH_STORAGE", UNREACHABLE)
     assert _same_study_options(secret) == ""  # the variable already names it
     assert _same_study_options(StudyConfig(arch="lenet")) == " --storage sqlite:///studies/hpsearch.db"
+
+
+def test_an_empty_database_holds_no_studies_yet(tmp_path: Path, secret_postgres: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new database (an empty SQLite file, a fresh PostgreSQL one) gave "cannot open (no such table:
+    version_info)"; it is a storage without studies yet, and reading it must not create Optuna's tables."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.db").touch()
+    for url in ("sqlite:///empty.db", secret_postgres):
+        for command in (["trials", "lenet"], ["report"]):
+            result = runner.invoke(app, [*command, "--storage", url])
+            assert result.exit_code == 2 and result.stderr.strip() == (
+                f"error: no hpsearch studies in {display_url(url)} (no Optuna tables yet); run `hpsearch study ARCH` "
+                "first"), result.output
+            assert PASSWORD not in result.output
+        engine = sqlalchemy.create_engine(url)
+        assert not sqlalchemy.inspect(engine).get_table_names()
+        engine.dispose()
+    assert (tmp_path / "empty.db").stat().st_size == 0
