@@ -169,16 +169,14 @@ def _study_for_training(arch: str, storage: str, study_name: str | None, backend
                         writes: bool = False) -> optuna.Study:
     """Check the architecture, start the Keras backend, and load an existing study to retrain from (`writes`:
     opened for writing too, once it is known to exist, so no storage is created where there was none)."""
-    from search.records import StudyRecord
+    from search.records import require_arch
     from search.runtime import use_backend
     from search.storage import load_study, open_storage
 
     spaces.require(arch)
     use_backend(backend)
     study = load_study(open_storage(storage, readonly=True), study_name or arch)
-    searched = StudyRecord.of(study).arch
-    if searched != arch:  # the retraining would build the study's architecture, not ARCH's
-        raise UserError(f"study {study.study_name!r} holds {searched} trials, not {arch}; name {searched} as ARCH")
+    require_arch(study, arch)  # the retraining would build the study's architecture, not ARCH's
     return load_study(open_storage(storage), study.study_name) if writes else study
 
 

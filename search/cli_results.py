@@ -14,12 +14,13 @@ from search.errors import UserError
 
 def trials_table(arch: Arch, storage: Storage = DEFAULT_STORAGE, study_name: StudyName = None) -> None:
     """Print a study's trials as a table: state, value, seconds, parameters."""
-    from search.records import StudyRecord
+    from search.records import StudyRecord, require_arch
     from search.storage import load_study, open_storage
     from search.tables import trials_frame
 
     with user_errors(""):
         found = load_study(open_storage(storage, readonly=True), study_name or arch)
+        require_arch(found, arch)
         frame = trials_frame(found)
     console, classes = Console(), StudyRecord.of(found).class_names
     if classes:  # on stderr, so stdout stays one table

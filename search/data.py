@@ -182,6 +182,8 @@ def describe(data_dir: Path, num_classes: int) -> tuple[str, tuple[str, ...]]:
 
 def is_image_tree(data_dir: Path) -> bool:
     """Whether DIR holds an image tree (train/) rather than the CSV pair; both at once is an error."""
+    if Path(data_dir).is_file():  # e.g. --data data/train.csv: "data/train.csv/train.csv: file not found"
+        raise DataError(f"--data {data_dir}: a file; name the folder that holds the data ({Path(data_dir).parent})")
     tree = (Path(data_dir) / "train").is_dir()
     if tree and (Path(data_dir) / "train.csv").exists():
         raise DataError(f"{data_dir} holds both train.csv and a train/ folder: keep one, or move one elsewhere")

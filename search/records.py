@@ -241,6 +241,15 @@ def unconfirmed_note(study: optuna.Study) -> str:
             "again to judge them by their mean too")
 
 
+def require_arch(study: optuna.Study, arch: str) -> None:
+    """Refuse a study of another architecture than ARCH (its trials would be shown or retrained as ARCH's)."""
+    recorded = StudyRecord.of(study).arch
+    if recorded != arch:
+        raise UserError(f"study {study.study_name!r} holds {recorded} trials, not {arch}; name {recorded} as ARCH"
+                        if recorded else f"study {study.study_name!r} was not made by hpsearch (it names no "
+                        "architecture)")
+
+
 def require_winner(study: optuna.Study, within: float | None = None) -> FrozenTrial:
     """The winner, or a one-line error when no trial has completed."""
     best = winner(study, within)

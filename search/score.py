@@ -33,7 +33,9 @@ def _read_id_label(path: Path) -> pd.DataFrame:
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable Id,Label CSV ({str(exc).strip().splitlines()[-1]})") from None
     if list(frame.columns[:2]) != ["Id", "Label"]:
-        raise DataError(f"{path}: columns must be Id,Label, found {','.join(map(str, frame.columns))}")
+        found = ",".join(map(str, frame.columns[:4])) + (f",... ({len(frame.columns)} columns)"
+                                                         if len(frame.columns) > 4 else "")
+        raise DataError(f"{path}: columns must be Id,Label, found {found}")  # testX.csv has 785
     if not pd.api.types.is_integer_dtype(frame["Label"]):
         raise DataError(f"{path}: column 'Label' must hold integers only")
     if (frame["Label"] < 0).any():

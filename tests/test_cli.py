@@ -172,3 +172,14 @@ def test_ctrl_c_says_what_each_command_leaves(command: list[str], said: str, tmp
     monkeypatch.setattr("search.storage.open_storage", interrupt)
     result = runner.invoke(app, [str(tmp_path / "out") if word == "OUT" else word for word in command])
     assert result.exit_code == 130 and result.stderr.strip() == said, result.output
+
+
+def test_a_file_as_data_and_a_wide_csv_as_submission_get_short_errors(tiny_data: Path, tmp_path: Path) -> None:
+    """--data data/train.csv said "data/train.csv/train.csv: file not found"; scoring testX.csv listed 785 columns."""
+    result = runner.invoke(app, ["study", "lenet", "--data", str(tiny_data / "train.csv"), "--storage",
+                                 f"sqlite:///{tmp_path / 'db.sqlite'}"])
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"error: --data {tiny_data / 'train.csv'}: a file; name the folder that holds the data ({tiny_data})")
+    result = runner.invoke(app, ["score", str(tiny_data / "testX.csv"), "--labels", str(tiny_data / "testY.csv")])
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"error: {tiny_data / 'testX.csv'}: columns must be Id,Label, found Id,pixel0,pixel1,pixel2,... (785 columns)")
