@@ -6,6 +6,7 @@ from collections.abc import Iterable
 import numpy as np
 import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
 from search.records import TrialRecord, pareto_front, value_of
 from spaces.param_names import model_params
@@ -39,6 +40,13 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     # A running or waiting trial has no duration yet.
     out["seconds"] = [None if t.duration is None else round(t.duration.total_seconds(), 1) for t in trials]
     recorded = [TrialRecord.of(trial) for trial in trials]
+    # A trial whose worker went silent is failed by another process through Optuna's heartbeat check, after which
+    # its attributes can no longer be written; its retry (search.storage) names it in Optuna's retry_history.
+    retries = {t.system_attrs["retry_history"][-1]: t.number for t in trials if t.system_attrs.get("retry_history")}
+    for trial, record in zip(trials, recorded, strict=True):
+        if trial.state == TrialState.FAIL and not record.fail_reason and trial.number in retries:
+            record.fail_reason = (f"stale: its worker stopped sending heartbeats (retried as trial "
+                                  f"{retries[trial.number]})")
     for column in RECORD_COLUMNS:
         values = [getattr(record, column) for record in recorded]
         if any(values):  # a column nobody filled in (e.g. no failures) is left out

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from sqlalchemy import text
 
 from search.storage import open_storage
+from search.tables import trials_frame
 from tests.conftest import as_foreground_job, load
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -111,6 +112,10 @@ def test_killed_worker_trial_is_failed_and_retried_and_rerun_completes(tiny_data
     assert sum(t.state in FINISHED for t in trials) == 2
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1 and retries[0].params == victim.params and retries[0].state in FINISHED
+    # Failed by another process, the trial cannot be given a fail_reason; the table says what happened.
+    table = trials_frame(optuna.load_study(study_name=name, storage=open_storage(url))).set_index("number")
+    assert table.loc[victim.number, "fail_reason"] == ("stale: its worker stopped sending heartbeats (retried as "
+                                                       f"trial {retries[0].number})")
 
 
 def test_ctrl_c_records_interrupted_trial_and_rerun_resumes(tiny_data: Path, tmp_path: Path) -> None:
