@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from search.csvfiles import pixel_shape, read_table
-from search.errors import DataError
+from search.errors import DataError, SubsetOutOfRange
 
 DEFAULT_SOURCE = Path("/usr/share/datasets/fashion-mnist")
 FASHION10 = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -228,7 +228,8 @@ def load_dataset(data_dir: Path, subset: int | None = None, image_size: tuple[in
     train_rows, val_rows = split_rows(len(labels), val_fraction, split_seed)
     if subset is not None:  # rows first, then pixels: copying all 60,000 images to keep 3,000 took 0.3 s
         if subset < 1 or subset > len(train_rows):
-            raise DataError(f"--subset {subset}: must be between 1 and {len(train_rows)}, the training split's size")
+            raise SubsetOutOfRange(f"--subset {subset}: must be between 1 and {len(train_rows)}, the training split's "
+                                   "size")
         n_val = max(1, math.ceil(subset * val_fraction / (1 - val_fraction)))
         train_rows, val_rows = train_rows[:subset], val_rows[:n_val]
     x_train, x_val, y_train, y_val = pixels[train_rows], pixels[val_rows], labels[train_rows], labels[val_rows]

@@ -10,6 +10,10 @@ class DataError(UserError):
     """A data file or folder that cannot be used; the message names the file, row and column."""
 
 
+class SubsetOutOfRange(DataError):
+    """--subset outside 1 to the size of the data's training split."""
+
+
 def require_positive(*options: tuple[str, int | None]) -> None:
     """Reject counts below 1, naming the option: e.g. ("--trials", 0) -> "--trials must be at least 1"."""
     for option, value in options:

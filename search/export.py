@@ -15,8 +15,8 @@ from sklearn.metrics import confusion_matrix
 
 from search.confirm import confirmation_table
 from search.console import Console
-from search.data import DataError, Dataset, load_dataset, load_test, parse_image_size
-from search.errors import UserError
+from search.data import DataError, Dataset, is_image_tree, load_dataset, load_test, parse_image_size
+from search.errors import SubsetOutOfRange, UserError
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
 from search.objective import TrialFailed, retrain
@@ -49,12 +49,17 @@ def study_data(study: optuna.Study, data_dir: Path, image_size: str | None = Non
     """The data the study searched on (same subset and image size), refusing data that changed since."""
     record = StudyRecord.of(study)
     size = image_size or record.image_size
-    data = load_dataset(data_dir, record.subset, parse_image_size(size))
+    try:
+        data = load_dataset(data_dir, record.subset, parse_image_size(size))
+    except SubsetOutOfRange:  # not the user's --subset: the study's, which this data cannot give
+        raise DataError(f"study {study.study_name!r} ran on the first {record.subset} training images of its data, "
+                        f"more than {data_dir} holds: pass the study's --data") from None
     expected = record.data_fingerprint
     if expected and expected != data.fingerprint:
-        raise DataError(f"the training data in {data_dir} (at image size {size or 'most common'}) differs from "
-                        f"what study {study.study_name!r} ran on (fingerprint {data.fingerprint}, "
-                        f"study has {expected})")
+        sizes = (f"; at image size {size or 'most common'}, the study's {record.image_size or 'most common'}"
+                 if is_image_tree(data_dir) else "")  # CSV images have one size
+        raise DataError(f"the training data in {data_dir} differs from what study {study.study_name!r} ran on "
+                        f"(fingerprint {data.fingerprint}, study has {expected}{sizes})")
     return data
 
 

@@ -31,8 +31,9 @@ class StudyRecord:
     split: str = SPLIT
     class_names: tuple[str, ...] = ()
     objective: str = "accuracy"  # or "accuracy-time": two values per trial, (accuracy, training seconds)
-    IDENTITY: ClassVar[tuple[str, ...]] = ("arch", "data_fingerprint", "label_set", "split", "subset", "image_size",
-                                           "objective")
+    # Checked in this order: the data's fingerprint last, as a changed subset or image size changes it too.
+    IDENTITY: ClassVar[tuple[str, ...]] = ("arch", "label_set", "split", "subset", "image_size", "objective",
+                                           "data_fingerprint")
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:
@@ -48,8 +49,9 @@ class StudyRecord:
         mine = {**asdict(self), "class_names": list(self.class_names)}
         for key in self.IDENTITY:
             if key in attrs and attrs[key] != mine[key]:
-                raise UserError(f"study {study.study_name!r} holds {key} {attrs[key]!r}, not {mine[key]!r}; "
-                                "choose another --study-name")
+                differs = (f"ran on other training data (fingerprint {attrs[key]}; --data gives {mine[key]})"
+                           if key == "data_fingerprint" else f"holds {key} {attrs[key]!r}, not {mine[key]!r}")
+                raise UserError(f"study {study.study_name!r} {differs}; choose another --study-name")
         for key, value in mine.items():
             if key not in attrs:
                 study.set_user_attr(key, value)
@@ -245,9 +247,7 @@ def require_arch(study: optuna.Study, arch: str) -> None:
     """Refuse a study of another architecture than ARCH (its trials would be shown or retrained as ARCH's)."""
     recorded = StudyRecord.of(study).arch
     if recorded != arch:
-        raise UserError(f"study {study.study_name!r} holds {recorded} trials, not {arch}; name {recorded} as ARCH"
-                        if recorded else f"study {study.study_name!r} was not made by hpsearch (it names no "
-                        "architecture)")
+        raise UserError(f"study {study.study_name!r} holds {recorded} trials, not {arch}; name {recorded} as ARCH")
 
 
 def require_winner(study: optuna.Study, within: float | None = None) -> FrozenTrial:

@@ -258,3 +258,19 @@ def test_report_keeps_whole_numbers_whole_beside_a_study_without_a_result(studie
     n_params = lenet.best_trial.user_attrs["n_params"]
     assert f" {n_params} " in result.stdout and f"{n_params}.0" not in result.stdout
     assert "<td>NaN</td>" not in out.read_text() and f"<td>{n_params}</td>" in out.read_text()
+
+
+def test_export_best_on_data_smaller_than_the_studys_subset_names_the_study(studies: str, tiny_data: Path,
+                                                                            tmp_path: Path) -> None:
+    """It said "--subset 200: must be between 1 and 80" to a user who passed no --subset."""
+    small = tmp_path / "small"
+    small.mkdir()
+    pd.read_csv(tiny_data / "train.csv").head(100).to_csv(small / "train.csv", index=False)
+    shutil.copy(tiny_data / "testX.csv", small)
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", studies, "--data", str(small), "--out",
+                                 str(tmp_path / "out")])
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"error: study 'lenet' ran on the first 200 training images of its data, more than {small} holds: pass the "
+        "study's --data"), result.output
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", studies, "--data", str(tiny_data / "train.csv")])
+    assert result.exit_code == 2 and "a file; name the folder" in result.stderr

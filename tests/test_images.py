@@ -233,6 +233,7 @@ def test_colour_tree_with_mixed_sizes_through_study_export_score_and_report(tmp_
     result = runner.invoke(app, ["export-best", "lenet", "--data", str(data), "--storage", url,
                                  "--out", str(tmp_path / "other"), "--image-size", "16x16"])
     assert result.exit_code == 2 and "differs from what study 'lenet' ran on" in result.stderr
+    assert "at image size 16x16, the study's most common)" in result.stderr
     # A study run at --image-size exports at that size without being told again.
     result = runner.invoke(app, ["study", "lenet", "--study-name", "small", "--trials", "1", "--epochs", "1",
                                  "--data", str(data), "--storage", url, "--quiet", "--image-size", "10x14"])

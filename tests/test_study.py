@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
@@ -192,8 +194,15 @@ def test_study_name_holding_another_dataset_is_refused(tiny_data: Path, tiny_sou
     run_study(_config(tiny_data, sqlite_url, trials=1, subset=50))
     other = tmp_path / "fashion10"
     prepare(tiny_source, other, "fashion10")
-    with pytest.raises(UserError, match="holds data_fingerprint"):
+    with pytest.raises(UserError, match="holds label_set 'fashion5', not 'fashion10'"):
         run_study(_config(other, sqlite_url, trials=2, subset=50))
+    changed = tmp_path / "changed"
+    shutil.copytree(tiny_data, changed)
+    train = pd.read_csv(tiny_data / "train.csv")
+    train.loc[0, "pixel0"] = 255 - train.loc[0, "pixel0"]  # one pixel of the first (training) image
+    train.to_csv(changed / "train.csv", index=False)
+    with pytest.raises(UserError, match=r"'lenet' ran on other training data \(fingerprint [0-9a-f]+; --data gives"):
+        run_study(_config(changed, sqlite_url, trials=2, subset=50))
     assert len(_study(sqlite_url, "lenet").trials) == 1
 
 
