@@ -80,8 +80,11 @@ def test_study_record_round_trips_and_a_resumed_study_must_match() -> None:
     assert StudyRecord.of(study) == record
     record.attach(study)  # the same search again: fine
     StudyRecord(**{**vars(record), "class_names": ("renamed",)}).attach(study)  # names are not identity
-    for field, other in (("arch", "lenet"), ("data_fingerprint", "xyz"), ("subset", None), ("image_size", "32x32")):
-        with pytest.raises(UserError, match=field):
+    for field, other, said in (("arch", "lenet", "holds arch 'cnn', not 'lenet'"),
+                               ("data_fingerprint", "xyz", r"other training data \(fingerprint abc; --data gives xyz"),
+                               ("subset", None, "holds subset 300, not None"),
+                               ("image_size", "32x32", "holds image_size '28x28', not '32x32'")):
+        with pytest.raises(UserError, match=said):
             StudyRecord(**{**vars(record), field: other}).attach(study)
 
 
