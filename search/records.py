@@ -243,6 +243,12 @@ def unconfirmed_note(study: optuna.Study) -> str:
             "again to judge them by their mean too")
 
 
+def searched_epochs(study: optuna.Study) -> set[int]:
+    """The epoch counts the study's complete searched trials ran (a replayed notebook model's own are left out)."""
+    return {len(record.history) for record in map(TrialRecord.of, study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE,))) if not record.epochs}
+
+
 def require_arch(study: optuna.Study, arch: str) -> None:
     """Refuse a study of another architecture than ARCH (its trials would be shown or retrained as ARCH's)."""
     recorded = StudyRecord.of(study).arch

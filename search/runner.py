@@ -17,7 +17,7 @@ from search.console import Console
 from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
 from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
-from search.records import unconfirmed_note, value_of, winner
+from search.records import searched_epochs, unconfirmed_note, value_of, winner
 from search.runtime import device_name, use_backend
 from search.storage import display_url
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
@@ -141,6 +141,11 @@ def _run_study(config: StudyConfig) -> int:
     console.say(f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, "
                  f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
                  f"{data.num_classes} classes ({data.label_set}) of {'x'.join(map(str, data.input_shape))} images")
+    earlier = sorted(searched_epochs(study) - {config.epochs}) if remaining > 0 else []
+    if earlier:  # a resumed study with another --epochs: its trials are ranked together
+        console.warn(f"note: complete trials of this study ran {', '.join(map(str, earlier))} "
+                     f"epoch{'s' * (earlier != [1])}, these run "
+                     f"{config.epochs}; all are ranked together by their best validation accuracy")
     how = [f"Keras backend {backend}", *(["on-device training loop"] if device_loop else []),
            *([config.precision] if config.precision != "float32" else []),
            *([f"{min(workers, remaining)} workers"] if min(workers, remaining) > 1 else [])]

@@ -48,6 +48,11 @@ def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
     assert timed.exit_code == 0 and "4 finished trials" in timed.stdout, timed.output
     assert timed.stderr.strip() == ("--timeout 0.001 s reached with 4 of --trials 5 finished; run the same command "
                                     "again to add the rest")  # it stopped short without a word
+    longer = runner.invoke(app, ["study", "lenet", "--trials", "5", "--epochs", "2", "--subset", "100", "--data",
+                                 str(data), "--storage", url, "--quiet"])
+    assert longer.exit_code == 0 and longer.stderr.strip() == (
+        "note: complete trials of this study ran 1 epoch, these run 2; all are ranked together by their best "
+        "validation accuracy"), longer.output
 
 
 @pytest.mark.parametrize("args, message", [
