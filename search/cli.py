@@ -19,9 +19,11 @@ from search.errors import UserError, require_positive
 if TYPE_CHECKING:
     import optuna
 
+# Plain help (rich_markup_mode None): rich's boxes squeezed the help text of an 80-column terminal into a
+# narrow column and cut defaults short ("sqlite:///studies/h…").
 app = typer.Typer(help="Find the best hyperparameters for Keras image classifiers with Optuna.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-data_app = typer.Typer(help="Prepare the built-in Fashion-MNIST data.", no_args_is_help=True)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
+data_app = typer.Typer(help="Prepare the built-in Fashion-MNIST data.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
 
@@ -44,7 +46,7 @@ def data_prepare(
             Console().result(f"wrote {path}")
 
 
-@app.command()
+@app.command(short_help="Run or resume a study of ARCH up to --trials finished trials.")
 def study(
     arch: Arch,
     trials: Annotated[int, typer.Option(help="Finished trials the study should hold; a rerun adds only "
@@ -112,7 +114,7 @@ def study(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(short_help="Replay the notebook's models of ARCH and compare their results.")
 def replay(
     arch: Arch,
     models: Annotated[Optional[str], typer.Option(help="Comma-separated notebook models, e.g. model1,model7 "
@@ -180,7 +182,7 @@ def _study_for_training(arch: str, storage: str, study_name: str | None, backend
     return load_study(open_storage(storage), study.study_name) if writes else study
 
 
-@app.command("export-best")
+@app.command("export-best", short_help="Retrain the best trial: model, submission.csv, report.")
 def export_best(
     arch: Arch,
     storage: Storage = DEFAULT_STORAGE,
@@ -228,7 +230,7 @@ def export_best(
         console.result(f"wrote {path}")
 
 
-@app.command()
+@app.command(short_help="Retrain the best trials with more seeds; rank them by the mean.")
 def confirm(
     arch: Arch,
     top: Annotated[int, typer.Option(help="How many of the best complete trials to confirm.")] = 3,
@@ -255,9 +257,9 @@ def confirm(
 
 
 # The commands that only read studies and files (search.cli_results), after the ones that train.
-app.command("trials")(trials_table)
-app.command()(report)
-app.command()(score)
+app.command("trials", short_help="Print a study's trials: state, value, seconds, params.")(trials_table)
+app.command(short_help="Compare every study in a storage: table, CSV and HTML.")(report)
+app.command(short_help="Accuracy and confusion matrix of a submission against labels.")(score)
 
 
 def main() -> None:

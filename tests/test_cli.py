@@ -1,6 +1,7 @@
 """The command line through typer's CliRunner and a real subprocess: outputs, exit codes, one-line errors."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,6 +23,12 @@ def test_python_m_search_is_the_cli() -> None:
     done = subprocess.run([sys.executable, "-m", "search", "--help"], capture_output=True, text=True, check=True)
     for command in ("data", "study", "trials"):
         assert command in done.stdout
+    assert "..." not in done.stdout.split("Commands:")[1]  # each command's line whole at 80 columns
+    narrow = {**os.environ, "COLUMNS": "80"}
+    study = subprocess.run([sys.executable, "-m", "search", "study", "--help"], capture_output=True, text=True,
+                           check=True, env=narrow)
+    # Rich's boxes cut defaults short there ("sqlite:///studies/h…").
+    assert "sqlite:///studies/hpsearch.db]" in study.stdout and "…" not in study.stdout
 
 
 def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
