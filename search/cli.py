@@ -40,8 +40,10 @@ def data_prepare(
 ) -> None:
     """Write Fashion-MNIST as Kaggle-format CSVs, or as PNG image folders (--format folders)."""
     from search.data import prepare
+    from search.signals import sigterm_as_interrupt
 
-    with user_errors("nothing was written; run the same command again"):
+    # SIGTERM (`timeout`, kill) as Ctrl-C: the staging folder is removed.
+    with user_errors("nothing was written; run the same command again"), sigterm_as_interrupt():
         for path in prepare(source, out, labels, fmt, force=force):
             Console().result(f"wrote {path}")
 
@@ -218,7 +220,7 @@ def export_best(
         check_out_dir(out_dir, force)  # before hours of retraining, not after
         study_obj = _study_for_training(arch, storage, study_name, backend)
         from search.export import export_best as run_export
-        from search.workers import sigterm_as_interrupt
+        from search.signals import sigterm_as_interrupt
 
         with sigterm_as_interrupt():  # `timeout` or kill: the half-written staging folder is removed, as on Ctrl-C
             result = run_export(study_obj, data, out_dir, epochs=epochs, full_train=full_train, quiet=quiet,

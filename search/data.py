@@ -17,6 +17,7 @@ import numpy as np
 
 from search.csvfiles import pixel_shape, read_table
 from search.errors import DataError, SubsetOutOfRange
+from search.signals import signals_ignored
 
 DEFAULT_SOURCE = Path("/usr/share/datasets/fashion-mnist")
 FASHION10 = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -76,13 +77,15 @@ def _staged(out: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=".prepare.", dir=out))
     try:
         yield staging
-        for entry in sorted(staging.iterdir()):
-            os.replace(entry, out / entry.name)
+        with signals_ignored():  # all moved or none: an interrupt between two moves left a folder half replaced
+            for entry in sorted(staging.iterdir()):
+                os.replace(entry, out / entry.name)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        for folder in made:  # left empty by a failure
-            if not any(folder.iterdir()):
-                folder.rmdir()
+        with signals_ignored():  # a second Ctrl-C must not leave the staging folder behind
+            shutil.rmtree(staging, ignore_errors=True)
+            for folder in made:  # left empty by a failure
+                if not any(folder.iterdir()):
+                    folder.rmdir()
 
 
 def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str = "csv", *,

@@ -10,10 +10,11 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from search.config import StudyConfig
+from search.signals import signals_ignored, sigterm_as_interrupt
 from search.study import run_worker
 
 # After its parent is gone, a worker gets this long to record its interrupted trial before it is ended. Longer
@@ -31,30 +32,6 @@ GPU_MEMORY_SHARED = 0.9  # of the card, split over the workers; the rest for the
 # GPU_WORKER_MIB (~1.8x the 4,502 MiB that the most demanding worker of that benchmark held) plus the data.
 GPU_WORKERS = 4
 GPU_WORKER_MIB = 8192
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM stops the process the way Ctrl-C does (the trial is recorded as interrupted)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def signals_ignored() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM are ignored (the parent is already stopping its workers)."""
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def gpu_memory_mib() -> int | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -80,7 +81,19 @@ def test_an_interrupted_prepare_leaves_nothing_half_written(fmt: str, tiny_sourc
     assert not (tmp_path / "new").exists()
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
     monkeypatch.undo()
-    assert all(path.exists() for path in prepare(tiny_source, mine, "fashion5", fmt))  # the same command runs
+    moves = []
+
+    def interrupted_move(source: Path, target: Path) -> None:
+        """Ctrl-C between two of the moves into place, which the moves must not notice."""
+        moves.append(target)
+        if len(moves) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        os_replace(source, target)
+
+    os_replace = os.replace
+    monkeypatch.setattr(os, "replace", interrupted_move)
+    written = prepare(tiny_source, mine, "fashion5", fmt)  # the same command runs, and its moves are not cut
+    assert len(moves) == 4 and all(path.exists() for path in written) and (mine / "dataset.json").exists()
 
 
 @pytest.mark.parametrize("text", ["{not json", '{"labels": [1]}', '["a"]', "\udcff"])
