@@ -253,7 +253,8 @@ def require_arch(study: optuna.Study, arch: str) -> None:
     """Refuse a study of another architecture than ARCH (its trials would be shown or retrained as ARCH's)."""
     recorded = StudyRecord.of(study).arch
     if recorded != arch:
-        raise UserError(f"study {study.study_name!r} holds {recorded} trials, not {arch}; name {recorded} as ARCH")
+        raise UserError(f"study {study.study_name!r} holds {recorded} trials, not {arch}; name {recorded} as ARCH"
+                        + (f" with --study-name {study.study_name}" if study.study_name != recorded else ""))
 
 
 def require_winner(study: optuna.Study, within: float | None = None) -> FrozenTrial:

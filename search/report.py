@@ -55,7 +55,8 @@ def summary_row(study: optuna.Study) -> dict:
 
 
 # Counts and numbers of the comparison: whole numbers, which a study without a result must not turn into floats.
-WHOLE_COLUMNS = ("best_trial", "n_params", "conv", "pooling", "dense", "confirmed_trial", "confirmed_seeds")
+WHOLE_COLUMNS = ("complete", "pruned", "failed", "best_trial", "n_params", "conv", "pooling", "dense",
+                 "confirmed_trial", "confirmed_seeds")
 
 
 def comparison(studies: list[optuna.Study]) -> pd.DataFrame:
@@ -127,7 +128,7 @@ def write_report(studies: list[optuna.Study], out: Path, replays: dict[str, optu
     notebook_columns = notebook.drop(columns=[c for c in notebook if c.startswith("search_") and
                                               c != "search_vs_notebook"])
     # Outer: an architecture with only a replay still gets its row (the notebook's and replay's columns).
-    table.merge(notebook_columns, on="arch", how="outer").to_csv(csv_path, index=False)
+    whole_numbers(table.merge(notebook_columns, on="arch", how="outer"), WHOLE_COLUMNS).to_csv(csv_path, index=False)
     if studies:
         shown = table.drop(columns=["best_params"], errors="ignore")
         intro = shown.to_html(index=False, na_rep="") + ("<h3>Best params</h3>" + table[[

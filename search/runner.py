@@ -166,6 +166,8 @@ def _run_study(config: StudyConfig) -> int:
     where = _same_study_options(config)
     console.result(f"results: {display_url(config.storage)} (study {config.name!r}); see `hpsearch trials {config.arch}"
           f"{where}`, export with `hpsearch export-best {config.arch}{where}`")
+    if "$HPSEARCH_STORAGE" in where:
+        console.result("  (with HPSEARCH_STORAGE set to this storage's URL: it holds a password, which is never shown)")
     if stopped_because:
         console.warn(f"stopped: {stopped_because}")
         return 1

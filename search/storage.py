@@ -10,7 +10,6 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import optuna
-import sqlalchemy
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy import event
@@ -153,18 +152,6 @@ def _begin_immediate(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _has_optuna_tables(url: str, engine_kwargs: dict) -> bool:
-    """Whether the database holds Optuna's tables; True where it cannot be asked (its own error says why)."""
-    try:
-        engine = sqlalchemy.create_engine(url, **engine_kwargs)
-        try:
-            return sqlalchemy.inspect(engine).has_table("version_info")
-        finally:
-            engine.dispose()
-    except Exception:  # noqa: BLE001 - unreachable, refused: not this function's to say
-        return True
-
-
 def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readonly: bool = False,
                  checked: bool = False) -> BaseStorage:
     """The storage behind url; RDB storages get heartbeats so a killed worker's trial is failed and retried.
@@ -198,10 +185,12 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
                              skip_compatibility_check=checked,
                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     except Exception as exc:  # noqa: BLE001 - driver errors differ per database; say it in one line
-        if readonly and not _has_optuna_tables(url, engine_kwargs):  # e.g. a new, empty database
+        reason = first_line(exc, url)
+        # A new, empty database: every driver's error names the table Optuna's check reads first.
+        if readonly and "version_info" in reason:
             raise UserError(f"no hpsearch studies in {shown} (no Optuna tables yet); run `hpsearch study ARCH` "
                             "first") from None
-        raise UserError(f"storage {shown!r}: cannot open ({first_line(exc, url)})") from None
+        raise UserError(f"storage {shown!r}: cannot open ({reason})") from None
     if storage.engine.dialect.name == "sqlite" and not readonly:  # a reader takes no lock: it may not write
         event.listen(storage.engine, "begin", _begin_immediate)
     if readonly:

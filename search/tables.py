@@ -13,6 +13,7 @@ from spaces.param_names import model_params
 
 # The trial record's fields a table shows, beside Optuna's number, state, value, duration and params.
 RECORD_COLUMNS = ("train_seconds", "n_params", "best_epoch", "seed_model", "fail_reason")
+STALE = "stale: its worker stopped sending heartbeats"
 
 
 def whole_numbers(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
@@ -44,9 +45,12 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     # its attributes can no longer be written; its retry (search.storage) names it in Optuna's retry_history.
     retries = {t.system_attrs["retry_history"][-1]: t.number for t in trials if t.system_attrs.get("retry_history")}
     for trial, record in zip(trials, recorded, strict=True):
-        if trial.state == TrialState.FAIL and not record.fail_reason and trial.number in retries:
-            record.fail_reason = (f"stale: its worker stopped sending heartbeats (retried as trial "
-                                  f"{retries[trial.number]})")
+        if trial.state != TrialState.FAIL or record.fail_reason:
+            continue
+        if trial.number in retries:
+            record.fail_reason = f"{STALE} (retried as trial {retries[trial.number]})"
+        elif trial.system_attrs.get("retry_history"):  # a retry, failed as its original was: not retried again
+            record.fail_reason = f"{STALE} (not retried again)"
     for column in RECORD_COLUMNS:
         values = [getattr(record, column) for record in recorded]
         if any(values):  # a column nobody filled in (e.g. no failures) is left out

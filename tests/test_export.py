@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from search.cli import app
 from search.data import load_test
 from search.export import averaged_model, mirrored_by_default
-from search.records import RetrainPlan
+from search.records import RetrainPlan, mark_replay
 from search.report import best_curves, comparison, trial_points
 from search.storage import open_storage
 from spaces.param_names import model_params
@@ -249,12 +249,16 @@ def test_report_keeps_whole_numbers_whole_beside_a_study_without_a_result(studie
     empty = optuna.create_study(study_name="vgg16", storage=url, direction="maximize")
     for key, value in {**lenet.user_attrs, "arch": "vgg16"}.items():
         empty.set_user_attr(key, value)
+    replay = optuna.create_study(study_name="alexnet-notebook", storage=url, direction="maximize")
+    replay.set_user_attr("arch", "alexnet")
+    mark_replay(replay, 0.5)  # a replay alone: its row of the CSV has no search columns
     out = tmp_path / "report.html"
     result = runner.invoke(app, ["report", "--storage", url, "--out", str(out)])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out.with_suffix(".csv"), dtype=str, keep_default_na=False).set_index("study")
-    for column in ("best_trial", "n_params", "conv", "pooling", "dense"):
-        assert table.loc["lenet", column].isdigit() and table.loc["vgg16", column] == "", column
+    for column in ("best_trial", "n_params", "conv", "pooling", "dense", "complete", "failed"):
+        assert table.loc["lenet", column].isdigit() and table.loc["vgg16", column] in ("", "0"), column
+    assert table.loc["", "arch"] == "alexnet" and table.loc["", "notebook_epochs"].isdigit()
     n_params = lenet.best_trial.user_attrs["n_params"]
     assert f" {n_params} " in result.stdout and f"{n_params}.0" not in result.stdout
     assert "<td>NaN</td>" not in out.read_text() and f"<td>{n_params}</td>" in out.read_text()

@@ -24,6 +24,7 @@ from search.records import (
     winner,
 )
 from search.study import WorkerQuota, worker_done
+from search.tables import trials_frame
 from search.workers import STOPPED_ON_FAILURES, _shares, default_workers, gpu_memory_mib, worker_environment
 
 HISTORY = [{"epoch": 1, "loss": 1.0, "val_accuracy": 0.5, "learning_rate": 0.01, "seconds": 2.0},
@@ -296,3 +297,17 @@ def test_a_round_of_workers_says_why_it_stopped(codes: list[int], says: str,
     config = StudyConfig(arch="lenet", trials=5, workers=2, max_failures=4)
     reason = search.runner._run_trials(config, _study(), data=None)  # type: ignore[arg-type]
     assert reason is not None and says in reason
+
+
+def test_trials_failed_by_the_heartbeat_check_say_so() -> None:
+    """Optuna fails a silent worker's trial from another process, which cannot write its fail_reason; its retry
+    names it. A retry that goes silent too is not retried again (max_retry=1)."""
+    study = optuna.create_study()
+    failed = TrialState.FAIL
+    study.add_trial(optuna.trial.create_trial(state=failed))
+    study.add_trial(optuna.trial.create_trial(state=failed, system_attrs={"failed_trial": 0, "retry_history": [0]}))
+    study.add_trial(optuna.trial.create_trial(state=failed, user_attrs={"fail_reason": "interrupted"}))
+    study.add_trial(optuna.trial.create_trial(state=failed))  # failed by something else, never retried
+    assert list(trials_frame(study)["fail_reason"]) == [
+        "stale: its worker stopped sending heartbeats (retried as trial 1)",
+        "stale: its worker stopped sending heartbeats (not retried again)", "interrupted", ""]

@@ -71,6 +71,13 @@ def test_report_shows_notebook_replay_and_search_side_by_side(tiny_data: Path, s
     # The verdict is a sentence above the table, not its 15th column, off-screen in a browser.
     assert "<li>lenet: search LOSES to the notebook by" in out.read_text()
     assert "<th>search_vs_notebook</th>" not in out.read_text()
+    # The replay is listed by its architecture and name (`trials lenet-notebook` named no architecture).
+    listed = CliRunner().invoke(app, ["trials", "lenet", "--study-name", "lenet-notebook", "--storage", sqlite_url])
+    assert listed.exit_code == 0 and "model1" in listed.stdout, listed.output
+    refused = CliRunner().invoke(app, ["trials", "lenet-notebook", "--storage", sqlite_url])
+    assert refused.exit_code == 2 and refused.stderr.strip() == (
+        "error: study 'lenet-notebook' holds lenet trials, not lenet-notebook; name lenet as ARCH with "
+        "--study-name lenet-notebook")
 
 
 def test_a_replay_of_other_models_fails_what_an_interrupted_one_left_waiting(tiny_data: Path, sqlite_url: str) -> None:

@@ -167,20 +167,37 @@ def test_the_next_commands_study_prints_can_be_pasted_back(monkeypatch: pytest.M
     assert _same_study_options(StudyConfig(arch="lenet")) == " --storage sqlite:///studies/hpsearch.db"
 
 
-def test_an_empty_database_holds_no_studies_yet(tmp_path: Path, secret_postgres: str,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """A new database (an empty SQLite file, a fresh PostgreSQL one) gave "cannot open (no such table:
-    version_info)"; it is a storage without studies yet, and reading it must not create Optuna's tables."""
+def _refuses_as_empty(url: str) -> None:
+    """trials and report say a new, empty database holds no studies yet, and write no tables into it."""
+    for command in (["trials", "lenet"], ["report"]):
+        result = runner.invoke(app, [*command, "--storage", url])
+        assert result.exit_code == 2 and result.stderr.strip() == (
+            f"error: no hpsearch studies in {display_url(url)} (no Optuna tables yet); run `hpsearch study ARCH` "
+            "first"), result.output
+        assert PASSWORD not in result.output
+    engine = sqlalchemy.create_engine(url)
+    assert not sqlalchemy.inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_an_empty_sqlite_file_holds_no_studies_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It gave "cannot open (no such table: version_info)"."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty.db").touch()
-    for url in ("sqlite:///empty.db", secret_postgres):
-        for command in (["trials", "lenet"], ["report"]):
-            result = runner.invoke(app, [*command, "--storage", url])
-            assert result.exit_code == 2 and result.stderr.strip() == (
-                f"error: no hpsearch studies in {display_url(url)} (no Optuna tables yet); run `hpsearch study ARCH` "
-                "first"), result.output
-            assert PASSWORD not in result.output
-        engine = sqlalchemy.create_engine(url)
-        assert not sqlalchemy.inspect(engine).get_table_names()
-        engine.dispose()
+    _refuses_as_empty("sqlite:///empty.db")
     assert (tmp_path / "empty.db").stat().st_size == 0
+
+
+def test_an_empty_postgresql_database_holds_no_studies_yet(secret_postgres: str) -> None:
+    """It gave 'cannot open (relation "version_info" does not exist)'."""
+    _refuses_as_empty(secret_postgres)
+
+
+def test_a_study_on_a_password_url_tells_how_to_name_it_again(secret_postgres: str, tiny_data: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    result = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "20", "-q",
+                                 "--data", str(tiny_data), "--storage", secret_postgres])
+    assert result.exit_code == 0 and PASSWORD not in result.output, result.output
+    assert 'export with `hpsearch export-best lenet --storage "$HPSEARCH_STORAGE"`' in result.stdout
+    assert "with HPSEARCH_STORAGE set to this storage's URL: it holds a password" in result.stdout
