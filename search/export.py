@@ -148,6 +148,7 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
                   "params": plan.params, "seed": plan.seed, "epochs": plan.epochs, "full_train": full_train,
                   "val_accuracy": val_accuracy, "data_fingerprint": data.fingerprint, "label_set": data.label_set,
                   "class_names": list(data.class_names), "input_shape": list(data.input_shape),
+                  "input_scaling": "float32 pixels / 255, channels last",
                   "image_size": record.image_size, "subset": record.subset, "objective": record.objective,
                   "backend": keras.backend.backend(), "versions": versions()}
         params["test_time_mirror"] = mirror

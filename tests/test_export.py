@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import spaces
 from search.cli import app
 from search.data import load_test
 from search.export import averaged_model, mirrored_by_default
@@ -68,6 +69,7 @@ def test_export_writes_five_wellformed_files(exported: Path, studies: str, tiny_
     assert params["params"] == model_params(best.params) and "learning_rate" in params["params"]
     assert params["epochs"] == best.user_attrs["best_epoch"] and params["seed"] == 1337
     assert {"data_fingerprint", "label_set", "backend", "versions", "value"} <= set(params)
+    assert params["input_scaling"] == "float32 pixels / 255, channels last"  # nothing said it: 85% on raw pixels
     assert "keras" in params["versions"] and "optuna" in params["versions"]
     history = pd.read_csv(exported / "history.csv")
     assert len(history) == params["epochs"] and {"loss", "val_accuracy", "learning_rate"} <= set(history)
@@ -80,9 +82,9 @@ def test_export_writes_five_wellformed_files(exported: Path, studies: str, tiny_
 
 
 def test_reloaded_model_predicts_identically(exported: Path, tiny_data: Path) -> None:
-    model = keras.saving.load_model(exported / "model.keras")
-    _, x_test = load_test(tiny_data, (28, 28, 1))
-    labels = np.argmax(model.predict(x_test, verbose=0), axis=1)
+    model = spaces.load_model(exported / "model.keras")  # as the README says
+    pixels = pd.read_csv(tiny_data / "testX.csv").drop(columns="Id").to_numpy(np.float32).reshape(-1, 28, 28, 1)
+    labels = np.argmax(model.predict(pixels / 255, verbose=0), axis=1)  # as params.json's input_scaling says
     assert labels.tolist() == pd.read_csv(exported / "submission.csv")["Label"].tolist()
 
 

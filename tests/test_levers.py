@@ -3,6 +3,8 @@ training, and every one of them on trains every architecture."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +230,21 @@ def test_a_run_stopped_at_the_best_epoch_keeps_the_schedule_span(tiny_data: Path
     for key in ("learning_rate", "loss", "val_accuracy"):
         assert [row[key] for row in again] == pytest.approx([row[key] for row in trial[:2]], rel=1e-5), key
     assert squeezed[1]["learning_rate"] != pytest.approx(trial[1]["learning_rate"], rel=1e-3)
+
+
+def test_spaces_load_model_reloads_hpsearch_classes_in_a_fresh_process(tmp_path: Path) -> None:
+    """The README's way to reload an export: `import spaces` alone registered neither DecayedSGD nor the smoothed
+    loss (the architecture modules load lazily), so keras.saving.load_model failed on both."""
+    arch = spaces.get("lenet")
+    params = {**arch.DEFAULT, **ALL_ON, "optimizer": "sgd_nesterov", "use_weight_decay": False, "weight_decay": 0.0}
+    model = arch.build(params, (28, 28, 1), 5)
+    model.compile(optimizer=make_optimizer(params), loss=make_loss(params), metrics=["accuracy"])
+    x, y = np.random.default_rng(0).random((8, 28, 28, 1), np.float32), np.arange(8, dtype=np.int32) % 5
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    script = ("import sys, spaces; model = spaces.load_model(sys.argv[1]); "
+              "print(type(model.optimizer).__name__, type(model.loss).__name__)")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.keras")], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["DecayedSGD", "SmoothedSparseCrossentropy"]
