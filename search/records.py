@@ -31,9 +31,10 @@ class StudyRecord:
     split: str = SPLIT
     class_names: tuple[str, ...] = ()
     objective: str = "accuracy"  # or "accuracy-time": two values per trial, (accuracy, training seconds)
+    levers: bool = True  # the search space holds the accuracy levers (spaces._levers); False: --no-levers
     # Checked in this order: the data's fingerprint last, as a changed subset or image size changes it too.
     IDENTITY: ClassVar[tuple[str, ...]] = ("arch", "label_set", "split", "subset", "image_size", "objective",
-                                           "data_fingerprint")
+                                           "levers", "data_fingerprint")
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:
@@ -48,10 +49,17 @@ class StudyRecord:
         attrs = study.user_attrs
         mine = {**asdict(self), "class_names": list(self.class_names)}
         for key in self.IDENTITY:
-            if key in attrs and attrs[key] != mine[key]:
-                differs = (f"ran on other training data (fingerprint {attrs[key]}; --data gives {mine[key]})"
-                           if key == "data_fingerprint" else f"holds {key} {attrs[key]!r}, not {mine[key]!r}")
-                raise UserError(f"study {study.study_name!r} {differs}; choose another --study-name")
+            if key not in attrs or attrs[key] == mine[key]:
+                continue
+            held, fix = attrs[key], "choose another --study-name"
+            if key == "data_fingerprint":
+                differs = f"ran on other training data (fingerprint {held}; --data gives {mine[key]})"
+            elif key == "levers":  # a resume without --no-levers brought them back without a word
+                differs = f"searched {'with' if held else 'without'} the accuracy levers"
+                fix = f"pass {'--levers' if held else '--no-levers'}, or {fix}"
+            else:
+                differs = f"holds {key} {held!r}, not {mine[key]!r}"
+            raise UserError(f"study {study.study_name!r} {differs}; {fix}")
         for key, value in mine.items():
             if key not in attrs:
                 study.set_user_attr(key, value)

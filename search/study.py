@@ -80,7 +80,7 @@ def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, chec
         raise UserError(f"study {config.name!r} is a search, not a notebook replay; choose another --study-name")
     StudyRecord(arch=config.arch, data_fingerprint=data.fingerprint, label_set=data.label_set, subset=config.subset,
                 image_size=config.image_size, class_names=tuple(data.class_names),
-                objective=config.objective).attach(study)
+                objective=config.objective, levers=config.levers).attach(study)
     optuna.storages.fail_stale_trials(study)
     # A resumed study must not replay the sampler's first draws: offset the seed by the trials so far.
     trials_so_far = len(study.get_trials(deepcopy=False))

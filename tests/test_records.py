@@ -84,7 +84,9 @@ def test_study_record_round_trips_and_a_resumed_study_must_match() -> None:
     for field, other, said in (("arch", "lenet", "holds arch 'cnn', not 'lenet'"),
                                ("data_fingerprint", "xyz", r"other training data \(fingerprint abc; --data gives xyz"),
                                ("subset", None, "holds subset 300, not None"),
-                               ("image_size", "32x32", "holds image_size '28x28', not '32x32'")):
+                               ("image_size", "32x32", "holds image_size '28x28', not '32x32'"),
+                               # Resumed without --no-levers, a study got the levers back without a word.
+                               ("levers", False, "searched with the accuracy levers; pass --levers, or choose")):
         with pytest.raises(UserError, match=said):
             StudyRecord(**{**vars(record), field: other}).attach(study)
 
