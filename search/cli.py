@@ -217,6 +217,8 @@ def export_best(
         require_positive(("--epochs", epochs), ("--ensemble", ensemble), ("--seeds", seeds))
         if pick is not None and (pick[0] != "fastest-within" or not pick[1] >= 0):
             raise UserError(f"--pick {pick[0]} {pick[1]:g}: expected `--pick fastest-within X` with X >= 0 points")
+        if pick is not None and ensemble > 1:  # the other members, the most accurate, undid the fast pick
+            raise UserError("--pick exports one fast trial and --ensemble averages the most accurate ones; use one")
         check_out_dir(out_dir, force)  # before hours of retraining, not after
         study_obj = _study_for_training(arch, storage, study_name, backend)
         from search.export import export_best as run_export
@@ -227,7 +229,8 @@ def export_best(
                                 image_size=image_size, force=force, within=pick[1] if pick else None,
                                 ensemble=ensemble, seeds=seeds, mirror=mirror)
     console = Console(quiet)
-    console.result(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}")
+    console.result(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}"
+                   + (" (the validation rows were trained on too: --full-train)" if full_train else ""))
     for path in result.files:
         console.result(f"wrote {path}")
 

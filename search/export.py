@@ -20,7 +20,16 @@ from search.errors import SubsetOutOfRange, UserError
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
 from search.objective import TrialFailed, retrain
-from search.records import RetrainPlan, StudyRecord, ranked, require_winner, retrain_plan, unconfirmed_note, value_of
+from search.records import (
+    RetrainPlan,
+    StudyRecord,
+    confirmations,
+    ranked,
+    require_winner,
+    retrain_plan,
+    unconfirmed_note,
+    value_of,
+)
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
 
@@ -117,8 +126,13 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
     console, runs = Console(quiet), []
     if within is None and (note := unconfirmed_note(study)):
         console.warn(note)
+    confirmed = confirmations(study)
     for trial, plan in zip(run_trials, plans, strict=True):
-        console.say(f"retraining trial {trial.number} of {study.study_name!r} (val_accuracy {value_of(trial):.4f}) "
+        # After `confirm`, the winner is chosen by its mean over seeds: say so beside its single run.
+        chosen_by = (f"confirmed mean {confirmed[trial.number].mean:.4f} over {len(confirmed[trial.number].seeds)} "
+                     "seeds, " if trial.number in confirmed and within is None else "")
+        console.say(f"retraining trial {trial.number} of {study.study_name!r} ({chosen_by}val_accuracy "
+                    f"{value_of(trial):.4f}) "
                     f"with seed {plan.seed} for {plan.epochs} epochs{' on all labelled rows' if full_train else ''}")
         try:
             runs.append(retrain(plan, data, show=console.epoch, full_train=full_train))
@@ -162,9 +176,9 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
             params["ensemble"] = [{"trial": t.number, "value": value_of(t), "params": p.params, "seed": p.seed,
                                    "epochs": p.epochs, "val_accuracy": val_accuracy_of(r.model, data)}
                                   for t, p, r in zip(run_trials, plans, runs, strict=True)]
-        confirmations = confirmation_table(study)
-        if len(confirmations) and trial.number in set(confirmations["trial"]):
-            params["confirmed"] = confirmations[confirmations["trial"] == trial.number].iloc[0].to_dict()
+        confirmed_table = confirmation_table(study)
+        if len(confirmed_table) and trial.number in set(confirmed_table["trial"]):
+            params["confirmed"] = confirmed_table[confirmed_table["trial"] == trial.number].iloc[0].to_dict()
         (staging / "params.json").write_text(json.dumps(params, indent=1, default=int))  # default: NumPy ints
         matrix = confusion_matrix(data.y_val, val_pred, labels=range(data.num_classes))
         caveat = (" (validation rows were also trained on)" if full_train else "") + \
@@ -177,8 +191,8 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
                     Section(f"Validation confusion matrix of the {what}, accuracy {val_accuracy:.4f}{caveat}",
                             confusion_figure(matrix, data.class_names, "Validation confusion matrix")),
                     *study_sections(study)]
-        if len(confirmations):
-            labelled = confirmations.assign(label=[f"trial {n}" for n in confirmations["trial"]],
+        if len(confirmed_table):
+            labelled = confirmed_table.assign(label=[f"trial {n}" for n in confirmed_table["trial"]],
                                             group=study.study_name)
             sections.append(Section("Confirmed configurations", confirmed_figure(labelled)))
         # Param values come from the storage: escaped like every other value on the page.

@@ -51,6 +51,9 @@ def test_export_picks_the_fastest_front_trial_within_the_given_points(two_object
     best = max(t.values[0] for t in front)
     within = [t for t in front if t.values[0] >= best - 0.05]  # 5 points
     expected = min(within, key=lambda t: (t.values[1], -t.values[0]))
+    both = runner.invoke(app, ["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data),
+                               "--out", str(tmp_path / "fast"), "--pick", "fastest-within", "5", "--ensemble", "2"])
+    assert both.exit_code == 2 and "--pick exports one fast trial and --ensemble" in both.stderr  # it undid the pick
     result = runner.invoke(app, ["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data),
                                  "--out", str(tmp_path / "fast"), "--pick", "fastest-within", "5", "-q"])
     assert result.exit_code == 0, result.output

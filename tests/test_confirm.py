@@ -62,10 +62,13 @@ def test_export_best_uses_the_best_mean_and_report_draws_error_bars(study_url: s
         assert _confirm(study_url, tiny_data, 3).exit_code == 0
     table = confirmation_table(load(study_url))
     result = runner.invoke(app, ["export-best", "lenet", "--storage", study_url, "--data", str(tiny_data),
-                                 "--out", str(tmp_path / "best"), "-q"])
+                                 "--out", str(tmp_path / "best"), "--full-train"])
     assert result.exit_code == 0, result.output
     params = json.loads((tmp_path / "best" / "params.json").read_text())
     assert params["trial"] == int(table["trial"][0]) and params["confirmed"]["mean"] == table["mean"][0]
+    # It says what it chose by (the mean), and that --full-train's validation rows were trained on.
+    assert f"(confirmed mean {table['mean'][0]:.4f} over 3 seeds, val_accuracy" in result.stderr
+    assert "(the validation rows were trained on too: --full-train)" in result.stdout
     html = (tmp_path / "best" / "report.html").read_text()
     assert "Confirmed configurations" in html and html.count("Plotly.newPlot(") == 8
     row = comparison([load(study_url)]).iloc[0]
