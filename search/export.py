@@ -58,6 +58,9 @@ def study_data(study: optuna.Study, data_dir: Path, image_size: str | None = Non
     """The data the study searched on (same subset and image size), refusing data that changed since."""
     record = StudyRecord.of(study)
     size = image_size or record.image_size
+    if record.image_size and not image_size and not is_image_tree(data_dir):  # not the user's --image-size
+        raise DataError(f"study {study.study_name!r} ran on image folders at {record.image_size}, and {data_dir} "
+                        "holds no train/ folder: pass the study's --data")
     try:
         data = load_dataset(data_dir, record.subset, parse_image_size(size))
     except SubsetOutOfRange:  # not the user's --subset: the study's, which this data cannot give

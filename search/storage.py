@@ -109,7 +109,10 @@ def _storage_file(shown: str, path: Path, readonly: bool) -> None:
     if path.parent.is_dir():
         return
     if path.parent.resolve() != DEFAULT_FOLDER.resolve():
-        raise UserError(f"storage {shown!r}: folder {path.parent} does not exist; create it first")
+        # journal:///tmp/x.log names tmp/x.log, as sqlite:/// does: an absolute path takes a fourth slash.
+        absolute = not path.is_absolute() and (Path("/") / path.parent).is_dir()
+        hint = f" (the path is relative to this folder; for /{path} write four slashes)" if absolute else ""
+        raise UserError(f"storage {shown!r}: folder {path.parent} does not exist{hint}; create it first")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

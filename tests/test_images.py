@@ -243,6 +243,15 @@ def test_colour_tree_with_mixed_sizes_through_study_export_score_and_report(tmp_
     assert result.exit_code == 0, result.output
     params = json.loads((tmp_path / "small" / "params.json").read_text())
     assert params["input_shape"] == [10, 14, 3] and params["image_size"] == "10x14"
+    # Given CSV data, it said "--image-size applies to image folders" to a user who passed none.
+    csv_data = tmp_path / "csv"
+    csv_data.mkdir()
+    (csv_data / "train.csv").write_text("Id,Label,pixel0\n0,0,1\n")
+    result = runner.invoke(app, ["export-best", "lenet", "--study-name", "small", "--data", str(csv_data),
+                                 "--storage", url, "--out", str(tmp_path / "csv-export")])
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"error: study 'small' ran on image folders at 10x14, and {csv_data} holds no train/ folder: pass the "
+        "study's --data")
 
 
 def test_prepare_format_folders_at_the_cli(tiny_source: Path, tmp_path: Path) -> None:

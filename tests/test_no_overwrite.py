@@ -194,6 +194,8 @@ def test_study_leaves_a_file_that_is_no_journal_alone(text: str, tiny_data: Path
     (lambda tmp: f"sqlite:///{tmp / 'nonexistent-dir' / 'x.db'}", "nonexistent-dir does not exist"),
     (lambda tmp: f"journal:///{tmp / 'nonexistent-dir' / 'x.log'}", "nonexistent-dir does not exist"),
     (lambda tmp: f"sqlite:///{tmp / 'file.txt' / 'x.db'}", "file.txt does not exist"),  # parent is a file
+    # Three slashes: a path relative to this folder, as SQLAlchemy reads sqlite:///; the user meant /tmp/...
+    (lambda tmp: f"journal://{tmp / 'x.log'}", "(the path is relative to this folder; for "),
 ])
 def test_storage_folder_is_created_only_for_the_default(make_url: Callable[[Path], str], message: str,
                                                         tiny_data: Path, tmp_path: Path,
