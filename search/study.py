@@ -1,6 +1,7 @@
 """Creating and resuming studies, choosing sampler and pruner, and running trials in one or K workers."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -184,6 +185,8 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
                 raise KeyboardInterrupt from exc
             raise
 
-    study.optimize(stoppable_objective, timeout=config.timeout, catch=(Exception,),
-                   callbacks=[quota_callback, target, console.trial, *callbacks])
+    with warnings.catch_warnings():  # the notebook's models (seed models, replays) sit outside the ranges on purpose
+        warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range", category=UserWarning)
+        study.optimize(stoppable_objective, timeout=config.timeout, catch=(Exception,),
+                       callbacks=[quota_callback, target, console.trial, *callbacks])
     return quota_callback

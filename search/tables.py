@@ -14,6 +14,7 @@ from spaces.param_names import model_params
 # The trial record's fields a table shows, beside Optuna's number, state, value, duration and params.
 RECORD_COLUMNS = ("train_seconds", "n_params", "best_epoch", "seed_model", "fail_reason")
 STALE = "stale: its worker stopped sending heartbeats"
+ENQUEUED = ("seed_model",)  # of RECORD_COLUMNS, what a trial holds before it runs
 
 
 def whole_numbers(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
@@ -52,7 +53,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         elif trial.system_attrs.get("retry_history"):  # a retry, failed as its original was: not retried again
             record.fail_reason = f"{STALE} (not retried again)"
     for column in RECORD_COLUMNS:
-        values = [getattr(record, column) for record in recorded]
+        # What a trial measured is blank until it ends (a waiting trial showed 0.000 seconds and 0 params).
+        values = [getattr(record, column) if trial.state.is_finished() or column in ENQUEUED else None
+                  for trial, record in zip(trials, recorded, strict=True)]
         if any(values):  # a column nobody filled in (e.g. no failures) is left out
             out[column] = values
     whole_numbers(out, ("n_params", "best_epoch"))

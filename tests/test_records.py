@@ -313,3 +313,14 @@ def test_trials_failed_by_the_heartbeat_check_say_so() -> None:
     assert list(trials_frame(study)["fail_reason"]) == [
         "stale: its worker stopped sending heartbeats (retried as trial 1)",
         "stale: its worker stopped sending heartbeats (not retried again)", "interrupted", ""]
+
+
+def test_a_waiting_trial_shows_no_measurements_yet() -> None:
+    """An enqueued notebook model showed 0.000 seconds and 0 params in `hpsearch trials` before it ran."""
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=0.5, user_attrs={
+        "train_seconds": 1.5, "n_params": 10, "best_epoch": 1}))
+    study.enqueue_trial({}, user_attrs=records.enqueued(seed_model="model5"))
+    table = trials_frame(study)
+    assert list(table["state"]) == ["COMPLETE", "WAITING"] and list(table["seed_model"]) == ["", "model5"]
+    assert list(table["train_seconds"]) == [1.5, ""] and list(table["n_params"]) == [10, ""]
