@@ -33,7 +33,7 @@ def _confirm(url: str, data: Path, seeds: int) -> object:
                                "--data", str(data), "-q"])
 
 
-def test_confirm_runs_each_top_configuration_with_more_seeds(study_url: str, tiny_data: Path,
+def test_confirm_runs_each_top_configuration_with_more_seeds(study_url: str, tiny_data: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     result = _confirm(study_url, tiny_data, 3)
     assert result.exit_code == 0, result.output
@@ -54,6 +54,11 @@ def test_confirm_runs_each_top_configuration_with_more_seeds(study_url: str, tin
 
     monkeypatch.setattr(search.confirm, "retrain", must_not_train)
     assert _confirm(study_url, tiny_data, 3).exit_code == 0  # the same command again: nothing to do
+    copy = tmp_path / "copy.db"  # the module's study stays as the later tests expect it
+    shutil.copy(study_url.removeprefix("sqlite:///"), copy)
+    more = runner.invoke(app, ["confirm", "lenet", "--top", "9", "--seeds", "1", "--storage", f"sqlite:///{copy}",
+                               "--data", str(tiny_data), "-q"])  # seed 1 of each is its own run: nothing to train
+    assert more.exit_code == 0 and "--top 9: the study has 3 complete trials; confirming those" in more.stderr
 
 
 def test_export_best_uses_the_best_mean_and_report_draws_error_bars(study_url: str, tiny_data: Path,
