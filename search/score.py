@@ -1,6 +1,8 @@
 """`hpsearch score`: accuracy, per-class accuracy and confusion matrix of a submission against true labels."""
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +51,13 @@ def _read_id_label(path: Path) -> pd.DataFrame:
     return frame
 
 
+def _export_label_set(submission: Path) -> str:
+    """The label set an export's submission.csv was predicted for, from the params.json beside it ("" if none)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return str(json.loads((submission.parent / "params.json").read_text()).get("label_set") or "")
+    return ""
+
+
 def score(submission: Path, labels: Path) -> Score:
     """Compare a submission with the true labels; Ids must match one to one."""
     pred, truth = _read_id_label(submission), _read_id_label(labels)
@@ -69,7 +78,11 @@ def score(submission: Path, labels: Path) -> Score:
     if y_pred.max() >= n_classes:  # a model of another label set (e.g. 10 classes scored against 5)
         raise DataError(f"{submission}: predicts label {y_pred.max()}, but {labels} has labels 0..{n_classes - 1}; "
                         "score a submission against the labels of the same data")
-    _, names = describe(labels.parent, n_classes)
+    label_set, names = describe(labels.parent, n_classes)
+    predicted_for = _export_label_set(submission)
+    if predicted_for and label_set != "custom" and predicted_for != label_set:  # both named: compare them
+        raise DataError(f"{submission}: predicted for {predicted_for} (its params.json), but {labels} holds "
+                        f"{label_set} labels; score a submission against the labels of the same data")
     matrix = confusion_matrix(y_true, y_pred, labels=range(n_classes))
     support = matrix.sum(axis=1)
     per_class = pd.DataFrame({"class": names, "support": support,

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import spaces
 from search.cli import app
-from search.data import load_test
+from search.data import load_test, prepare
 from search.export import averaged_model, mirrored_by_default
 from search.records import RetrainPlan, mark_replay
 from search.report import best_curves, comparison, trial_points
@@ -281,3 +281,14 @@ def test_export_best_on_data_smaller_than_the_studys_subset_names_the_study(stud
     result = runner.invoke(app, ["export-best", "lenet", "--storage", studies, "--data", str(tiny_data / "train.csv"),
                                  "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "a file; name the folder" in result.stderr, result.output
+
+
+def test_score_refuses_labels_of_another_label_set(exported: Path, tiny_source: Path, tmp_path: Path) -> None:
+    """A fashion5 submission against fashion10 labels printed "accuracy: 0.0970" without a word."""
+    prepare(tiny_source, tmp_path / "f10", "fashion10")
+    result = runner.invoke(app, ["score", str(exported / "submission.csv"), "--labels", str(tmp_path / "f10" /
+                                                                                          "testY.csv")])
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"error: {exported / 'submission.csv'}: predicted for fashion5 (its params.json), but "
+        f"{tmp_path / 'f10' / 'testY.csv'} holds fashion10 labels; score a submission against the labels of the "
+        "same data"), result.output
