@@ -95,6 +95,10 @@ def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str =
     (perhaps the user's own data) are replaced only with force; an existing tree never is."""
     import pandas as pd  # only to write CSVs: loading a cached dataset needs no pandas
 
+    if labels not in LABEL_SETS:
+        raise DataError(f"unknown label set {labels!r}; valid: {', '.join(LABEL_SETS)}")
+    if fmt not in FORMATS:  # before the checks by format: a mistyped one is named as such
+        raise DataError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     if fmt == "csv":
         existing = [out / name for name in ("train.csv", "testX.csv", "testY.csv") if (out / name).exists()]
         if existing and not force:
@@ -106,10 +110,6 @@ def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str =
         for part in ("train", "test", "testY.csv", "train.csv"):  # train.csv: one layout per folder
             if (out / part).exists():
                 raise DataError(f"{out / part} already exists; remove it or choose another --out")
-    if labels not in LABEL_SETS:
-        raise DataError(f"unknown label set {labels!r}; valid: {', '.join(LABEL_SETS)}")
-    if fmt not in FORMATS:
-        raise DataError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     src = Path(source) if source else DEFAULT_SOURCE
     missing = [name for name in IDX_FILES.values() if not (src / name).is_file()]
     if missing:
