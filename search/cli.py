@@ -258,7 +258,7 @@ def confirm(
         require_winner(study_obj)  # a clear error when nothing is complete yet
         console = Console(quiet)
         table = run_confirm(study_obj, study_data(study_obj, data, image_size), top, seeds, console)
-    console.result(table.to_string(index=False))
+    console.result(table.to_string(index=False, na_rep="-"))  # one seed: no spread to show
 
 
 # The commands that only read studies and files (search.cli_results), after the ones that train.

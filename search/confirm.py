@@ -1,6 +1,9 @@
 """`hpsearch confirm`: retrain the best configurations with more seeds, so winners are judged by their mean."""
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import keras
 import optuna
 import pandas as pd
@@ -49,3 +52,13 @@ def confirmation_table(study: optuna.Study) -> pd.DataFrame:
             for number, entry in confirmations(study).items()]
     frame = pd.DataFrame(rows, columns=["trial", "value", "mean", "std", "seeds", "scores"])
     return frame.sort_values("mean", ascending=False).reset_index(drop=True)
+
+
+def confirmed_entry(table: pd.DataFrame, number: int) -> dict[str, Any] | None:
+    """A trial's row of the confirmation table as JSON values (params.json), or None if it was not confirmed.
+    One seed's spread is unknown: null, as JSON has no NaN."""
+    rows = table[table["trial"] == number]
+    if not len(rows):
+        return None
+    row = rows.iloc[0].astype(object)
+    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}

@@ -13,7 +13,7 @@ import optuna
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-from search.confirm import confirmation_table
+from search.confirm import confirmation_table, confirmed_entry
 from search.console import Console
 from search.data import DataError, Dataset, is_image_tree, load_dataset, load_test, parse_image_size
 from search.errors import SubsetOutOfRange, UserError
@@ -180,8 +180,8 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
                                    "epochs": p.epochs, "val_accuracy": val_accuracy_of(r.model, data)}
                                   for t, p, r in zip(run_trials, plans, runs, strict=True)]
         confirmed_table = confirmation_table(study)
-        if len(confirmed_table) and trial.number in set(confirmed_table["trial"]):
-            params["confirmed"] = confirmed_table[confirmed_table["trial"] == trial.number].iloc[0].to_dict()
+        if (entry := confirmed_entry(confirmed_table, trial.number)) is not None:
+            params["confirmed"] = entry
         (staging / "params.json").write_text(json.dumps(params, indent=1, default=int))  # default: NumPy ints
         matrix = confusion_matrix(data.y_val, val_pred, labels=range(data.num_classes))
         caveat = (" (validation rows were also trained on)" if full_train else "") + \

@@ -2,6 +2,7 @@
 their keys. Each record reads itself from a study or trial and writes itself back (a round trip)."""
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
@@ -144,8 +145,8 @@ class Confirmation:
 
     @property
     def std(self) -> float:
-        """Sample standard deviation over the seeds (0 for one)."""
-        return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
+        """Sample standard deviation over the seeds; NaN for one run, whose spread is unknown (not 0)."""
+        return statistics.stdev(self.scores) if len(self.scores) > 1 else math.nan
 
 
 # Each confirmation run is one study attribute, "confirmed:TRIAL:SEED" -> its score, so that two `confirm` runs

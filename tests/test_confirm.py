@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import search.confirm
 import search.export
 import search.objective
 from search.cli import app
-from search.confirm import confirmation_table
+from search.confirm import confirmation_table, confirmed_entry
 from search.errors import UserError
 from search.objective import TrialFailed
 from search.records import confirmations as confirmed
@@ -59,6 +60,14 @@ def test_confirm_runs_each_top_configuration_with_more_seeds(study_url: str, tin
     more = runner.invoke(app, ["confirm", "lenet", "--top", "9", "--seeds", "1", "--storage", f"sqlite:///{copy}",
                                "--data", str(tiny_data), "-q"])  # seed 1 of each is its own run: nothing to train
     assert more.exit_code == 0 and "--top 9: the study has 3 complete trials; confirming those" in more.stderr
+    single = confirmation_table(load(f"sqlite:///{copy}"))
+    (third,) = single[single["seeds"] == 1]["trial"]  # the one trial that only has its own run
+    assert math.isnan(single.set_index("trial")["std"][third])  # a spread of one run is unknown, not 0
+    line = next(line.split() for line in more.stdout.splitlines() if line.split()[:1] == [str(third)])
+    assert line[3] == "-", more.stdout  # trial, value, mean, std
+    entry = confirmed_entry(single, int(third))
+    assert entry is not None and entry["std"] is None and json.loads(json.dumps(entry, default=int)) == entry
+    assert confirmed_entry(single, 999) is None
 
 
 def test_export_best_uses_the_best_mean_and_report_draws_error_bars(study_url: str, tiny_data: Path,

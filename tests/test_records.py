@@ -3,6 +3,7 @@ over workers, how many there are and why a round of them stopped: plain logic on
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import optuna
@@ -120,6 +121,7 @@ def test_winner_is_the_best_trial_until_confirm_then_the_best_mean() -> None:
     assert winner(study).number == steady
     assert confirmations(study)[steady].mean == pytest.approx(0.845)
     assert confirmations(study)[lucky].std == pytest.approx(0.1414, abs=1e-4)
+    assert math.isnan(records.Confirmation([1], [0.9]).std)  # one run: its spread is unknown, not 0
 
 
 def test_trials_that_beat_the_confirmed_mean_unconfirmed_are_named() -> None:
