@@ -253,7 +253,7 @@ def confirm(
         study_obj = _study_for_training(arch, storage, study_name, backend, writes=True)  # it stores the scores
         from search.confirm import confirm as run_confirm
         from search.export import study_data
-        from search.records import require_winner
+        from search.winners import require_winner
 
         require_winner(study_obj)  # a clear error when nothing is complete yet
         console = Console(quiet)

@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 from search.console import Console
 from search.data import Dataset
 from search.objective import TrialFailed, check_precision, retrain
-from search.records import confirmations, retrain_plan, save_confirmation, trial_by_number, value_of
+from search.records import confirmations, retrain_plan, save_confirmation
+from search.winners import trial_by_number, value_of
 
 
 def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: Console) -> pd.DataFrame:

@@ -20,16 +20,8 @@ from search.errors import SubsetOutOfRange, UserError
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
 from search.objective import TrialFailed, retrain
-from search.records import (
-    RetrainPlan,
-    StudyRecord,
-    confirmations,
-    ranked,
-    require_winner,
-    retrain_plan,
-    unconfirmed_note,
-    value_of,
-)
+from search.records import RetrainPlan, StudyRecord, confirmations, retrain_plan
+from search.winners import ranked, require_winner, unconfirmed_note, value_of
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
 

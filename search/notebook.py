@@ -8,9 +8,10 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 import spaces
-from search.records import StudyRecord, TrialRecord, last_val_accuracy, replay_scale, value_of, winner
+from search.records import StudyRecord, TrialRecord, replay_scale
 from search.replay import replayed_trials
 from search.tables import whole_numbers
+from search.winners import last_val_accuracy, value_of, winner
 from spaces._notebook import NOTEBOOK_SETUP, NotebookModel
 
 # Each source's columns in the glance table, in the order the figure draws them.

@@ -15,8 +15,9 @@ from search.config import StudyConfig
 from search.data import load_dataset
 from search.errors import UserError
 from search.owners import fail
-from search.records import TrialRecord, last_val_accuracy, mark_replay, replay_scale, value_of
+from search.records import TrialRecord, mark_replay, replay_scale
 from search.study import count, open_study, run_worker, stop_when_queue_empty
+from search.winners import last_val_accuracy, value_of
 from spaces._notebook import NotebookModel, scaled_epochs
 from spaces.param_names import stored_params
 

@@ -16,8 +16,9 @@ import spaces
 from search.confirm import confirmation_table
 from search.figures import Section, confirmed_figure, write_html
 from search.notebook import glance, glance_figure, glance_lines
-from search.records import StudyRecord, TrialRecord, is_search, pareto_front, value_of, winner
+from search.records import StudyRecord, TrialRecord, is_search
 from search.tables import whole_numbers
+from search.winners import pareto_front, value_of, winner
 from spaces.param_names import model_params
 
 

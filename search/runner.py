@@ -17,11 +17,12 @@ from search.console import Console
 from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
 from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
-from search.records import searched_epochs, unconfirmed_note, value_of, winner
+from search.records import searched_epochs
 from search.runtime import device_name, use_backend
 from search.signals import sigterm_as_interrupt
 from search.storage import display_url
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
+from search.winners import unconfirmed_note, value_of, winner
 from search.workers import STOPPED_ON_FAILURES, default_workers, run_workers
 from spaces.param_names import model_params
 

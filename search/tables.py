@@ -8,7 +8,8 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from search.records import TrialRecord, pareto_front, value_of
+from search.records import TrialRecord
+from search.winners import pareto_front, value_of
 from spaces.param_names import model_params
 
 # The trial record's fields a table shows, beside Optuna's number, state, value, duration and params.

@@ -12,20 +12,13 @@ from optuna.trial import TrialState
 
 import search.runner
 import search.workers
-from search import records
+from search import records, winners
 from search.config import StudyConfig
 from search.errors import UserError
-from search.records import (
-    Confirmation,
-    StudyRecord,
-    TrialRecord,
-    confirmations,
-    retrain_plan,
-    save_confirmation,
-    winner,
-)
+from search.records import Confirmation, StudyRecord, TrialRecord, confirmations, retrain_plan, save_confirmation
 from search.study import WorkerQuota, worker_done
 from search.tables import trials_frame
+from search.winners import winner
 from search.workers import STOPPED_ON_FAILURES, _shares, default_workers, gpu_memory_mib, worker_environment
 
 HISTORY = [{"epoch": 1, "loss": 1.0, "val_accuracy": 0.5, "learning_rate": 0.01, "seconds": 2.0},
@@ -110,7 +103,7 @@ def test_winner_is_the_best_trial_until_confirm_then_the_best_mean() -> None:
     study = _study()
     assert winner(study) is None
     with pytest.raises(UserError, match="no complete trial"):
-        records.require_winner(study)
+        winners.require_winner(study)
     lucky = _trial(study, 0.9)
     steady = _trial(study, 0.85)
     _trial(study, None, TrialState.PRUNED)
@@ -126,14 +119,14 @@ def test_winner_is_the_best_trial_until_confirm_then_the_best_mean() -> None:
 
 def test_trials_that_beat_the_confirmed_mean_unconfirmed_are_named() -> None:
     study = _study()
-    assert records.unconfirmed_note(study) == ""  # nothing confirmed: the winner is the best single run
+    assert winners.unconfirmed_note(study) == ""  # nothing confirmed: the winner is the best single run
     confirmed = _trial(study, 0.85)
     save_confirmation(study, confirmed, 1, 0.85)
     save_confirmation(study, confirmed, 2, 0.83)
     _trial(study, 0.835)  # below the confirmed mean, 0.84: not ahead
-    assert records.unconfirmed_note(study) == ""
+    assert winners.unconfirmed_note(study) == ""
     later = _trial(study, 0.86)  # ran after the confirm
-    note = records.unconfirmed_note(study)
+    note = winners.unconfirmed_note(study)
     assert f"trial {later} beat it" in note and "(0.8400)" in note and "is not confirmed" in note
     assert winner(study).number == confirmed  # the note says why the winner stays
 

@@ -1,0 +1,96 @@
+"""Which trial wins a study: its value, its Pareto front, the winner (a confirmed mean first) and the ranking
+export-best and report follow."""
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search import pareto
+from search.errors import UserError
+from search.records import TrialRecord, confirmations
+
+
+def value_of(trial: FrozenTrial) -> float:
+    """A trial's best validation accuracy (its value; the first of an accuracy-time study's two values); NaN for
+    a trial that has none (pruned in a two-objective study, failed)."""
+    return float(trial.values[0]) if trial.values else float("nan")
+
+
+def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
+    """One trial of the study, without copying all of them (study.trials deep-copies every trial)."""
+    return study.get_trials(deepcopy=False)[number]
+
+
+def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete trials no other complete trial beats on both accuracy and seconds (Optuna's best_trials);
+    in a one-objective study, its best trial."""
+    try:
+        return study.best_trials
+    except ValueError:  # no complete trial yet
+        return []
+
+
+def winner(study: optuna.Study, within: float | None = None) -> FrozenTrial | None:
+    """The study's best configuration; None before any trial completes. After `hpsearch confirm`, the best mean
+    over seeds (a lucky single run does not win). Else Optuna's best trial, or in an accuracy-time study the
+    point of its Pareto front picked by `within`: the fastest within that many points of accuracy of the most
+    accurate (None: the most accurate)."""
+    two_objectives = len(study.directions) > 1
+    if within is not None and not two_objectives:
+        raise UserError(f"--pick fastest-within needs a study made with --objective accuracy-time; "
+                        f"{study.study_name!r} optimizes accuracy alone")
+    confirmed = confirmations(study)
+    if confirmed and within is None:
+        return trial_by_number(study, max(confirmed, key=lambda number: confirmed[number].mean))
+    front = pareto_front(study)
+    if not front:
+        return None
+    if not two_objectives:
+        return front[0]
+    return front[pareto.pick_fastest_within(pareto.trial_points(front), within or 0.0)]
+
+
+def ranked(study: optuna.Study, within: float | None = None) -> list[FrozenTrial]:
+    """The complete trials best first: the winner, then the confirmed ones by mean, then the rest by accuracy
+    (the members of an `export-best --ensemble K` are the first K)."""
+    first = winner(study, within)
+    if first is None:
+        return []
+    confirmed = confirmations(study)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    rest = sorted((t for t in complete if t.number != first.number),
+                  key=lambda t: (t.number in confirmed, confirmed[t.number].mean if t.number in confirmed
+                                 else value_of(t)), reverse=True)
+    return [first, *rest]
+
+
+def last_val_accuracy(trial: FrozenTrial) -> float:
+    """A trial's validation accuracy after its last epoch, what the notebook printed for each model (a trial's
+    value is its best epoch's); NaN without one."""
+    history = TrialRecord.of(trial).history
+    return float(history[-1].get("val_accuracy", float("nan"))) if history else float("nan")
+
+
+def unconfirmed_note(study: optuna.Study) -> str:
+    """A line naming the complete trials no `confirm` has run whose single run beats the confirmed winner's
+    mean (they ran after the last confirm, or below its --top): the winner stays a confirmed one, so say so."""
+    confirmed = confirmations(study)
+    if not confirmed:
+        return ""
+    best_mean = max(entry.mean for entry in confirmed.values())
+    ahead = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if t.number not in confirmed and value_of(t) > best_mean]
+    if not ahead:
+        return ""
+    shown = ", ".join(map(str, ahead[:5])) + (f" and {len(ahead) - 5} more" if len(ahead) > 5 else "")
+    return (f"note: the winner is the best confirmed mean ({best_mean:.4f}); trial{'s' * (len(ahead) > 1)} {shown} "
+            f"beat it in a single run but {'are' if len(ahead) > 1 else 'is'} not confirmed: run `hpsearch confirm` "
+            "again to judge them by their mean too")
+
+
+def require_winner(study: optuna.Study, within: float | None = None) -> FrozenTrial:
+    """The winner, or a one-line error when no trial has completed."""
+    best = winner(study, within)
+    if best is None:
+        raise UserError(f"study {study.study_name!r} has no complete trial yet; run `hpsearch study` first")
+    return best
