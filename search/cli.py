@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 import spaces
-from search.cli_options import Arch, Backend, DataDir, ImageSize, Quiet, Storage, StudyName, user_errors
+from search.cli_options import (
+    Arch,
+    Backend,
+    DataDir,
+    ImageSize,
+    Quiet,
+    Storage,
+    StudyDataDir,
+    StudyName,
+    user_errors,
+)
 from search.cli_results import report, score, trials_table
 from search.config import DEFAULT_STORAGE, StudyConfig
 from search.console import Console
@@ -189,9 +199,9 @@ def export_best(
     arch: Arch,
     storage: Storage = DEFAULT_STORAGE,
     study_name: StudyName = None,
-    data: DataDir = Path("data"),
+    data: StudyDataDir = None,
     image_size: ImageSize = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: studies/ARCH/best).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: studies/STUDY-NAME/best).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs to retrain (default: the best trial's best "
                                                   "epoch).")] = None,
     full_train: Annotated[bool, typer.Option(help="Retrain on all labelled rows (validation included).")] = False,
@@ -210,10 +220,10 @@ def export_best(
     quiet: Quiet = False,
 ) -> None:
     """Retrain the best trial and write submission.csv, model.keras, params.json, history.csv, report.html."""
-    from search.export_files import check_out_dir
+    from search.export_files import check_out_dir, default_out_dir
 
-    out_dir = out or Path("studies") / arch / "best"
     with user_errors("nothing was exported (an earlier export is left as it was)"):
+        out_dir = out or default_out_dir(study_name or arch)
         require_positive(("--epochs", epochs), ("--ensemble", ensemble), ("--seeds", seeds))
         if pick is not None and (pick[0] != "fastest-within" or not pick[1] >= 0):
             raise UserError(f"--pick {pick[0]} {pick[1]:g}: expected `--pick fastest-within X` with X >= 0 points")
@@ -242,7 +252,7 @@ def confirm(
     seeds: Annotated[int, typer.Option(help="Runs per configuration, its original run included.")] = 3,
     storage: Storage = DEFAULT_STORAGE,
     study_name: StudyName = None,
-    data: DataDir = Path("data"),
+    data: StudyDataDir = None,
     image_size: ImageSize = None,
     backend: Backend = None,
     quiet: Quiet = False,

@@ -14,6 +14,9 @@ from search.errors import UserError
 
 DataDir = Annotated[Path, typer.Option("--data", help="Folder with train.csv and testX.csv, or with train/<class "
                                        "name>/*.png|jpg|jpeg|bmp and test/*.png|... (see README).")]
+# export-best and confirm retrain on the study's data: by default the folder it was made with.
+StudyDataDir = Annotated[Optional[Path], typer.Option("--data", help="Data folder (default: the one the study was "
+                                                      "made with, where it exists here; else data).")]
 ImageSize = Annotated[Optional[str], typer.Option("--image-size", help="HEIGHTxWIDTH every image of an image "
                                                   "folder is resized to (default: the most common size; "
                                                   "export-best and confirm: the study's).")]

@@ -153,6 +153,12 @@ def parse_image_size(text: str | None) -> tuple[int, int] | None:
     return int(found[1]), int(found[2])
 
 
+def image_size_text(text: str | None) -> str | None:
+    """--image-size as a study records it, "HxW" (16X16 and 16x16 are one size); None stays None."""
+    size = parse_image_size(text)
+    return None if size is None else f"{size[0]}x{size[1]}"
+
+
 def _csv_shape(pixels: np.ndarray) -> tuple[int, int, int]:
     """(H, W, C) of validated CSV pixel rows (their column count was checked when the CSV was read)."""
     shape = pixel_shape(pixels.shape[1])

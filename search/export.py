@@ -15,7 +15,7 @@ from sklearn.metrics import confusion_matrix
 
 from search.confirm import confirmation_table, confirmed_entry
 from search.console import Console
-from search.data import DataError, Dataset, is_image_tree, load_dataset, load_test, parse_image_size
+from search.data import DataError, Dataset, has_test, is_image_tree, load_dataset, load_test, parse_image_size
 from search.errors import SubsetOutOfRange, UserError
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
@@ -46,24 +46,36 @@ def versions() -> dict[str, str]:
     return found
 
 
-def study_data(study: optuna.Study, data_dir: Path, image_size: str | None = None) -> Dataset:
-    """The data the study searched on (same subset and image size), refusing data that changed since."""
+def data_folder(study: optuna.Study, data_dir: Path | None) -> Path:
+    """The --data folder to retrain on: the one given, else the study's own where it exists here (another machine
+    may keep it elsewhere), else ./data."""
+    if data_dir is not None:
+        return data_dir
+    recorded = StudyRecord.of(study).data_dir
+    return Path(recorded) if recorded and Path(recorded).is_dir() else Path("data")
+
+
+def study_data(study: optuna.Study, data_dir: Path | None, image_size: str | None = None) -> Dataset:
+    """The data the study searched on (same folder unless given, subset and image size), refusing data that
+    changed since."""
     record = StudyRecord.of(study)
+    folder = data_folder(study, data_dir)
+    fix = f"pass the study's --data{f' ({record.data_dir})' if record.data_dir else ''}"
     size = image_size or record.image_size
-    if record.image_size and not image_size and not is_image_tree(data_dir):  # not the user's --image-size
-        raise DataError(f"study {study.study_name!r} ran on image folders at {record.image_size}, and {data_dir} "
-                        "holds no train/ folder: pass the study's --data")
+    if record.image_size and not image_size and not is_image_tree(folder):  # not the user's --image-size
+        raise DataError(f"study {study.study_name!r} ran on image folders at {record.image_size}, and {folder} "
+                        f"holds no train/ folder: {fix}")
     try:
-        data = load_dataset(data_dir, record.subset, parse_image_size(size))
+        data = load_dataset(folder, record.subset, parse_image_size(size))
     except SubsetOutOfRange:  # not the user's --subset: the study's, which this data cannot give
         raise DataError(f"study {study.study_name!r} ran on the first {record.subset} training images of its data, "
-                        f"more than {data_dir} holds: pass the study's --data") from None
+                        f"more than {folder} holds: {fix}") from None
     expected = record.data_fingerprint
     if expected and expected != data.fingerprint:
         sizes = (f"; at image size {size or 'most common'}, the study's {record.image_size or 'most common'}"
-                 if is_image_tree(data_dir) else "")  # CSV images have one size
-        raise DataError(f"the training data in {data_dir} differs from what study {study.study_name!r} ran on "
-                        f"(fingerprint {data.fingerprint}, study has {expected}{sizes})")
+                 if is_image_tree(folder) else "")  # CSV images have one size
+        raise DataError(f"the training data in {folder} differs from what study {study.study_name!r} ran on "
+                        f"(fingerprint {data.fingerprint}, study has {expected}{sizes}): {fix}")
     return data
 
 
@@ -96,14 +108,15 @@ def mirrored_by_default(plans: list[RetrainPlan]) -> bool:
     return all(plan.params.get("augment_flip") for plan in plans)
 
 
-def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: int | None = None,
+def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, epochs: int | None = None,
                 full_train: bool = False, quiet: bool = False, image_size: str | None = None,
                 force: bool = False, within: float | None = None, ensemble: int = 1, seeds: int = 1,
                 mirror: bool | None = None) -> Export:
     """Retrain the study's winner (with `ensemble` K > 1, its K best trials) with its seed (with `seeds` S > 1, that
-    seed and the S - 1 next, as `confirm` does), average the softmax of the K x S runs, evaluate, predict testX and
-    write the five files (an earlier export is replaced only with force). `mirror` averages each prediction with
-    the mirrored image's (default: when every member trained mirrored)."""
+    seed and the S - 1 next, as `confirm` does), average the softmax of the K x S runs, evaluate, predict the test
+    images and write the five files (without test images, no submission.csv; an earlier export is replaced only
+    with force). `mirror` averages each prediction with the mirrored image's (default: when every member trained
+    mirrored)."""
     check_out_dir(out_dir, force)
     members = ranked(study, within)[:ensemble]
     if not members:
@@ -112,8 +125,9 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
         raise UserError(f"--ensemble {ensemble}: study {study.study_name!r} has only {len(members)} complete "
                         f"trial{'s' * (len(members) > 1)}")
     record = StudyRecord.of(study)
-    data = study_data(study, data_dir, image_size)
-    test_ids, x_test = load_test(data_dir, data.input_shape)
+    data, folder = study_data(study, data_dir, image_size), data_folder(study, data_dir)
+    # Test images are optional (a folder of one's own images may have none): then no submission is written.
+    test = load_test(folder, data.input_shape) if has_test(folder) else None
     # Each member trial once per seed: its own seed first, so a single run repeats the trial.
     plans = [replace(plan, seed=plan.seed + i) for plan in
              (retrain_plan(study, trial, keras.backend.backend(), epochs) for trial in members) for i in range(seeds)]
@@ -145,9 +159,12 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
     val_pred = predict_labels(model, data.x_val)
     val_accuracy = float(np.mean(val_pred == data.y_val))
     trial, plan = members[0], plans[0]
+    if test is None:
+        console.warn(f"{folder} holds no images to predict (testX.csv, or test/ beside train/): no submission.csv")
     with staged_out_dir(out_dir, force) as staging:
-        pd.DataFrame({"Id": test_ids, "Label": predict_labels(model, x_test)}).to_csv(
-            staging / "submission.csv", index=False)
+        if test is not None:
+            pd.DataFrame({"Id": test[0], "Label": predict_labels(model, test[1])}).to_csv(
+                staging / "submission.csv", index=False)
         model.save(staging / "model.keras")
         history = pd.DataFrame(runs[0].history.rows)
         pd.concat([pd.DataFrame(run.history.rows).assign(trial=t.number, seed=p.seed)
@@ -194,4 +211,4 @@ def export_best(study: optuna.Study, data_dir: Path, out_dir: Path, *, epochs: i
         shown = params.get("ensemble", plan.params)
         write_html(sections, staging / "report.html", f"hpsearch: {study.study_name}, {what}",
                    f"<pre>{html.escape(json.dumps(shown, indent=1))}</pre>")
-    return Export(out_dir, val_accuracy, tuple(out_dir / name for name in EXPORT_FILES))
+    return Export(out_dir, val_accuracy, tuple(out_dir / name for name in EXPORT_FILES if (out_dir / name).exists()))

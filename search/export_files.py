@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -32,7 +34,24 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
     if others:  # --force replaces the folder whole, so it must not hold anything of the user's
         raise UserError(f"--out {out_dir}: holds other files ({', '.join(others[:3])}); choose a new folder")
     if present and not force:
-        raise UserError(f"--out {out_dir}: holds an earlier export; pass --force to replace it")
+        raise UserError(f"--out {out_dir}: holds an earlier export{_made_by(out_dir)}; pass --force to replace it")
+
+
+def _made_by(out_dir: Path) -> str:
+    """" (of study S, trial N)" as the export's params.json says, so that --force is not given blindly; else ""."""
+    try:
+        params = json.loads((out_dir / "params.json").read_text())
+        return f" (of study {params['study']!r}, trial {params['trial']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def default_out_dir(study_name: str) -> Path:
+    """export-best's folder without --out: studies/STUDY-NAME/best, one per study (two studies of an architecture
+    must not replace each other's export); a study name that is no plain folder name needs --out."""
+    if not re.fullmatch(r"\w[\w.+-]*", study_name):
+        raise UserError(f"study name {study_name!r} is not a plain folder name: name the export's folder with --out")
+    return Path("studies") / study_name / "best"
 
 
 @contextlib.contextmanager

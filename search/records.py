@@ -32,6 +32,7 @@ class StudyRecord:
     class_names: tuple[str, ...] = ()
     objective: str = "accuracy"  # or "accuracy-time": two values per trial, (accuracy, training seconds)
     levers: bool = True  # the search space holds the accuracy levers (spaces._levers); False: --no-levers
+    data_dir: str = ""  # the --data folder (absolute) the study was made with: export-best's default, not identity
     # Checked in this order: the data's fingerprint last, as a changed subset or image size changes it too.
     IDENTITY: ClassVar[tuple[str, ...]] = ("arch", "label_set", "split", "subset", "image_size", "objective",
                                            "levers", "data_fingerprint")
@@ -54,9 +55,16 @@ class StudyRecord:
             held, fix = attrs[key], "choose another --study-name"
             if key == "data_fingerprint":
                 differs = f"ran on other training data (fingerprint {held}; --data gives {mine[key]})"
+                if attrs.get("data_dir"):
+                    fix = f"pass --data {attrs['data_dir']} (its folder) to resume it, or {fix}"
             elif key == "levers":  # a resume without --no-levers brought them back without a word
                 differs = f"searched {'with' if held else 'without'} the accuracy levers"
                 fix = f"pass {'--levers' if held else '--no-levers'}, or {fix}"
+            elif key in ("subset", "image_size"):  # options of `study`: say them as options, and how to resume
+                option = "--" + key.replace("_", "-")
+                made, given = (f"no {option}" if value is None else f"{option} {value}" for value in (held, mine[key]))
+                differs = f"was made with {made}, this run has {given}"
+                fix = f"{'leave out ' + option if held is None else 'pass ' + made} to resume it, or {fix}"
             else:
                 differs = f"holds {key} {held!r}, not {mine[key]!r}"
             raise UserError(f"study {study.study_name!r} {differs}; {fix}")

@@ -13,7 +13,7 @@ import spaces
 from search import records
 from search.config import StudyConfig
 from search.console import Console
-from search.data import Dataset, load_dataset, parse_image_size
+from search.data import Dataset, image_size_text, load_dataset, parse_image_size
 from search.errors import UserError
 from search.records import StudyRecord, TrialRecord, replay_scale
 from search.storage import open_storage
@@ -80,8 +80,9 @@ def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, chec
     if replay and replay_scale(study) is None and study.get_trials(deepcopy=False):
         raise UserError(f"study {config.name!r} is a search, not a notebook replay; choose another --study-name")
     StudyRecord(arch=config.arch, data_fingerprint=data.fingerprint, label_set=data.label_set, subset=config.subset,
-                image_size=config.image_size, class_names=tuple(data.class_names),
-                objective=config.objective, levers=config.levers).attach(study)
+                image_size=image_size_text(config.image_size), class_names=tuple(data.class_names),
+                objective=config.objective, levers=config.levers,
+                data_dir=str(Path(config.data_dir).resolve())).attach(study)
     optuna.storages.fail_stale_trials(study)
     # A resumed study must not replay the sampler's first draws: offset the seed by the trials so far.
     trials_so_far = len(study.get_trials(deepcopy=False))

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import spaces
 from search.cli import app
 from search.data import DataError, load_dataset, load_test, prepare
+from search.export_files import EXPORT_FILES
 from search.score import score
 
 runner = CliRunner()
@@ -198,7 +199,8 @@ def test_score_takes_file_name_ids_and_refuses_mixed_kinds(tmp_path: Path) -> No
         score(tmp_path / "ints.csv", tmp_path / "truth.csv")
 
 
-def test_colour_tree_with_mixed_sizes_through_study_export_score_and_report(tmp_path: Path) -> None:
+def test_colour_tree_with_mixed_sizes_through_study_export_score_and_report(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A user's own colour images, two sizes, a class name with spaces: every command works unchanged."""
     data, url = tmp_path / "my images", f"sqlite:///{tmp_path / 'db.sqlite'}"
     names = ["blue sky", "grass", "red square"]
@@ -234,15 +236,30 @@ def test_colour_tree_with_mixed_sizes_through_study_export_score_and_report(tmp_
                                  "--out", str(tmp_path / "other"), "--image-size", "16x16"])
     assert result.exit_code == 2 and "differs from what study 'lenet' ran on" in result.stderr
     assert "at image size 16x16, the study's most common)" in result.stderr
-    # A study run at --image-size exports at that size without being told again.
+    # A study run at --image-size exports at that size without being told again, from the folder it was made with
+    # (no --data), into a folder of its own (studies/STUDY-NAME/best: another study's export stays).
     result = runner.invoke(app, ["study", "lenet", "--study-name", "small", "--trials", "1", "--epochs", "1",
-                                 "--data", str(data), "--storage", url, "--quiet", "--image-size", "10x14"])
+                                 "--data", str(data), "--storage", url, "--quiet", "--image-size", "10X14"])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["export-best", "lenet", "--study-name", "small", "--data", str(data),
-                                 "--storage", url, "--out", str(tmp_path / "small"), "--quiet"])
+    assert "export with `hpsearch export-best lenet --storage" in result.stdout and "--data" not in result.stdout
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["export-best", "lenet", "--study-name", "small", "--storage", url])
     assert result.exit_code == 0, result.output
-    params = json.loads((tmp_path / "small" / "params.json").read_text())
-    assert params["input_shape"] == [10, 14, 3] and params["image_size"] == "10x14"
+    params = json.loads((tmp_path / "studies" / "small" / "best" / "params.json").read_text())
+    assert params["input_shape"] == [10, 14, 3] and params["image_size"] == "10x14"  # as 10x14 is written
+    # Resumed without its --image-size, the study says how to resume it.
+    result = runner.invoke(app, ["study", "lenet", "--study-name", "small", "--trials", "2", "--data", str(data),
+                                 "--storage", url])
+    assert result.exit_code == 2 and "this run has no --image-size; pass --image-size 10x14 to resume it" in \
+        result.stderr, result.stderr
+    # Test images are optional: without them the export is the model and its files, with no submission.csv.
+    shutil.rmtree(data / "test")
+    result = runner.invoke(app, ["export-best", "lenet", "--study-name", "small", "--storage", url, "--force"])
+    assert result.exit_code == 0, result.output
+    assert "holds no images to predict (testX.csv, or test/ beside train/): no submission.csv" in result.stderr
+    assert sorted(path.name for path in (tmp_path / "studies" / "small" / "best").iterdir()) == \
+        sorted(set(EXPORT_FILES) - {"submission.csv"})
+    assert "submission.csv" not in result.stdout and "params.json" in result.stdout  # the files it wrote
     # Given CSV data, it said "--image-size applies to image folders" to a user who passed none.
     csv_data = tmp_path / "csv"
     csv_data.mkdir()
@@ -251,7 +268,7 @@ def test_colour_tree_with_mixed_sizes_through_study_export_score_and_report(tmp_
                                  "--storage", url, "--out", str(tmp_path / "csv-export")])
     assert result.exit_code == 2 and result.stderr.strip() == (
         f"error: study 'small' ran on image folders at 10x14, and {csv_data} holds no train/ folder: pass the "
-        "study's --data")
+        f"study's --data ({data.resolve()})")
 
 
 def test_prepare_format_folders_at_the_cli(tiny_source: Path, tmp_path: Path) -> None:

@@ -40,7 +40,8 @@ def test_export_best_refuses_an_earlier_export_unless_force(lenet_study: str, ti
     export = ["export-best", "lenet", "--storage", lenet_study, "--data", str(tiny_data), "--out", str(out), "-q"]
     assert runner.invoke(app, export).exit_code == 0
     before, folder = {name: (out / name).read_bytes() for name in EXPORT_FILES}, out.stat().st_ino
-    _one_line_error(runner.invoke(app, export), "holds an earlier export; pass --force")
+    # It names the study and trial the earlier export came from: --force is not given blindly.
+    _one_line_error(runner.invoke(app, export), "holds an earlier export (of study 'lenet', trial 0); pass --force")
     assert {name: (out / name).read_bytes() for name in EXPORT_FILES} == before
 
     def broken(*args: object, **kwargs: object) -> None:

@@ -70,17 +70,24 @@ def test_writing_an_unknown_field_is_refused() -> None:
 def test_study_record_round_trips_and_a_resumed_study_must_match() -> None:
     study = _study()
     record = StudyRecord(arch="cnn", data_fingerprint="abc", label_set="fashion5", subset=300, image_size="28x28",
-                         class_names=("a", "b"))
+                         class_names=("a", "b"), data_dir="/srv/fashion")
     record.attach(study)
     assert StudyRecord.of(study) == record
     record.attach(study)  # the same search again: fine
     StudyRecord(**{**vars(record), "class_names": ("renamed",)}).attach(study)  # names are not identity
-    for field, other, said in (("arch", "lenet", "holds arch 'cnn', not 'lenet'"),
-                               ("data_fingerprint", "xyz", r"other training data \(fingerprint abc; --data gives xyz"),
-                               ("subset", None, "holds subset 300, not None"),
-                               ("image_size", "32x32", "holds image_size '28x28', not '32x32'"),
-                               # Resumed without --no-levers, a study got the levers back without a word.
-                               ("levers", False, "searched with the accuracy levers; pass --levers, or choose")):
+    StudyRecord(**{**vars(record), "data_dir": "/elsewhere"}).attach(study)  # the same data in another folder
+    assert StudyRecord.of(study).data_dir == "/srv/fashion"  # the folder it was made with
+    resume = "to resume it, or choose another --study-name"
+    for field, other, said in (
+            ("arch", "lenet", "holds arch 'cnn', not 'lenet'"),
+            ("data_fingerprint", "xyz", r"other training data \(fingerprint abc; --data gives xyz\); "
+             rf"pass --data /srv/fashion \(its folder\) {resume}"),
+            ("subset", None, f"was made with --subset 300, this run has no --subset; pass --subset 300 {resume}"),
+            ("subset", 50, "was made with --subset 300, this run has --subset 50; pass --subset 300"),
+            ("image_size", "32x32", f"made with --image-size 28x28, this run has --image-size 32x32; pass "
+             f"--image-size 28x28 {resume}"),
+            # Resumed without --no-levers, a study got the levers back without a word.
+            ("levers", False, "searched with the accuracy levers; pass --levers, or choose")):
         with pytest.raises(UserError, match=said):
             StudyRecord(**{**vars(record), field: other}).attach(study)
 

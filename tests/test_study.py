@@ -190,7 +190,7 @@ def test_study_name_holding_another_architecture_is_refused(tiny_data: Path, sql
     run_study(_config(tiny_data, sqlite_url, trials=1, subset=50))
     with pytest.raises(UserError, match="holds arch 'lenet', not 'cnn'"):
         run_study(_config(tiny_data, sqlite_url, "cnn", trials=1, subset=50, study_name="lenet"))
-    with pytest.raises(UserError, match="holds subset 50, not 60"):
+    with pytest.raises(UserError, match="was made with --subset 50, this run has --subset 60; pass --subset 50 to"):
         run_study(_config(tiny_data, sqlite_url, trials=1, subset=60))
 
 
