@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from search import records
 from search.cli import app
-from search.notebook import glance_lines
+from search.notebook import glance, glance_lines
 from search.storage import open_storage
 
 
@@ -124,3 +124,22 @@ def test_the_glance_says_when_the_search_ran_on_other_classes_than_the_notebook(
            "search_subset": None, "search_trial": 3, "search_epochs": 9, "search_label_set": label_set}
     (line,) = glance_lines(pd.DataFrame([row]))
     assert ("the notebook's are fashion5" in line) == said and "9 epochs on all training images" in line
+
+
+def _searched(name: str, label_set: str, value: float) -> optuna.Study:
+    """An in-memory lenet search study on `label_set` whose one complete trial reached `value`."""
+    study = optuna.create_study(study_name=name, direction="maximize")
+    study.set_user_attr("arch", "lenet")
+    study.set_user_attr("label_set", label_set)
+    study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"history": [{"val_accuracy": value}],
+                                                                          "train_seconds": 1.0}))
+    return study
+
+
+def test_the_glance_compares_the_notebook_with_fashion_mnist_studies_only() -> None:
+    # A study of one's own images (3 easy classes, 1.0) was shown as the search beating the notebook by 13 points.
+    own, ten = _searched("own", "custom", 1.0), _searched("ten", "fashion10", 0.95)
+    five = _searched("five", "fashion5", 0.9)
+    assert glance([own], {}).empty  # nothing to compare: no row at all
+    assert glance([own, ten], {}).iloc[0]["search_study"] == "ten"  # another label set, said so in its line
+    assert glance([own, ten, five], {}).iloc[0]["search_study"] == "five"  # the notebook's own classes first
