@@ -2,8 +2,9 @@
 a live line per epoch) and errors on stderr."""
 from __future__ import annotations
 
+import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:  # Optuna is imported by the commands that run trials; the console itself is light
     import optuna
@@ -17,6 +18,24 @@ def format_params(params: dict) -> str:
         return f"{value:.3g}" if isinstance(value, float) else str(value)
 
     return " ".join(f"{key}={short(value)}" for key, value in params.items())
+
+
+def counted(number: int, noun: str) -> str:
+    """"1 trial", "2 trials", "0 trials": a count and its noun."""
+    return f"{number} {noun}{'s' * (number != 1)}"
+
+
+def emit(stream: TextIO, text: str) -> None:
+    """Write and flush text; once the reader of a pipe has gone (`hpsearch study ... | head`), send that stream to
+    /dev/null and carry on: the search goes on and saves every trial (a BrokenPipeError failed the trial being
+    trained, and the study stopped)."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())  # what is still buffered goes there too, also at exit
+        os.close(devnull)
 
 
 class Console:
@@ -33,15 +52,13 @@ class Console:
         if self.quiet:
             return
         if self.live:
-            sys.stderr.write("\r\033[K" + self.prefix + text + ("" if transient else "\n"))
+            emit(sys.stderr, "\r\033[K" + self.prefix + text + ("" if transient else "\n"))
         else:
-            sys.stderr.write(self.prefix + text + "\n")
-        sys.stderr.flush()
+            emit(sys.stderr, self.prefix + text + "\n")
 
     def result(self, text: str) -> None:
         """A command's result on stdout (also under --quiet: it is what the command is for)."""
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        emit(sys.stdout, text + "\n")
 
     def say(self, text: str) -> None:
         """A status line on stderr unless quiet."""
@@ -49,8 +66,7 @@ class Console:
 
     def warn(self, text: str) -> None:
         """A warning or an error on stderr, shown also under --quiet."""
-        sys.stderr.write(self.prefix + text + "\n")
-        sys.stderr.flush()
+        emit(sys.stderr, self.prefix + text + "\n")
 
     def epoch(self, number: int | None, row: dict, epochs: int) -> None:
         """Live line after each epoch of a running trial."""

@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.config import DEFAULT_STORAGE, StudyConfig
-from search.console import Console
+from search.console import Console, counted, format_params
 from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
 from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
@@ -132,7 +132,7 @@ def _run_study(config: StudyConfig) -> int:
     console = Console(config.quiet)
     if config.fail_orphans:
         failed = fail_orphans(study)
-        console.say(f"marked {len(failed)} orphaned RUNNING trials failed: {failed}")
+        console.say(f"marked {counted(len(failed), 'orphaned RUNNING trial')} failed: {failed}")
     if config.enqueue_seed_models:  # the notebook's models, when asked for, are the study's first trials
         enqueue_seed_models(study, config.arch)
     elif config.warm_start:
@@ -140,7 +140,7 @@ def _run_study(config: StudyConfig) -> int:
     # --max-failures counts the trials that fail from here on, in every worker and round of this run.
     config = dataclasses.replace(config, failed_before=count(study, (TrialState.FAIL,)))
     remaining = config.trials - count(study)
-    console.say(f"study {config.name!r} in {display_url(config.storage)}: {count(study)} finished trials, "
+    console.say(f"study {config.name!r} in {display_url(config.storage)}: {counted(count(study), 'finished trial')}, "
                  f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
                  f"{data.num_classes} classes ({data.label_set}) of {'x'.join(map(str, data.input_shape))} images")
     earlier = sorted(searched_epochs(study) - {config.epochs}) if remaining > 0 else []
@@ -157,11 +157,12 @@ def _run_study(config: StudyConfig) -> int:
     finished = states[TrialState.COMPLETE] + states[TrialState.PRUNED]
     live, orphans = running(study)
     best = winner(study)
-    console.result(f"study {config.name!r}: {finished} finished trials ({states[TrialState.COMPLETE]} complete, "
-          f"{states[TrialState.PRUNED]} pruned), {states[TrialState.FAIL]} failed")
+    console.result(f"study {config.name!r}: {counted(finished, 'finished trial')} "
+                   f"({states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} pruned), "
+                   f"{states[TrialState.FAIL]} failed")
     if best is not None:
         console.result(f"best: trial {best.number}, val_accuracy {value_of(best):.4f}, "
-                       f"params {model_params(best.params)}")
+                       f"params {format_params(model_params(best.params))}")
         if note := unconfirmed_note(study):
             console.warn(note)
     where = _same_study_options(config)
@@ -173,11 +174,13 @@ def _run_study(config: StudyConfig) -> int:
         console.warn(f"stopped: {stopped_because}")
         return 1
     if orphans:
-        console.warn(f"found {len(orphans)} RUNNING trials with no live worker (trials "
-              f"{', '.join(str(t.number) for t in orphans)}): they do not count toward --trials; "
-              "run the same command with --fail-orphans to mark them failed")
+        one = len(orphans) == 1
+        console.warn(f"found {counted(len(orphans), 'RUNNING trial')} with no live worker (trial{'s' * (not one)} "
+                     f"{', '.join(str(t.number) for t in orphans)}): {'it does' if one else 'they do'} not count "
+                     f"toward --trials; run the same command with --fail-orphans to mark {'it' if one else 'them'} "
+                     "failed")
     if finished < config.trials and live:
-        console.warn(f"{len(live)} trials still running in other processes or machines")
+        console.warn(f"{counted(len(live), 'trial')} still running in other processes or machines")
     elif finished < config.trials and config.timeout is not None:
         console.warn(f"--timeout {config.timeout:g} s reached with {finished} of --trials {config.trials} finished; "
                      "run the same command again to add the rest")

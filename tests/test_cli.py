@@ -42,6 +42,7 @@ def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
     assert " learning_rate=0.001 " in result.stderr  # the warm start's (LeNet's Adam), by its plain name
     assert "training on cpu (Keras backend tensorflow)" in result.stderr  # says where it trains
     assert "2 finished trials" in result.stdout and f"hpsearch export-best lenet --storage {url}" in result.stdout
+    assert "best: trial" in result.stdout and "params variant=" in result.stdout  # key=value, 3 digits a float
     result = runner.invoke(app, ["trials", "lenet", "--storage", url])
     assert result.exit_code == 0
     lines = result.stdout.strip().splitlines()

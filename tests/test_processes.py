@@ -123,7 +123,7 @@ def test_running_trial_of_a_dead_worker_does_not_count(tiny_data: Path, tmp_path
     result = runner.invoke(app, rerun)
     assert result.exit_code == 0, result.output
     assert "still running" not in result.stderr
-    assert f"found 1 RUNNING trials with no live worker (trials {orphan.number})" in result.stderr
+    assert f"found 1 RUNNING trial with no live worker (trial {orphan.number}): it does not count" in result.stderr
     assert "--fail-orphans" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert len(load(url).get_trials(states=FINISHED)) == 2
     result = runner.invoke(app, [*rerun, "--fail-orphans"])
@@ -185,3 +185,20 @@ def test_a_worker_honours_sigint_from_its_first_line_even_when_inherited_ignored
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_reader_that_goes_away_stops_the_output_not_the_search(tiny_data: Path, tmp_path: Path) -> None:
+    """`hpsearch study ... | head -1`: a BrokenPipeError failed the trial being trained and stopped the study (the
+    warm start lost); now output stops, every trial still runs and the exit code is 0. Two workers: each writes
+    to the same closed pipe."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    proc = subprocess.Popen([sys.executable, "-m", "search", "study", "lenet", "--trials", "4", "--workers", "2",
+                             "--epochs", "1", "--subset", "60", "--data", str(tiny_data), "--storage", url],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith(b"study 'lenet'")
+    proc.stdout.close()  # the reader is gone before any trial has finished
+    assert proc.wait(timeout=300) == 0
+    trials = load(url).trials
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials), [t.user_attrs for t in trials]
+    assert trials[0].user_attrs.get("warm_start")  # the default configuration ran, as the first trial

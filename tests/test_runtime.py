@@ -87,7 +87,7 @@ def test_a_jax_study_needs_neither_tensorflow_nor_pillow(tiny_data: Path, tmp_pa
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "KERAS_BACKEND": ""})
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == "exit 0", done.stderr[-2000:]
-    assert "1 finished trials" in done.stdout
+    assert "1 finished trial (" in done.stdout
 
 
 def test_native_stderr_is_hidden_unless_the_block_fails(capfd: pytest.CaptureFixture[str]) -> None:
