@@ -52,6 +52,8 @@ def report(
         every_study = load_all(open_storage(storage, readonly=True))  # a bad storage is said first
         if out.name in ("", "..") or out.is_dir():  # Path(".").name is ""
             raise UserError(f"--out {out}: a folder; name the HTML file (e.g. {out / 'report.html'})")
+        if not out.parent.is_dir() and out.parent != Path("studies"):  # a typo made a folder; only studies/ is made
+            raise UserError(f"--out {out}: folder {out.parent} does not exist; create it first")
         if out.with_suffix(".csv") == out:  # the CSV would be written, then replaced by the HTML
             raise UserError(f"--out {out}: name the HTML file (e.g. report.html); its CSV is written beside it")
         existing = [path for path in (out, out.with_suffix(".csv")) if path.exists()]

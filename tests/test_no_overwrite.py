@@ -78,6 +78,15 @@ def test_report_refuses_an_out_that_its_csv_would_replace(lenet_study: str, tmp_
     assert not any(tmp_path.iterdir())
 
 
+def test_report_makes_no_folder_but_studies(lenet_study: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a mistyped --out made a folder of its own
+    result = runner.invoke(app, ["report", "--storage", lenet_study, "--out", "studeis/report.html"])
+    _one_line_error(result, "--out studeis/report.html: folder studeis does not exist; create it first")
+    assert not any(tmp_path.iterdir())
+    assert runner.invoke(app, ["report", "--storage", lenet_study]).exit_code == 0  # the default folder is made
+    assert sorted(p.name for p in (tmp_path / "studies").iterdir()) == ["report.csv", "report.html"]
+
+
 @pytest.mark.parametrize("out", [".", "..", "folder"])
 def test_report_refuses_a_folder_as_out(out: str, lenet_study: str, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
