@@ -13,7 +13,7 @@ from search.console import Console
 from search.errors import UserError
 
 DataDir = Annotated[Path, typer.Option("--data", help="Folder with train.csv and testX.csv, or with train/<class "
-                                       "name>/*.png|jpg|jpeg|bmp and test/*.png|... (see README).")]
+                                       "name>/*.png|jpg|... and test/*.png|jpg|... (see README).")]
 # export-best and confirm retrain on the study's data: by default the folder it was made with.
 StudyDataDir = Annotated[Optional[Path], typer.Option("--data", help="Data folder (default: the one the study was "
                                                       "made with, where it exists here; else data).")]

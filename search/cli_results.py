@@ -75,9 +75,10 @@ def report(
     console = Console()
     console.result(table.drop(columns=["best_params", "classes"], errors="ignore").to_string(index=False, na_rep="")
                    if len(table) else "no search studies yet; only the notebook's replays")
-    console.result("\nThe notebook at a glance (its best reported model, its replay here, the search's best):")
-    console.result(notebook.drop(columns=["search_vs_notebook"]).to_string(index=False, na_rep="-"))
-    console.result("\n".join(glance_lines(notebook)))
+    if len(notebook):  # none where no study ran on Fashion-MNIST
+        console.result("\nThe notebook at a glance (its best reported model, its replay here, the search's best):")
+        console.result(notebook.drop(columns=["search_vs_notebook"]).to_string(index=False, na_rep="-"))
+        console.result("\n".join(glance_lines(notebook)))
     console.result(f"wrote {csv_path}\nwrote {html_path}")
 
 

@@ -16,10 +16,11 @@ from search import npzcache
 from search.console import Console
 from search.errors import DataError
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # Pillow decodes them all
 # Pillow modes without colour; every other mode (RGB, RGBA, P, CMYK, ...) is read as colour.
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})
 CHANNELS = {"L": 1, "RGB": 3}  # the two modes images are converted to
+_KIND = {"L": "greyscale", "RGB": "colour"}
 DECODING = 2  # caches made by another version of the decoding are rebuilt (2: 16-bit images scaled, not clipped)
 
 
@@ -48,14 +49,30 @@ def _visible(folder: Path) -> list[os.DirEntry[str]]:
         raise DataError(f"{folder}: cannot read ({type(exc).__name__}: {exc})") from None
 
 
+def _is_image(entry: os.DirEntry[str]) -> bool:
+    """Whether a folder entry is a file with an image extension."""
+    return entry.name.lower().endswith(EXTENSIONS) and not entry.is_dir()
+
+
+def _skip_others(folder: Path, entries: list[os.DirEntry[str]]) -> None:
+    """Say which files of a folder are left out for not being images (notes, Thumbs.db): as Keras'
+    image_dataset_from_directory does, they are ignored rather than refused, but never silently."""
+    others = [entry.name for entry in entries if not entry.is_dir() and not _is_image(entry)]
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        Console().warn(f"note: {folder}: skipping {len(others)} file{'s' * (len(others) > 1)} that "
+                       f"{'are' if len(others) > 1 else 'is'} not an image ({shown}; images: {', '.join(EXTENSIONS)})")
+
+
 def _image_files(folder: Path) -> list[os.DirEntry[str]]:
-    """The image files of one folder; anything else in it is an error that names it."""
-    files = _visible(folder)
-    for entry in files:
-        if entry.is_dir() or not entry.name.lower().endswith(EXTENSIONS):
-            raise DataError(f"{folder / entry.name}: not an image file (expected {', '.join(EXTENSIONS)}, "
-                             "directly inside the folder)")
-    return files
+    """The image files of one folder, other files skipped with a note; a folder inside it is an error (its images
+    would be left out)."""
+    entries = _visible(folder)
+    for entry in entries:
+        if entry.is_dir():
+            raise DataError(f"{folder / entry.name}: a folder inside {folder}; images go directly inside it")
+    _skip_others(folder, entries)
+    return [entry for entry in entries if _is_image(entry)]
 
 
 def _stamp(files: list[os.DirEntry[str]], root: Path, target: object) -> str:
@@ -112,7 +129,7 @@ def _majority_mode(headers: list[tuple[tuple[int, int], str]], where: Path) -> s
     mode = modes.most_common(1)[0][0]
     if len(modes) > 1:
         other = len(headers) - modes[mode]
-        kept, converted = ("greyscale", "colour") if mode == "L" else ("colour", "greyscale")
+        kept, converted = _KIND[mode], _KIND["RGB" if mode == "L" else "L"]
         Console().warn(f"note: {where}: {other} of {len(headers)} images are {converted}; "
                        f"converting them to {kept} like the rest")
     return mode
@@ -143,10 +160,12 @@ def _cached(cache: Path, stamp: str, build: Callable[[], Images]) -> Images:
 
 def read_train(train_dir: Path, image_size: tuple[int, int] | None) -> Images:
     """DIR/train/<class>/*: class names from the folders (sorted), one mode and one size for all."""
-    classes = _visible(train_dir)
-    for entry in classes:
-        if not entry.is_dir():
-            raise DataError(f"{train_dir / entry.name}: expected only class folders in {train_dir}")
+    entries = _visible(train_dir)
+    for entry in entries:
+        if _is_image(entry):  # an image without a class: it belongs in one of the folders
+            raise DataError(f"{train_dir / entry.name}: an image outside the class folders of {train_dir}")
+    _skip_others(train_dir, entries)
+    classes = [entry for entry in entries if entry.is_dir()]
     if len(classes) < 2:
         raise DataError(f"{train_dir}: {len(classes)} class folder{'s' if len(classes) != 1 else ''}, "
                          "expected at least 2 (one folder of images per class)")
@@ -184,10 +203,11 @@ def read_test(test_dir: Path, shape: tuple[int, int, int]) -> Images:
     def build() -> Images:
         """Decode the test images in the training images' mode and size."""
         mode = _majority_mode(_headers(files), test_dir)
-        if CHANNELS[mode] != shape[2]:
-            raise DataError(f"{test_dir}: images are {'greyscale' if mode == 'L' else 'colour'} but the "
-                             f"training images have {shape[2]} channel{'s' if shape[2] > 1 else ''}")
-        pixels = _decode(files, mode, shape[:2])
+        trained = next(name for name, channels in CHANNELS.items() if channels == shape[2])
+        if mode != trained:  # the model takes the training images' channels (photos beside greyscale scans)
+            Console().warn(f"note: {test_dir}: the images are {_KIND[mode]}; converting them to {_KIND[trained]} "
+                           "like the training images")
+        pixels = _decode(files, trained, shape[:2])
         names = np.asarray([f.name for f in files], str)
         return Images(names, pixels, None, (), _fingerprint(names, pixels))
 

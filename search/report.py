@@ -128,8 +128,10 @@ def write_report(studies: list[optuna.Study], out: Path, replays: dict[str, optu
     out.parent.mkdir(parents=True, exist_ok=True)
     notebook_columns = notebook.drop(columns=[c for c in notebook if c.startswith("search_") and
                                               c != "search_vs_notebook"])
-    # Outer: an architecture with only a replay still gets its row (the notebook's and replay's columns).
-    whole_numbers(table.merge(notebook_columns, on="arch", how="outer"), WHOLE_COLUMNS).to_csv(csv_path, index=False)
+    # Outer: an architecture with only a replay still gets its row (the notebook's and replay's columns). No row at
+    # all where no study ran on Fashion-MNIST (one's own images do not compare with the notebook).
+    merged = table.merge(notebook_columns, on="arch", how="outer") if len(notebook) else table
+    whole_numbers(merged, WHOLE_COLUMNS).to_csv(csv_path, index=False)
     if studies:
         shown = table.drop(columns=["best_params"], errors="ignore")
         intro = shown.to_html(index=False, na_rep="") + ("<h3>Best params</h3>" + table[[
@@ -137,10 +139,12 @@ def write_report(studies: list[optuna.Study], out: Path, replays: dict[str, optu
     else:
         intro = "<p>No search studies yet; only the notebook's replays (run <code>hpsearch study ARCH</code>).</p>"
     # The verdicts as sentences, first: as the table's last column they sat off-screen, right of 14 others.
-    intro += ("<h2>The notebook at a glance</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in
-                                                               glance_lines(notebook)) + "</ul>"
-              + notebook.drop(columns=["search_vs_notebook"]).to_html(index=False, na_rep=""))
-    sections = [Section("The notebook at a glance: accuracy vs seconds", glance_figure(notebook)),
+    if len(notebook):
+        intro += ("<h2>The notebook at a glance</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in
+                                                                   glance_lines(notebook)) + "</ul>"
+                  + notebook.drop(columns=["search_vs_notebook"]).to_html(index=False, na_rep=""))
+    sections = [*([Section("The notebook at a glance: accuracy vs seconds", glance_figure(notebook))]
+                  if len(notebook) else []),
                 *(comparison_sections(best_curves(studies), trial_points(studies), confirmed_points(studies))
                   if studies else [])]
     html_path = write_html(sections, out, "hpsearch: comparison at a glance", intro)

@@ -277,7 +277,7 @@ def test_export_best_on_data_smaller_than_the_studys_subset_names_the_study(stud
                                  str(tmp_path / "out")])
     assert result.exit_code == 2 and result.stderr.strip() == (
         f"error: study 'lenet' ran on the first 200 training images of its data, more than {small} holds: pass the "
-        "study's --data"), result.output
+        f"study's --data ({tiny_data.resolve()})"), result.output
     result = runner.invoke(app, ["export-best", "lenet", "--storage", studies, "--data", str(tiny_data / "train.csv"),
                                  "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "a file; name the folder" in result.stderr, result.output

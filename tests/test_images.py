@@ -90,6 +90,29 @@ def test_mixed_modes_and_sizes_become_one(tmp_path: Path, capsys: pytest.Capture
     assert load_test(tmp_path, (5, 6, 3))[1].shape == (4, 5, 6, 3)
 
 
+def test_other_files_are_skipped_with_a_note_and_test_images_take_the_training_mode(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What a folder of one's own images holds: notes, Thumbs.db, WebP and GIF images, colour photos to predict
+    beside greyscale training images. Each stopped the run; Keras' image_dataset_from_directory ignores others."""
+    _tree(tmp_path, {"a": 3, "b": 3})
+    for path in (tmp_path / "train" / "a" / "notes.txt", tmp_path / "train" / "b" / "Thumbs.db",
+                 tmp_path / "train" / "README", tmp_path / "test" / "list.csv"):
+        path.write_text("not an image")
+    _image(tmp_path / "train" / "a" / "photo.webp", (8, 8), "L", value=9)
+    _image(tmp_path / "train" / "b" / "clip.gif", (8, 8), "L", value=99)
+    for path in (tmp_path / "test").glob("*.png"):
+        _image(path, (8, 8), "RGB")  # colour, the training images greyscale
+    data = load_dataset(tmp_path, val_fraction=0.25)
+    assert len(data.y_train) + len(data.y_val) == 8 and data.input_shape == (8, 8, 1)  # WebP and GIF read too
+    err = capsys.readouterr().err
+    assert f"note: {tmp_path / 'train' / 'a'}: skipping 1 file that is not an image (notes.txt;" in err
+    assert f"note: {tmp_path / 'train'}: skipping 1 file that is not an image (README;" in err
+    ids, x_test = load_test(tmp_path, data.input_shape)
+    assert x_test.shape == (4, 8, 8, 1) and sorted(ids) == [f"t{i}.png" for i in range(4)]
+    assert f"note: {tmp_path / 'test'}: the images are colour; converting them to greyscale like the training " \
+        "images" in capsys.readouterr().err
+
+
 def test_16_bit_greyscale_images_are_scaled_not_clipped(tmp_path: Path) -> None:
     """16-bit PNGs (e.g. microscopy) read as the 8-bit images they scale down to."""
     eight_bit = _tree(tmp_path / "8", {"a": 2, "b": 2})
@@ -140,9 +163,12 @@ def _bad_train(root: Path, case: str) -> str:
         path = _image(root / "train" / "b" / "big.png", (64, 64), "L", value=3)
         path.write_bytes(path.read_bytes()[:-40])  # the header reads, the pixels do not
         return f"{path}: not a readable image"
-    if case == "non-image file":
-        (root / "train" / "b" / "notes.txt").write_text("hello")
-        return f"{root / 'train' / 'b' / 'notes.txt'}: not an image file"
+    if case == "folder in a class folder":
+        _image(root / "train" / "b" / "more" / "0.png", (8, 8), "L")
+        return f"{root / 'train' / 'b' / 'more'}: a folder inside {root / 'train' / 'b'}; images go directly inside"
+    if case == "image outside the class folders":
+        _image(root / "train" / "lost.png", (8, 8), "L")
+        return f"{root / 'train' / 'lost.png'}: an image outside the class folders"
     if case == "empty class folder":
         (root / "train" / "c").mkdir()
         return f"{root / 'train' / 'c'}: empty class folder"
@@ -155,16 +181,11 @@ def _bad_train(root: Path, case: str) -> str:
     if case == "train.csv beside train/":
         (root / "train.csv").write_text("Id,Label,pixel0\n0,0,0\n1,1,0\n")
         return "holds both train.csv and a train/ folder"
-    if case == "test of another mode":
-        for path in (root / "test").iterdir():
-            _image(path, (8, 8), "RGB")
-        return "test: images are colour but the training images have 1 channel"
     raise AssertionError(case)
 
 
-BAD_TREES = ["unreadable image", "truncated image", "non-image file", "empty class folder", "single class",
-             "no train folder",
-             "train.csv beside train/", "test of another mode"]
+BAD_TREES = ["unreadable image", "truncated image", "folder in a class folder", "image outside the class folders",
+             "empty class folder", "single class", "no train folder", "train.csv beside train/"]
 
 
 @pytest.mark.parametrize("case", BAD_TREES)
@@ -231,6 +252,8 @@ def test_colour_tree_with_mixed_sizes_through_study_export_score_and_report(tmp_
     result = runner.invoke(app, ["report", "--storage", url, "--out", str(tmp_path / "report.html")])
     assert result.exit_code == 0, result.output
     assert "blue sky, grass, red square" in (tmp_path / "report.html").read_text()
+    # One's own images do not compare with the notebook's Fashion-MNIST models: no glance, in the page or the table.
+    assert "notebook" not in (tmp_path / "report.html").read_text() and "notebook" not in result.stdout
     # The study remembers the image size it ran at: another size is refused at export.
     result = runner.invoke(app, ["export-best", "lenet", "--data", str(data), "--storage", url,
                                  "--out", str(tmp_path / "other"), "--image-size", "16x16"])
