@@ -209,6 +209,6 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
             sections.append(Section("Confirmed configurations", confirmed_figure(labelled)))
         # Param values come from the storage: escaped like every other value on the page.
         shown = params.get("ensemble", plan.params)
-        write_html(sections, staging / "report.html", f"hpsearch: {study.study_name}, {what}",
+        write_html(sections, staging / "report.html", f"hpsearch: {plan.arch} study {study.study_name}, {what}",
                    f"<pre>{html.escape(json.dumps(shown, indent=1))}</pre>")
     return Export(out_dir, val_accuracy, tuple(out_dir / name for name in EXPORT_FILES if (out_dir / name).exists()))

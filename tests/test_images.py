@@ -247,6 +247,7 @@ def test_colour_tree_with_mixed_sizes_through_study_export_score_and_report(tmp_
     submission = pd.read_csv(out / "submission.csv")
     assert sorted(submission["Id"]) == sorted(row["Id"] for row in truth)
     assert "red square" in (out / "report.html").read_text()
+    assert "<title>hpsearch: lenet study lenet, trial 0</title>" in (out / "report.html").read_text()  # names the arch
     result = runner.invoke(app, ["score", str(out / "submission.csv"), "--labels", str(tmp_path / "truth.csv")])
     assert result.exit_code == 0 and "on 6 rows" in result.stdout, result.output
     result = runner.invoke(app, ["report", "--storage", url, "--out", str(tmp_path / "report.html")])
