@@ -33,9 +33,14 @@ class StudyRecord:
     objective: str = "accuracy"  # or "accuracy-time": two values per trial, (accuracy, training seconds)
     levers: bool = True  # the search space holds the accuracy levers (spaces._levers); False: --no-levers
     data_dir: str = ""  # the --data folder (absolute) the study was made with: export-best's default, not identity
+    # Every run on a study must beat and judge heartbeats alike: a run with 10-second beats failed the live trial
+    # of a run with 60-second ones as stale after 30 s, and that run then crashed on telling it.
+    heartbeat_seconds: int | None = None
     # Checked in this order: the data's fingerprint last, as a changed subset or image size changes it too.
     IDENTITY: ClassVar[tuple[str, ...]] = ("arch", "label_set", "split", "subset", "image_size", "objective",
-                                           "levers", "data_fingerprint")
+                                           "levers", "heartbeat_seconds", "data_fingerprint")
+    OPTIONS: ClassVar[dict[str, str]] = {"subset": "--subset", "image_size": "--image-size",
+                                         "heartbeat_seconds": "--heartbeat"}  # `study`'s, named in the refusal
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:
@@ -60,8 +65,8 @@ class StudyRecord:
             elif key == "levers":  # a resume without --no-levers brought them back without a word
                 differs = f"searched {'with' if held else 'without'} the accuracy levers"
                 fix = f"pass {'--levers' if held else '--no-levers'}, or {fix}"
-            elif key in ("subset", "image_size"):  # options of `study`: say them as options, and how to resume
-                option = "--" + key.replace("_", "-")
+            elif key in self.OPTIONS:  # options of `study`: say them as options, and how to resume
+                option = self.OPTIONS[key]
                 made, given = (f"no {option}" if value is None else f"{option} {value}" for value in (held, mine[key]))
                 differs = f"was made with {made}, this run has {given}"
                 fix = f"{'leave out ' + option if held is None else 'pass ' + made} to resume it, or {fix}"

@@ -82,7 +82,7 @@ def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, chec
     StudyRecord(arch=config.arch, data_fingerprint=data.fingerprint, label_set=data.label_set, subset=config.subset,
                 image_size=image_size_text(config.image_size), class_names=tuple(data.class_names),
                 objective=config.objective, levers=config.levers,
-                data_dir=str(Path(config.data_dir).resolve())).attach(study)
+                data_dir=str(Path(config.data_dir).resolve()), heartbeat_seconds=config.heartbeat_seconds).attach(study)
     optuna.storages.fail_stale_trials(study)
     # A resumed study must not replay the sampler's first draws: offset the seed by the trials so far.
     trials_so_far = len(study.get_trials(deepcopy=False))

@@ -70,7 +70,7 @@ def test_writing_an_unknown_field_is_refused() -> None:
 def test_study_record_round_trips_and_a_resumed_study_must_match() -> None:
     study = _study()
     record = StudyRecord(arch="cnn", data_fingerprint="abc", label_set="fashion5", subset=300, image_size="28x28",
-                         class_names=("a", "b"), data_dir="/srv/fashion")
+                         class_names=("a", "b"), data_dir="/srv/fashion", heartbeat_seconds=10)
     record.attach(study)
     assert StudyRecord.of(study) == record
     record.attach(study)  # the same search again: fine
@@ -86,6 +86,9 @@ def test_study_record_round_trips_and_a_resumed_study_must_match() -> None:
             ("subset", 50, "was made with --subset 300, this run has --subset 50; pass --subset 300"),
             ("image_size", "32x32", f"made with --image-size 28x28, this run has --image-size 32x32; pass "
              f"--image-size 28x28 {resume}"),
+            # A run judging heartbeats by 10 s failed the live trials of a run beating every 60 s.
+            ("heartbeat_seconds", 60, f"made with --heartbeat 10, this run has --heartbeat 60; pass --heartbeat 10 "
+             f"{resume}"),
             # Resumed without --no-levers, a study got the levers back without a word.
             ("levers", False, "searched with the accuracy levers; pass --levers, or choose")):
         with pytest.raises(UserError, match=said):
