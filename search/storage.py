@@ -26,6 +26,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 DEFAULT_FOLDER = Path("studies")  # the only storage folder hpsearch creates by itself
 JOURNAL_PREFIX = "journal:///"
 GRACE_PERIODS = 3
+CREATION_ATTEMPTS = 3  # opening a new RDB storage: tries while other machines create its tables at the same moment
 # Query parameters that carry a password (libpq accepts ?password=...); the value runs on over any '&...' piece
 # without '=' (an unencoded '&' in the password), so that no part of it shows.
 PASSWORD_QUERY = re.compile(r"(?i)(pass(?:word|wd)?=)([^&]*(?:&[^&=]*(?=&|$))*)")
@@ -182,18 +183,26 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
         _require_optuna_sqlite(shown, path)
         # Wait for other writers instead of failing; no implicit BEGIN of Python's sqlite3 (see _begin_immediate).
         engine_kwargs = {"connect_args": {"timeout": 60, "isolation_level": None}}
-    try:
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
-                             grace_period=heartbeat_seconds * GRACE_PERIODS, skip_table_creation=readonly or checked,
-                             skip_compatibility_check=checked,
-                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
-    except Exception as exc:  # noqa: BLE001 - driver errors differ per database; say it in one line
-        reason = first_line(exc, url)
-        # A new, empty database: every driver's error names the table Optuna's check reads first.
-        if readonly and "version_info" in reason:
-            raise UserError(f"no hpsearch studies in {shown} (no Optuna tables yet); run `hpsearch study ARCH` "
-                            "first") from None
-        raise UserError(f"storage {shown!r}: cannot open ({reason})") from None
+    for attempt in range(CREATION_ATTEMPTS):
+        try:
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
+                                 grace_period=heartbeat_seconds * GRACE_PERIODS,
+                                 skip_table_creation=readonly or checked, skip_compatibility_check=checked,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+            break
+        except Exception as exc:  # noqa: BLE001 - driver errors differ per database; say it in one line
+            reason = first_line(exc, url)
+            # Machines that start on a new database at once race to create Optuna's tables, and all but one fail
+            # ("duplicate key value", "already exists"); the tables are there now, so opening again succeeds.
+            if not readonly and attempt + 1 < CREATION_ATTEMPTS and any(
+                    race in reason for race in ("duplicate key value", "already exists")):
+                continue
+            # A new, empty database: every driver's error names the table Optuna's check reads first, as missing
+            # (not as one this user may not read: "permission denied for table version_info").
+            if readonly and "version_info" in reason and any(word in reason for word in ("no such", "not exist")):
+                raise UserError(f"no hpsearch studies in {shown} (no Optuna tables yet); run `hpsearch study ARCH` "
+                                "first") from None
+            raise UserError(f"storage {shown!r}: cannot open ({reason})") from None
     if storage.engine.dialect.name == "sqlite" and not readonly:  # a reader takes no lock: it may not write
         event.listen(storage.engine, "begin", _begin_immediate)
     if readonly:

@@ -1,6 +1,9 @@
 """Many workers on real storages (journal, SQLite, PostgreSQL), killed and interrupted workers."""
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.queues
+import multiprocessing.synchronize
 import os
 import signal
 import sqlite3
@@ -13,8 +16,9 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
 
+from search.errors import UserError
 from search.storage import open_storage
 from search.tables import trials_frame
 from tests.conftest import as_foreground_job, load
@@ -152,3 +156,45 @@ def test_machines_running_the_same_command_stop_together_at_the_target(tiny_data
     finished = [t for t in load(url).trials
                 if t.state in FINISHED]
     assert 6 <= len(finished) <= 7
+
+
+def _open_when_all_are_ready(url: str, barrier: multiprocessing.synchronize.Barrier,
+                             said: multiprocessing.queues.Queue) -> None:
+    """A machine's first step: open the storage, at the same moment as the others; put 'ok' or the error."""
+    barrier.wait()
+    try:
+        open_storage(url)
+        said.put("ok")
+    except UserError as exc:
+        said.put(str(exc))
+
+
+def test_machines_starting_on_a_new_postgresql_database_at_once_all_open_it() -> None:
+    """Machines that start on an empty database at the same moment race to create Optuna's tables: all but one
+    failed ("duplicate key value violates unique constraint"). And a user who may not read those tables is told
+    so, not that the database is empty."""
+    server = _postgres_url()
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    database, reader = f"new{uuid.uuid4().hex[:8]}", f"reader{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {database}")
+        connection.exec_driver_sql(f"CREATE ROLE {reader} LOGIN")
+    url = make_url(server).set(database=database)
+    try:
+        context = multiprocessing.get_context("fork")  # the children only open a storage: no Keras in them
+        barrier, said = context.Barrier(4), context.Queue()
+        machines = [context.Process(target=_open_when_all_are_ready,
+                                    args=(url.render_as_string(hide_password=False), barrier, said))
+                    for _ in range(4)]
+        for machine in machines:
+            machine.start()
+        for machine in machines:
+            machine.join(timeout=120)
+        assert [said.get(timeout=10) for _ in machines] == ["ok"] * 4
+        with pytest.raises(UserError, match="cannot open .*permission denied for table version_info"):
+            open_storage(url.set(username=reader).render_as_string(hide_password=False), readonly=True)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE {database} WITH (FORCE)")
+            connection.exec_driver_sql(f"DROP ROLE {reader}")
+        admin.dispose()
