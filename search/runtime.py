@@ -104,7 +104,8 @@ def _not_importable(modules: tuple[str, ...]) -> Iterator[None]:
 @contextlib.contextmanager
 def _native_stderr_captured() -> Iterator[None]:
     """Send fd 2 to a temporary file: TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL. When the block
-    raises (e.g. a failed import), what it wrote is shown on the restored stderr: the native diagnostics."""
+    raises (e.g. a failed import), what it wrote is shown on the restored stderr: the native diagnostics; not on
+    Ctrl-C, which would show them once per worker."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+") as sink:
@@ -112,6 +113,8 @@ def _native_stderr_captured() -> Iterator[None]:
         failed = False
         try:
             yield
+        except KeyboardInterrupt:  # Ctrl-C while Keras imports: the start-up lines are no diagnosis
+            raise
         except BaseException:
             failed = True
             raise

@@ -99,3 +99,8 @@ def test_native_stderr_is_hidden_unless_the_block_fails(capfd: pytest.CaptureFix
         os.write(2, b"libcudart.so.12: cannot open shared object file\n")
         raise ImportError("keras")
     assert "libcudart.so.12: cannot open shared object file" in capfd.readouterr().err
+    # Ctrl-C while Keras imports is no failure to diagnose: the start-up lines came once per worker.
+    with pytest.raises(KeyboardInterrupt), runtime._native_stderr_captured():
+        os.write(2, b"oneDNN custom operations are on\n")
+        raise KeyboardInterrupt
+    assert "oneDNN" not in capfd.readouterr().err
