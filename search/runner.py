@@ -1,10 +1,12 @@
 """`hpsearch study` from start to summary: check, load data, open the study, run workers, report."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
 import shlex
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -60,12 +62,23 @@ def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> str 
             return _failures(config)
         crashed = [code for code in codes if code != 0]
         if crashed:
-            return (f"{len(crashed)} worker process(es) ended with an error (exit code "
-                    f"{', '.join(map(str, crashed))}; see the output above)")
+            return (f"{counted(len(crashed), 'worker process')} ended early ({', '.join(map(ending, crashed))}); "
+                    "run the same command again to run the rest")
         if count(study) == before:
             break  # a round that finished nothing (e.g. workers killed): don't spin
         remaining = config.trials - count(study)
     return None
+
+
+def ending(code: int) -> str:
+    """How a worker process ended, from its exit code: killed by a signal, interrupted, or an error."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    if code == 130:  # Ctrl-C or SIGTERM, taken as an interrupt: its trial is recorded as interrupted
+        return "interrupted"
+    return f"exit code {code}: an error, see the output above"
 
 
 def _same_study_options(config: StudyConfig) -> str:

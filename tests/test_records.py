@@ -294,9 +294,11 @@ def test_the_card_is_split_over_the_worker_processes_that_start(monkeypatch: pyt
     assert [env["XLA_CLIENT_MEM_FRACTION"] for env in started] == ["0.450", "0.450"]
 
 
-@pytest.mark.parametrize(("codes", "says"), [([0, STOPPED_ON_FAILURES], "4 failed trials in a run"),
-                                             ([0, 1], "1 worker process(es) ended with an error (exit code 1"),
-                                             ([-9, 0], "exit code -9")])
+@pytest.mark.parametrize(("codes", "says"), [
+    ([0, STOPPED_ON_FAILURES], "4 failed trials in a run"),
+    ([0, 1], "1 worker process ended early (exit code 1: an error, see the output above); run the same command"),
+    ([-9, 130], "2 worker processes ended early (killed by SIGKILL, interrupted); run the same command again"),
+])
 def test_a_round_of_workers_says_why_it_stopped(codes: list[int], says: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # A crashed worker is not "too many failed trials": the message must say which it was.
