@@ -20,9 +20,9 @@ def format_params(params: dict) -> str:
     return " ".join(f"{key}={short(value)}" for key, value in params.items())
 
 
-def counted(number: int, noun: str) -> str:
-    """"1 trial", "2 trials", "0 trials": a count and its noun."""
-    return f"{number} {noun}{'s' * (number != 1)}"
+def counted(number: int, noun: str, plural: str = "") -> str:
+    """"1 trial", "2 trials", "0 trials": a count and its noun (`plural` where it is not noun + "s")."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
 def emit(stream: TextIO, text: str) -> None:

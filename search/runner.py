@@ -62,8 +62,9 @@ def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> str 
             return _failures(config)
         crashed = [code for code in codes if code != 0]
         if crashed:
-            return (f"{counted(len(crashed), 'worker process')} ended early ({', '.join(map(ending, crashed))}); "
-                    "run the same command again to run the rest")
+            workers_ended = counted(len(crashed), "worker process", "worker processes")
+            return (f"{workers_ended} ended early ({', '.join(map(ending, crashed))}); run the same command again "
+                    "to run the rest")
         if count(study) == before:
             break  # a round that finished nothing (e.g. workers killed): don't spin
         remaining = config.trials - count(study)
