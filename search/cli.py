@@ -229,8 +229,9 @@ def export_best(
             raise UserError(f"--pick {pick[0]} {pick[1]:g}: expected `--pick fastest-within X` with X >= 0 points")
         if pick is not None and ensemble > 1:  # the other members, the most accurate, undid the fast pick
             raise UserError("--pick exports one fast trial and --ensemble averages the most accurate ones; use one")
-        check_out_dir(out_dir, force)  # before hours of retraining, not after
+        # The study first: a storage that is down or empty is the problem to name, not an earlier export.
         study_obj = _study_for_training(arch, storage, study_name, backend)
+        check_out_dir(out_dir, force)  # before hours of retraining, not after
         from search.export import export_best as run_export
         from search.signals import sigterm_as_interrupt
 

@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from search.console import Console
+from search.console import Console, counted
 from search.data import Dataset
 from search.objective import TrialFailed, check_precision, retrain
 from search.records import confirmations, retrain_plan, save_confirmation
@@ -35,7 +35,7 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
         for seed in range(plan.seed, plan.seed + seeds):
             if seed in confirmations(study)[trial.number].seeds:
                 continue  # done before (or by another confirm meanwhile): a rerun only adds what is missing
-            console.say(f"trial {trial.number}: seed {seed}, {plan.epochs} epochs")
+            console.say(f"trial {trial.number}: seed {seed}, {counted(plan.epochs, 'epoch')}")
             try:
                 score = retrain(plan, data, seed=seed, show=console.epoch).history.best_epoch()[1]
             except TrialFailed as exc:  # a configuration that diverges with some seeds is not one to export

@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from search.confirm import confirmation_table, confirmed_entry
-from search.console import Console
+from search.console import Console, counted
 from search.data import DataError, Dataset, has_test, is_image_tree, load_dataset, load_test, parse_image_size
 from search.errors import SubsetOutOfRange, UserError
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
@@ -142,7 +142,8 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
                      "seeds, " if trial.number in confirmed and within is None else "")
         console.say(f"retraining trial {trial.number} of {study.study_name!r} ({chosen_by}val_accuracy "
                     f"{value_of(trial):.4f}) "
-                    f"with seed {plan.seed} for {plan.epochs} epochs{' on all labelled rows' if full_train else ''}")
+                    f"with seed {plan.seed} for {counted(plan.epochs, 'epoch')}"
+                    f"{' on all labelled rows' if full_train else ''}")
         try:
             runs.append(retrain(plan, data, show=console.epoch, full_train=full_train))
         except TrialFailed as exc:  # e.g. a rate near the edge of its range diverges with another seed

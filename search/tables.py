@@ -60,6 +60,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         if any(values):  # a column nobody filled in (e.g. no failures) is left out
             out[column] = values
     whole_numbers(out, ("n_params", "best_epoch"))
-    # Plain names (spaces.param_names): one learning_rate column, not one per optimizer.
-    out = pd.concat([out, pd.DataFrame([model_params(t.params) for t in trials], index=out.index)], axis=1)
+    # Plain names (spaces.param_names): one learning_rate column, not one per optimizer. Objects, each value as it
+    # was sampled: a trial without params (still waiting, or failed at once) made a batch size of 64 print as 64.0.
+    out = pd.concat([out, pd.DataFrame([model_params(t.params) for t in trials], index=out.index, dtype=object)],
+                    axis=1)
     return out.fillna("")

@@ -2,12 +2,14 @@
 export-best and report follow."""
 from __future__ import annotations
 
+import shlex
+
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import pareto
 from search.errors import UserError
-from search.records import TrialRecord, confirmations
+from search.records import StudyRecord, TrialRecord, confirmations
 
 
 def value_of(trial: FrozenTrial) -> float:
@@ -82,10 +84,13 @@ def unconfirmed_note(study: optuna.Study) -> str:
              if t.number not in confirmed and value_of(t) > best_mean]
     if not ahead:
         return ""
+    arch = StudyRecord.of(study).arch
+    where = "" if study.study_name == arch else f" --study-name {shlex.quote(study.study_name)}"
     shown = ", ".join(map(str, ahead[:5])) + (f" and {len(ahead) - 5} more" if len(ahead) > 5 else "")
-    return (f"note: the winner is the best confirmed mean ({best_mean:.4f}); trial{'s' * (len(ahead) > 1)} {shown} "
-            f"beat it in a single run but {'are' if len(ahead) > 1 else 'is'} not confirmed: run `hpsearch confirm` "
-            "again to judge them by their mean too")
+    many = len(ahead) > 1
+    return (f"note: the winner is the best confirmed mean ({best_mean:.4f}); trial{'s' * many} {shown} "
+            f"beat it in a single run but {'are' if many else 'is'} not confirmed: run `hpsearch confirm "
+            f"{arch}{where}` again to judge {'them by their' if many else 'it by its'} mean too")
 
 
 def require_winner(study: optuna.Study, within: float | None = None) -> FrozenTrial:

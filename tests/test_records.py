@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 import search.runner
@@ -138,6 +139,9 @@ def test_trials_that_beat_the_confirmed_mean_unconfirmed_are_named() -> None:
     later = _trial(study, 0.86)  # ran after the confirm
     note = winners.unconfirmed_note(study)
     assert f"trial {later} beat it" in note and "(0.8400)" in note and "is not confirmed" in note
+    study.set_user_attr("arch", "cnn")  # the command to run names the study: its architecture, and its name
+    assert f"run `hpsearch confirm cnn --study-name {study.study_name}` again to judge it by its mean" in \
+        winners.unconfirmed_note(study)
     assert winner(study).number == confirmed  # the note says why the winner stays
 
 
@@ -331,3 +335,12 @@ def test_a_waiting_trial_shows_no_measurements_yet() -> None:
     table = trials_frame(study)
     assert list(table["state"]) == ["COMPLETE", "WAITING"] and list(table["seed_model"]) == ["", "model5"]
     assert list(table["train_seconds"]) == [1.5, ""] and list(table["n_params"]) == [10, ""]
+
+
+def test_the_trials_table_keeps_whole_params_whole_beside_a_trial_without_params() -> None:
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(
+        value=0.9, params={"batch_size": 64}, distributions={"batch_size": CategoricalDistribution([32, 64])}))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))  # failed before it sampled anything
+    table = trials_frame(study)
+    assert list(table["batch_size"]) == [64, ""] and "64.0" not in table.to_string()
