@@ -1,6 +1,8 @@
 """The error type for problems a user can fix: the CLI prints its message as one line and exits 2."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class UserError(ValueError):
     """A problem with the user's input (files, options, storage) rather than a bug."""
@@ -19,3 +21,15 @@ def require_positive(*options: tuple[str, int | None]) -> None:
     for option, value in options:
         if value is not None and value <= 0:
             raise UserError(f"{option} must be at least 1, got {value}")
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """exc and every exception behind it, through both links (`raise X from Y` keeps the one it handled as
+    context too), each once: a library may raise another error while it handles the one that matters."""
+    chain, seen = [exc], set()
+    while chain:
+        link = chain.pop()
+        if id(link) not in seen:  # a chain may be cyclic
+            seen.add(id(link))
+            yield link
+            chain += [e for e in (link.__cause__, link.__context__) if e is not None]

@@ -26,7 +26,7 @@ from search.callbacks import (
 )
 from search.config import PRECISIONS
 from search.data import Dataset
-from search.errors import UserError
+from search.errors import UserError, exception_chain
 from search.records import RetrainPlan
 from search.runtime import device_name
 from spaces._common import Params, make_callbacks, make_optimizer
@@ -163,15 +163,7 @@ def interrupted(exc: BaseException) -> bool:
 
     Optuna's journal lock turns an interrupt that lands in its release into FileNotFoundError; the study's
     catch=(Exception,) would then fail the trial and go on to the next one instead of stopping."""
-    chain, seen = [exc], set()
-    while chain:  # both links of every exception (raise X from Y keeps the one it handled as context)
-        link = chain.pop()
-        if isinstance(link, KeyboardInterrupt):
-            return True
-        if id(link) not in seen:  # a chain may be cyclic
-            seen.add(id(link))
-            chain += [e for e in (link.__cause__, link.__context__) if e is not None]
-    return False
+    return any(isinstance(link, KeyboardInterrupt) for link in exception_chain(exc))
 
 
 def _reason(exc: BaseException) -> str:

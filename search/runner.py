@@ -22,7 +22,7 @@ from search.owners import fail_orphans, running
 from search.records import searched_epochs
 from search.runtime import device_name, use_backend
 from search.signals import sigterm_as_interrupt
-from search.storage import display_url
+from search.storage import display_url, storage_loss_said
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
 from search.winners import unconfirmed_note, value_of, winner
 from search.workers import STOPPED_ON_FAILURES, default_workers, run_workers
@@ -96,7 +96,7 @@ def run_study(config: StudyConfig) -> int:
     """Run the study described by config to its trial target; return the exit code (SIGTERM stops it
     like Ctrl-C: running trials are recorded as interrupted)."""
     config.check()
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt(), storage_loss_said(config.storage):
         return _run_study(config)
 
 

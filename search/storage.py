@@ -6,6 +6,7 @@ import json
 import re
 import sqlite3
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -14,10 +15,10 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartb
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 
 from search.config import DEFAULT_STORAGE, HEARTBEAT_SECONDS
-from search.errors import UserError
+from search.errors import UserError, exception_chain
 
 # Heartbeats and stale-trial retries are marked experimental in Optuna; we rely on them knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -77,6 +78,23 @@ def first_line(exc: BaseException, url: str) -> str:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     lines = str(exc).strip().splitlines()
     return redact(lines[0], url) if lines else type(exc).__name__
+
+
+@contextlib.contextmanager
+def storage_loss_said(url: str) -> Iterator[None]:
+    """Turn losing the storage mid-run (a server stopped, a network cut), seen anywhere in an error's chain, into
+    one line that says what is kept: Optuna's tracebacks ran to hundreds of lines, one set per worker."""
+    try:
+        yield
+    except UserError:  # already one line (e.g. "cannot open"), whatever database error it came from
+        raise
+    except Exception as exc:
+        lost = (OperationalError, InterfaceError, optuna.exceptions.StorageInternalError)
+        reason = next((first_line(link, url) for link in exception_chain(exc) if isinstance(link, lost)), None)
+        if reason is None:
+            raise
+        raise UserError(f"lost the storage {display_url(url)!r} ({reason}); finished trials are saved there: run "
+                        "the same command again once it is back") from None
 
 
 def check_url(url: str) -> None:

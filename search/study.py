@@ -16,7 +16,7 @@ from search.console import Console
 from search.data import Dataset, image_size_text, load_dataset, parse_image_size
 from search.errors import UserError
 from search.records import StudyRecord, TrialRecord, replay_scale
-from search.storage import open_storage
+from search.storage import open_storage, storage_loss_said
 from spaces.param_names import stored_params
 
 if TYPE_CHECKING:
@@ -188,6 +188,7 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
 
     with warnings.catch_warnings():  # the notebook's models (seed models, replays) sit outside the ranges on purpose
         warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range", category=UserWarning)
-        study.optimize(stoppable_objective, timeout=config.timeout, catch=(Exception,),
-                       callbacks=[quota_callback, target, console.trial, *callbacks])
+        with storage_loss_said(config.storage):
+            study.optimize(stoppable_objective, timeout=config.timeout, catch=(Exception,),
+                           callbacks=[quota_callback, target, console.trial, *callbacks])
     return quota_callback

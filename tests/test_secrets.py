@@ -22,7 +22,7 @@ from search.config import StudyConfig
 from search.errors import UserError
 from search.export_files import EXPORT_FILES
 from search.runner import _same_study_options
-from search.storage import check_url, display_url, redact
+from search.storage import check_url, display_url, redact, storage_loss_said
 from tests.conftest import load
 from tests.test_processes import children
 
@@ -201,3 +201,22 @@ def test_a_study_on_a_password_url_tells_how_to_name_it_again(secret_postgres: s
     assert result.exit_code == 0 and PASSWORD not in result.output, result.output
     assert 'export with `hpsearch export-best lenet --storage "$HPSEARCH_STORAGE"`' in result.stdout
     assert "with HPSEARCH_STORAGE set to this storage's URL: it holds a password" in result.stdout
+
+
+def test_losing_the_storage_mid_run_is_one_masked_line() -> None:
+    """A database stopped under a running study: Optuna raised another error while handling the driver's, and
+    each worker printed hundreds of lines of tracebacks holding the URL."""
+    url = "postgresql+psycopg://hp:TopSecret123@db-host/hp"
+    driver = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception(
+        f"connection to {url} failed: Connection refused"))
+    with pytest.raises(UserError) as said, storage_loss_said(url):
+        try:
+            raise driver
+        except sqlalchemy.exc.OperationalError:
+            raise UnboundLocalError("cannot access local variable 'updated_state'") from None  # as Optuna did
+    assert str(said.value).startswith("lost the storage 'postgresql+psycopg://hp:***@db-host/hp' (")
+    assert "TopSecret123" not in str(said.value) and "run the same command again once it is back" in str(said.value)
+    for other in (UserError("storage ...: cannot open (...)"), RuntimeError("a bug")):  # left as they are
+        with pytest.raises(type(other)) as kept, storage_loss_said(url):
+            raise other
+        assert kept.value is other
