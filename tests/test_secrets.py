@@ -139,6 +139,7 @@ def test_password_in_no_output_file_attribute_or_worker_argv(secret_postgres: st
     assert proc.returncode == 0, printed[1][-2000:]
     assert any(b"worker" in line for line in seen)  # the workers were caught running
     assert not any(PASSWORD.encode() in line for line in seen)
+    (tmp_path / "report").mkdir()  # report makes no folder but the default studies/
     for args in (["trials", "lenet"], ["export-best", "lenet", "--data", str(tiny_data), "--out", "export"],
                  ["report", "--out", "report/report.html"]):
         done = subprocess.run([sys.executable, "-m", "search", *args, *storage], cwd=tmp_path, capture_output=True,
