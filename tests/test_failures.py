@@ -132,17 +132,20 @@ def test_memory_does_not_grow_across_trials(tiny_data: Path, tmp_path: Path) -> 
 
 
 def test_same_seed_same_params_and_first_epoch(tiny_data: Path, sqlite_url: str) -> None:
-    """Same seed: the same sampled params in order, and the same first-epoch validation accuracy."""
+    """Same seed: the same sampled params in order, and the same first-epoch validation accuracy. Two sampled
+    trials a study, without the warm start, whose params are fixed anyway."""
     runs = []
     for name in ("first", "second"):
-        run_study(_config(tiny_data, sqlite_url, study_name=name, trials=3, subset=100, seed=7, pruner="none"))
+        run_study(_config(tiny_data, sqlite_url, study_name=name, trials=2, subset=100, seed=7, pruner="none",
+                          warm_start=False))
         runs.append(_trials(sqlite_url, name))
     assert [t.params for t in runs[0]] == [t.params for t in runs[1]]
     for a, b in zip(*runs, strict=True):
         # measured on this 2-core CPU with TensorFlow: identical; 1e-6 allows for float printing only
         assert a.user_attrs["history"][0]["val_accuracy"] == pytest.approx(
             b.user_attrs["history"][0]["val_accuracy"], abs=1e-6)
-    run_study(_config(tiny_data, sqlite_url, study_name="other", trials=3, subset=100, seed=8, pruner="none"))
+    run_study(_config(tiny_data, sqlite_url, study_name="other", trials=2, subset=100, seed=8, pruner="none",
+                      warm_start=False))
     assert [t.params for t in _trials(sqlite_url, "other")] != [t.params for t in runs[0]]
 
 
