@@ -64,4 +64,6 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     # was sampled: a trial without params (still waiting, or failed at once) made a batch size of 64 print as 64.0.
     out = pd.concat([out, pd.DataFrame([model_params(t.params) for t in trials], index=out.index, dtype=object)],
                     axis=1)
-    return out.fillna("")
+    # Blank where a trial has no value: as objects first (pandas will stop filling a float column with text).
+    gaps = [column for column in out if out[column].isna().any()]
+    return out.astype(dict.fromkeys(gaps, object)).fillna("")
