@@ -1,6 +1,7 @@
 """Creating and resuming studies, choosing sampler and pruner, and running trials in one or K workers."""
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -186,9 +187,24 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
                 raise KeyboardInterrupt from exc
             raise
 
+    started, dropped = time.monotonic(), 0
     with warnings.catch_warnings():  # the notebook's models (seed models, replays) sit outside the ranges on purpose
         warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range", category=UserWarning)
-        with storage_loss_said(config.storage):
-            study.optimize(stoppable_objective, timeout=config.timeout, catch=(Exception,),
-                           callbacks=[quota_callback, target, console.trial, *callbacks])
+        while True:
+            left = None if config.timeout is None else config.timeout - (time.monotonic() - started)
+            if left is not None and left <= 0:
+                break
+            try:
+                with storage_loss_said(config.storage):
+                    study.optimize(stoppable_objective, timeout=left, catch=(Exception,),
+                                   callbacks=[quota_callback, target, console.trial, *callbacks])
+                break
+            except ValueError as exc:
+                # Another process failed this trial while it trained, as its heartbeats seemed stale (e.g. a network
+                # cut longer than the grace period), and retries it: its result cannot be told, so drop it and go on.
+                if not str(exc).startswith("Cannot tell a FAIL trial") or dropped >= config.max_failures:
+                    raise
+                dropped += 1
+                console.warn("a trial of this worker was failed meanwhile by another process (its heartbeats "
+                             "seemed stale), which retries it: its result is dropped")
     return quota_callback

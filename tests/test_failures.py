@@ -51,6 +51,28 @@ def test_out_of_memory_fails_one_trial_and_the_study_goes_on(tiny_data: Path, sq
                                                    "with shape[4096,4096]")
 
 
+def test_a_trial_failed_meanwhile_by_another_process_is_dropped_and_the_worker_goes_on(
+        tiny_data: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Another machine fails a trial whose heartbeats it judged stale (a network cut longer than the grace period)
+    and retries it; the worker, back, could not tell its result ("Cannot tell a FAIL trial"), crashed with a
+    traceback, and its run stopped short."""
+    real_train, calls = search.objective.train, []
+
+    def failed_meanwhile(*args, **kwargs):
+        calls.append(1)
+        run = real_train(*args, **kwargs)
+        if len(calls) == 1:  # as fail_stale_trials in another process does
+            study = optuna.load_study(study_name="lenet", storage=open_storage(sqlite_url))
+            (running,) = study.get_trials(states=(TrialState.RUNNING,))
+            study._storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
+        return run
+
+    monkeypatch.setattr(search.objective, "train", failed_meanwhile)
+    assert run_study(_config(tiny_data, sqlite_url, trials=2)) == 0
+    assert [t.state for t in _trials(sqlite_url)] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert "failed meanwhile by another process" in capsys.readouterr().err
+
+
 def test_max_failures_stops_a_study_that_keeps_failing(tiny_data: Path, sqlite_url: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args, **kwargs):
