@@ -22,8 +22,7 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     chosen = sorted(complete, key=value_of, reverse=True)[:top]
     if len(complete) < top:
-        console.warn(f"--top {top}: the study has {len(complete)} complete trial{'s' * (len(complete) != 1)}; "
-                     "confirming those")
+        console.warn(f"--top {top}: the study has {counted(len(complete), 'complete trial')}; confirming those")
     plans = [retrain_plan(study, trial, keras.backend.backend()) for trial in chosen]
     # A precision this device computes wrongly is refused before any score is stored (once one is, the winner
     # is the best confirmed mean).

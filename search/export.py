@@ -122,10 +122,11 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
     if not members:
         require_winner(study)  # the one-line error
     if len(members) < ensemble:
-        raise UserError(f"--ensemble {ensemble}: study {study.study_name!r} has only {len(members)} complete "
-                        f"trial{'s' * (len(members) > 1)}")
+        raise UserError(f"--ensemble {ensemble}: study {study.study_name!r} has only "
+                        f"{counted(len(members), 'complete trial')}")
     record = StudyRecord.of(study)
-    data, folder = study_data(study, data_dir, image_size), data_folder(study, data_dir)
+    folder = data_folder(study, data_dir)
+    data = study_data(study, folder, image_size)
     # Test images are optional (a folder of one's own images may have none): then no submission is written.
     test = load_test(folder, data.input_shape) if has_test(folder) else None
     # Each member trial once per seed: its own seed first, so a single run repeats the trial.

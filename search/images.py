@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from search import npzcache
-from search.console import Console
+from search.console import Console, counted
 from search.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # Pillow decodes them all
@@ -60,7 +60,7 @@ def _skip_others(folder: Path, entries: list[os.DirEntry[str]]) -> None:
     others = [entry.name for entry in entries if not entry.is_dir() and not _is_image(entry)]
     if others:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        Console().warn(f"note: {folder}: skipping {len(others)} file{'s' * (len(others) > 1)} that "
+        Console().warn(f"note: {folder}: skipping {counted(len(others), 'file')} that "
                        f"{'are' if len(others) > 1 else 'is'} not an image ({shown}; images: {', '.join(EXTENSIONS)})")
 
 
@@ -167,7 +167,7 @@ def read_train(train_dir: Path, image_size: tuple[int, int] | None) -> Images:
     _skip_others(train_dir, entries)
     classes = [entry for entry in entries if entry.is_dir()]
     if len(classes) < 2:
-        raise DataError(f"{train_dir}: {len(classes)} class folder{'s' if len(classes) != 1 else ''}, "
+        raise DataError(f"{train_dir}: {counted(len(classes), 'class folder')}, "
                          "expected at least 2 (one folder of images per class)")
     per_class = [_image_files(train_dir / entry.name) for entry in classes]
     for entry, files in zip(classes, per_class, strict=True):

@@ -8,6 +8,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 import spaces
+from search.console import counted
 from search.data import LABEL_SETS
 from search.records import StudyRecord, TrialRecord, replay_scale
 from search.replay import replayed_trials
@@ -54,8 +55,9 @@ def _replay_columns(study: optuna.Study | None, preferred: str) -> dict:
 
 
 def _search_columns(studies: list[optuna.Study]) -> dict:
-    """The best winner over arch's search studies on Fashion-MNIST, on the notebook's label set where there is one."""
-    best = [(s, t) for s in studies if on_fashion_mnist(s) and (t := winner(s)) is not None]
+    """The best winner over arch's search studies (on Fashion-MNIST: `glance` chose them), on the notebook's label
+    set where there is one."""
+    best = [(s, t) for s in studies if (t := winner(s)) is not None]
     if not best:
         return {}
     study, trial = max(best, key=lambda pair: (StudyRecord.of(pair[0]).label_set == NOTEBOOK_LABEL_SET,
@@ -122,7 +124,7 @@ def glance_lines(table: pd.DataFrame) -> list[str]:
         if pd.notna(row.get("search_val_accuracy")):
             images = "all" if pd.isna(row.get("search_subset")) else f"{int(row['search_subset'])}"
             line += (f"; search trial {int(row['search_trial'])}: {row['search_val_accuracy']:.4f} after "
-                     f"{int(row['search_epochs'])} epoch{'s' * (row['search_epochs'] != 1)} on {images} training "
+                     f"{counted(int(row['search_epochs']), 'epoch')} on {images} training "
                      "images here"
                      + (f" ({row['search_label_set']}; the notebook's are {NOTEBOOK_LABEL_SET})"
                         if row.get("search_label_set") not in (None, "", NOTEBOOK_LABEL_SET) else ""))
