@@ -129,9 +129,9 @@ def test_memory_does_not_grow_across_trials(tiny_data: Path, tmp_path: Path) -> 
     met or missed by which models the sampler drew), so only a repeated configuration shows what trials leave
     behind. That is TensorFlow's per-model memory (search.runner): 14-15 MB a trial for this configuration, 25 MB
     for the larger variant with augmentation, batch norm and a schedule, which is why processes are recycled.
-    Rounds of 6 trials instead of TRIALS_PER_PROCESS (15): the same code path in 12 trials."""
+    Rounds of 4 trials instead of TRIALS_PER_PROCESS (15): the same code path in 8 trials."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    per_process = 6
+    per_process = 4
     assert TRIALS_PER_PROCESS > per_process
     trials = 2 * per_process
     config = spaces.get("lenet").DEFAULT

@@ -149,7 +149,7 @@ def test_machines_running_the_same_command_stop_together_at_the_target(tiny_data
     command = hpsearch("study", "lenet", "--trials", "6", "--epochs", "10", "--subset", "100", "--pruner", "none",
                        "--data", str(tiny_data), "--storage", url, "-q")
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)  # the first has created the study and started; the second sees 6 trials to go as well
+    _wait_for_running_trial(url, "lenet", first, epochs=0)  # the second sees 6 trials to go as well
     second = subprocess.run(command, capture_output=True, text=True, timeout=300)
     _, first_err = first.communicate(timeout=300)
     assert first.returncode == 0 and second.returncode == 0, first_err[-2000:] + second.stderr[-2000:]
