@@ -16,6 +16,7 @@ from search.cli_options import (
     DataDir,
     ImageSize,
     Quiet,
+    RetrainBackend,
     Storage,
     StudyDataDir,
     StudyName,
@@ -181,16 +182,17 @@ def worker() -> None:
 
 def _study_for_training(arch: str, storage: str, study_name: str | None, backend: str | None, *,
                         writes: bool = False) -> optuna.Study:
-    """Check the architecture, start the Keras backend, and load an existing study to retrain from (`writes`:
+    """Check the architecture, load an existing study to retrain from, and start the Keras backend: --backend, else
+    the one the study's trials trained on where it is installed, so a trial is retrained as it trained (`writes`:
     opened for writing too, once it is known to exist, so no storage is created where there was none)."""
-    from search.records import require_arch
-    from search.runtime import use_backend
+    from search.records import require_arch, trained_backend
+    from search.runtime import installed_backend, use_backend
     from search.storage import load_study, open_storage
 
     spaces.require(arch)
-    use_backend(backend)
     study = load_study(open_storage(storage, readonly=True), study_name or arch)
     require_arch(study, arch)  # the retraining would build the study's architecture, not ARCH's
+    use_backend(backend or installed_backend(trained_backend(study)))
     return load_study(open_storage(storage), study.study_name) if writes else study
 
 
@@ -205,7 +207,7 @@ def export_best(
     epochs: Annotated[Optional[int], typer.Option(help="Epochs to retrain (default: the best trial's best "
                                                   "epoch).")] = None,
     full_train: Annotated[bool, typer.Option(help="Retrain on all labelled rows (validation included).")] = False,
-    backend: Backend = None,
+    backend: RetrainBackend = None,
     force: Annotated[bool, typer.Option(help="Replace an earlier export in the output folder.")] = False,
     pick: Annotated[Optional[tuple[str, float]], typer.Option(
         help="Accuracy-time studies: `--pick fastest-within X` exports the fastest trial of the Pareto front within "
@@ -255,7 +257,7 @@ def confirm(
     study_name: StudyName = None,
     data: StudyDataDir = None,
     image_size: ImageSize = None,
-    backend: Backend = None,
+    backend: RetrainBackend = None,
     quiet: Quiet = False,
 ) -> None:
     """Retrain the best configurations with more seeds; export-best then picks the best mean."""

@@ -29,6 +29,9 @@ Arch = Annotated[str, typer.Argument(help=f"Architecture: {', '.join(spaces.name
 StudyName = Annotated[Optional[str], typer.Option("--study-name", help="Study name (default: ARCH).")]
 Backend = Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax (default: $KERAS_BACKEND, "
                                                 "else jax where it can use a GPU, else tensorflow).")]
+RetrainBackend = Annotated[Optional[str], typer.Option(
+    help="Keras backend: tensorflow or jax (default: the one the study's trials trained on, where installed; "
+    "another one retrains them as other models).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 

@@ -11,8 +11,9 @@ from optuna.trial import TrialState
 
 from search.console import Console, counted
 from search.data import Dataset
+from search.errors import UserError
 from search.objective import TrialFailed, check_precision, retrain
-from search.records import confirmations, retrain_plan, save_confirmation
+from search.records import confirmations, other_backend_note, retrain_plan, save_confirmation
 from search.winners import trial_by_number, value_of
 
 
@@ -24,6 +25,9 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
     if len(complete) < top:
         console.warn(f"--top {top}: the study has {counted(len(complete), 'complete trial')}; confirming those")
     plans = [retrain_plan(study, trial, keras.backend.backend()) for trial in chosen]
+    for trial in chosen:  # seeds on another backend would mix two sets of random draws into the trial's mean
+        if note := other_backend_note(trial, keras.backend.backend()):
+            raise UserError(f"{note}. confirm adds seeds to the trial's own run, so it needs that backend")
     # A precision this device computes wrongly is refused before any score is stored (once one is, the winner
     # is the best confirmed mean).
     for precision in {plan.precision for plan in plans}:

@@ -20,7 +20,7 @@ from search.errors import SubsetOutOfRange, UserError
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
 from search.objective import TrialFailed, retrain
-from search.records import RetrainPlan, StudyRecord, confirmations, retrain_plan
+from search.records import RetrainPlan, StudyRecord, confirmations, other_backend_note, retrain_plan
 from search.winners import ranked, require_winner, unconfirmed_note, value_of
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
@@ -137,6 +137,9 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
     if within is None and (note := unconfirmed_note(study)):
         console.warn(note)
     confirmed = confirmations(study)
+    for trial in members:
+        if note := other_backend_note(trial, keras.backend.backend()):
+            console.warn(note)
     for trial, plan in zip(run_trials, plans, strict=True):
         # After `confirm`, the winner is chosen by its mean over seeds: say so beside its single run.
         chosen_by = (f"confirmed mean {confirmed[trial.number].mean:.4f} over {len(confirmed[trial.number].seeds)} "

@@ -215,6 +215,24 @@ class RetrainPlan:
     shuffle: bool = False
 
 
+def trained_backend(study: optuna.Study) -> str | None:
+    """The one Keras backend the study's finished trials trained on; None where none finished or they differ."""
+    backends = {TrialRecord.of(trial).backend for trial in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))} - {""}
+    return backends.pop() if len(backends) == 1 else None
+
+
+def other_backend_note(trial: FrozenTrial, backend: str) -> str:
+    """What retraining the trial on another backend than its own means ("" where it is the same): other
+    initial weights and random streams, so other numbers than the trial's."""
+    trained_on = TrialRecord.of(trial).backend
+    if not trained_on or trained_on == backend:
+        return ""
+    return (f"trial {trial.number} trained on {trained_on}; this retrains it on {backend} (other initial weights "
+            f"and random draws), so its numbers will differ from the trial's; --backend {trained_on} retrains it "
+            "as it trained")
+
+
 def retrain_plan(study: optuna.Study, trial: FrozenTrial, backend: str, epochs: int | None = None) -> RetrainPlan:
     """Retrain to the trial's best epoch (or `epochs`) with its seed, precision and shuffling; the on-device loop
     only where the trial used it and this process runs JAX (the loop exists only there). A schedule (cosine,

@@ -32,6 +32,11 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def installed_backend(name: str | None) -> str | None:
+    """name, if it is a backend offered here and its package is installed; else None."""
+    return name if name in BACKENDS and _installed(name) else None
+
+
 def jax_gpu_available() -> bool:
     """JAX with a CUDA plugin is installed and the NVIDIA driver's device is present."""
     return NVIDIA_DEVICE.exists() and any(_installed(module) for module in JAX_CUDA_MODULES)

@@ -1,6 +1,7 @@
 """The command line through typer's CliRunner and a real subprocess: outputs, exit codes, one-line errors."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -112,10 +113,13 @@ def test_missing_data_says_where(tmp_path: Path) -> None:
     assert not (tmp_path / "db.sqlite").exists()  # nothing written
 
 
-def test_jax_backend_runs_a_study_in_bfloat16(tiny_data: Path, tmp_path: Path) -> None:
-    """Keras' JAX backend (the GPU machine's) runs the same objective, in its own process, in the precision asked."""
+def test_jax_backend_runs_a_study_in_bfloat16_and_export_retrains_on_it(tiny_data: Path, tmp_path: Path) -> None:
+    """Keras' JAX backend (the GPU machine's) runs the same objective, in its own process, in the precision asked;
+    export-best retrains the trial there without being told (it retrained on TensorFlow, the CPU's default: another
+    model, 0.69 against the trial's 0.87 in a review), and confirm will not mix another backend's seeds in."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    done = subprocess.run([sys.executable, "-m", "search", "study", "lenet", "--backend", "jax", "--trials", "1",
+    hpsearch = [sys.executable, "-m", "search"]
+    done = subprocess.run([*hpsearch, "study", "lenet", "--backend", "jax", "--trials", "1",
                            "--epochs", "1", "--subset", "50", "--data", str(tiny_data), "--storage", url,
                            "--precision", "bfloat16", "--shuffle"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -124,6 +128,16 @@ def test_jax_backend_runs_a_study_in_bfloat16(tiny_data: Path, tmp_path: Path) -
     assert trial.user_attrs["backend"] == "jax" and len(trial.user_attrs["history"]) == 1
     assert trial.user_attrs["device_loop"] is False  # the on-device loop is the default on GPUs only
     assert trial.user_attrs["precision"] == "bfloat16" and trial.user_attrs["shuffle"] is True  # export retrains so
+    export = subprocess.run([*hpsearch, "export-best", "lenet", "--storage", url, "--out", str(tmp_path / "best")],
+                            capture_output=True, text=True, timeout=300)
+    assert export.returncode == 0 and "trained on" not in export.stderr, export.stderr[-2000:]
+    assert json.loads((tmp_path / "best" / "params.json").read_text())["backend"] == "jax"
+    retrained = float(re.search(r"retrained model: ([\d.]+)", export.stdout).group(1))
+    assert retrained == pytest.approx(trial.value, abs=1e-4)  # same backend, seed, precision, order: the same run
+    mixed = subprocess.run([*hpsearch, "confirm", "lenet", "--storage", url, "--backend", "tensorflow"],
+                           capture_output=True, text=True, timeout=300)
+    assert mixed.returncode == 2 and "trial 0 trained on jax; this retrains it on tensorflow" in mixed.stderr, \
+        mixed.stderr[-2000:]
 
 
 def test_outputs_agree_within_bfloat16_rounding_only() -> None:

@@ -344,3 +344,19 @@ def test_the_trials_table_keeps_whole_params_whole_beside_a_trial_without_params
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))  # failed before it sampled anything
     table = trials_frame(study)
     assert list(table["batch_size"]) == [64, ""] and "64.0" not in table.to_string()
+
+
+def test_the_backend_a_study_trained_on_is_its_finished_trials_one() -> None:
+    """export-best and confirm retrain on it by default: one backend, else none (no finished trial, or several)."""
+    study = optuna.create_study()
+    assert records.trained_backend(study) is None
+    for backend, state in (("jax", TrialState.COMPLETE), ("tensorflow", TrialState.FAIL), ("jax", TrialState.PRUNED)):
+        study.add_trial(optuna.trial.create_trial(state=state, value=0.5 if state != TrialState.FAIL else None,
+                                                  user_attrs={"backend": backend}))
+    assert records.trained_backend(study) == "jax"  # the failed trial does not count
+    study.add_trial(optuna.trial.create_trial(value=0.6, user_attrs={"backend": "tensorflow"}))
+    assert records.trained_backend(study) is None
+    trial = study.trials[0]
+    assert records.other_backend_note(trial, "jax") == ""
+    assert records.other_backend_note(trial, "tensorflow").startswith("trial 0 trained on jax; this retrains it on "
+                                                                      "tensorflow")
