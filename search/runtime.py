@@ -81,6 +81,8 @@ def use_backend(name: str | None) -> str:
     first_import = "keras" not in sys.modules
     with _native_stderr_captured(), _not_importable(SKIPPED_AT_KERAS_IMPORT[chosen]):
         import keras  # noqa: F401 - imported here, once, so its native start-up logs can be hidden
+    if chosen == "jax":
+        _keras_without_tensorflow()
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing warnings between trials are expected
     # Keras' import leaves ~400,000 objects that live as long as the process; frozen, they are no longer
     # scanned by the full gc.collect that every trial's clear_session runs (measured on the 2-core CPU with
@@ -89,6 +91,18 @@ def use_backend(name: str | None) -> str:
     if first_import:
         gc.freeze()
     return chosen
+
+
+def _keras_without_tensorflow() -> None:
+    """On JAX, Keras takes TensorFlow to be missing, even where it is installed (beside JAX on a CPU machine)."""
+    # keras.utils.set_random_seed, which starts every trial, imports TensorFlow where it can, only to seed tf.data
+    # pipelines, which hpsearch does not use (its arrays are NumPy): 2.5-3 s of each JAX process's first trial on
+    # the 2-core CPU, and TensorFlow's native start-up lines on the terminal. Keras asks once and remembers the
+    # answer (its LazyModule). The GPU machine has no TensorFlow: there this changes nothing.
+    from keras.src.utils import module_utils
+
+    with _not_importable(("tensorflow",)):
+        module_utils.tensorflow.available  # noqa: B018 - the property caches False when the import fails
 
 
 @contextlib.contextmanager
