@@ -192,6 +192,19 @@ def searched_epochs(study: optuna.Study) -> set[int]:
         deepcopy=False, states=(TrialState.COMPLETE,))) if not record.epochs}
 
 
+def training_way(backend: str, device: str, device_loop: bool, precision: str) -> str:
+    """How trials train, in words: backend, device and the options that change their numbers and seconds."""
+    return ", ".join([f"{backend} on {device}", *(["on-device loop"] if device_loop else []),
+                      *([precision] if precision != "float32" else [])])
+
+
+def trained_ways(study: optuna.Study) -> set[str]:
+    """How the study's finished trials trained (`training_way`), those that recorded it."""
+    return {training_way(record.backend, record.device, record.device_loop, record.precision)
+            for record in map(TrialRecord.of, study.get_trials(deepcopy=False, states=(
+                TrialState.COMPLETE, TrialState.PRUNED))) if record.backend}
+
+
 def require_arch(study: optuna.Study, arch: str) -> None:
     """Refuse a study of another architecture than ARCH (its trials would be shown or retrained as ARCH's)."""
     recorded = StudyRecord.of(study).arch

@@ -19,7 +19,7 @@ from search.console import Console, counted, format_params
 from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
 from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
-from search.records import searched_epochs
+from search.records import searched_epochs, trained_ways, training_way
 from search.runtime import device_name, use_backend
 from search.signals import sigterm_as_interrupt
 from search.storage import display_url, storage_loss_said
@@ -162,6 +162,12 @@ def _run_study(config: StudyConfig) -> int:
         console.warn(f"note: complete trials of this study ran {', '.join(map(str, earlier))} "
                      f"epoch{'s' * (earlier != [1])}, these run "
                      f"{config.epochs}; all are ranked together by their best validation accuracy")
+    this_way = training_way(backend, device, device_loop, config.precision)
+    other_ways = sorted(trained_ways(study) - {this_way}) if remaining > 0 else []
+    if other_ways:  # e.g. resumed with another --backend: ranked together, though drawn and timed otherwise
+        console.warn(f"note: finished trials of this study trained with {'; '.join(other_ways)}; these train with "
+                     f"{this_way}. All are ranked together by their best validation accuracy; their random draws "
+                     "and seconds differ")
     how = [f"Keras backend {backend}", *(["on-device training loop"] if device_loop else []),
            *([config.precision] if config.precision != "float32" else []),
            *([f"{min(workers, remaining)} workers"] if min(workers, remaining) > 1 else [])]

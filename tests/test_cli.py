@@ -62,6 +62,11 @@ def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
     assert longer.exit_code == 0 and longer.stderr.strip() == (
         "note: complete trials of this study ran 1 epoch, these run 2; all are ranked together by their best "
         "validation accuracy"), longer.output
+    other_way = runner.invoke(app, ["study", "lenet", "--trials", "6", "--epochs", "2", "--subset", "100", "--data",
+                                    str(data), "--storage", url, "--quiet", "--precision", "bfloat16"])
+    assert other_way.exit_code == 0 and (  # it resumed without a word; as with --backend or --device-loop
+        "note: finished trials of this study trained with tensorflow on cpu; these train with tensorflow on cpu, "
+        "bfloat16. All are ranked together") in other_way.stderr, other_way.output
 
 
 @pytest.mark.parametrize("args, message", [
