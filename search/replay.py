@@ -5,6 +5,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import keras
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
@@ -12,10 +13,12 @@ from optuna.trial import FrozenTrial, TrialState
 import spaces
 from search import records
 from search.config import StudyConfig
+from search.console import Console
 from search.data import load_dataset
 from search.errors import UserError
 from search.owners import fail
 from search.records import TrialRecord, mark_replay, replay_scale
+from search.runtime import device_name, training_line
 from search.study import count, open_study, run_worker, stop_when_queue_empty
 from search.winners import last_val_accuracy, value_of
 from spaces._notebook import NotebookModel, scaled_epochs
@@ -86,6 +89,7 @@ def replay(config: StudyConfig, models: dict[str, NotebookModel], epochs_scale: 
             study.enqueue_trial(stored_params(models[name].params), user_attrs=records.enqueued(
                 seed_model=name, epochs=scaled_epochs(models[name].epochs, epochs_scale)))
     if missing:  # failures count from this run on, as in `hpsearch study`
+        Console(config.quiet).say(training_line(device_name(), keras.backend.backend()))
         run_worker(dataclasses.replace(config, trials=count(study) + len(missing),
                                        failed_before=count(study, (TrialState.FAIL,))),
                    len(missing), data, callbacks=[stop_when_queue_empty], study=study)

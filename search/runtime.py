@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from search.errors import UserError
@@ -57,7 +57,8 @@ def chosen_backend(name: str | None) -> str:
     checked, without importing Keras."""
     chosen = name or os.environ.get("KERAS_BACKEND") or default_backend()
     if chosen not in BACKENDS:
-        raise UserError(f"unknown backend {chosen!r}; valid: {', '.join(BACKENDS)}")
+        given = "" if name else " (from $KERAS_BACKEND; --backend overrides it)"
+        raise UserError(f"unknown backend {chosen!r}{given}; valid: {', '.join(BACKENDS)}")
     return chosen
 
 
@@ -145,6 +146,11 @@ def _native_stderr_captured() -> Iterator[None]:
                 sink.seek(0)
                 sys.stderr.write(sink.read())
                 sys.stderr.flush()
+
+
+def training_line(device: str, backend: str, details: Sequence[str] = ()) -> str:
+    """The line `study` and `replay` say at start: where they train, on which backend, and how."""
+    return f"training on {device} ({', '.join([f'Keras backend {backend}', *details])})"
 
 
 def device_name() -> str:

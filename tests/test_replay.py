@@ -43,6 +43,13 @@ def test_replay_trains_each_model_for_its_scaled_epochs_once(tiny_data: Path, sq
     assert again.exit_code == 0 and len(study.get_trials()) == 2  # nothing retrained
 
 
+def test_replay_says_where_it_trains(tiny_data: Path, sqlite_url: str) -> None:
+    """As `study` does (it said nothing of its device or backend)."""
+    result = CliRunner().invoke(app, ["replay", "lenet", "--data", str(tiny_data), "--storage", sqlite_url,
+                                      "--subset", "60", "--models", "model1", "--epochs-scale", "0.0125"])
+    assert result.exit_code == 0 and "training on cpu (Keras backend tensorflow)" in result.stderr, result.output
+
+
 def test_replay_rejects_unknown_models_and_scales(tiny_data: Path, sqlite_url: str) -> None:
     result = _replay(tiny_data, sqlite_url, "--models", "model1,model9")
     assert result.exit_code == 2

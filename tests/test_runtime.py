@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from search import runtime
+from search.errors import UserError
 
 
 @pytest.mark.parametrize("device, installed, expected", [
@@ -69,7 +70,8 @@ def test_keras_imports_without_the_packages_training_does_not_need(backend: str)
 
 
 def test_a_jax_study_needs_neither_tensorflow_nor_pillow(tiny_data: Path, tmp_path: Path) -> None:
-    """The GPU image has JAX but no TensorFlow or Pillow: a study on CSV data, with Pillow unimportable, trains
+    """The GPU image has JAX but no TensorFlow or Pillow: a study on CSV data on its default path (the on-device
+    loop), with Pillow unimportable, trains
     without importing TensorFlow though it is installed here (Keras' set_random_seed imported it, for 2.5-3 s and
     its start-up lines on the terminal), and would fail on a new top-level import of Pillow on that path."""
     if not runtime._installed("jax"):
@@ -81,8 +83,8 @@ def test_a_jax_study_needs_neither_tensorflow_nor_pillow(tiny_data: Path, tmp_pa
         with _not_importable(("PIL",)):
             from search.cli import app
             try:
-                app(["study", "lenet", "--backend", "jax", "--trials", "1", "--epochs", "1", "--subset", "50",
-                     "--data", {str(tiny_data)!r}, "--storage", {url!r}, "--quiet"])
+                app(["study", "lenet", "--backend", "jax", "--device-loop", "--trials", "1", "--epochs", "1",
+                     "--subset", "50", "--data", {str(tiny_data)!r}, "--storage", {url!r}, "--quiet"])
             except SystemExit as exit:
                 print("tensorflow imported:", "tensorflow" in sys.modules, "exit", exit.code)
     """)
@@ -92,6 +94,16 @@ def test_a_jax_study_needs_neither_tensorflow_nor_pillow(tiny_data: Path, tmp_pa
         done.stdout[-500:] + done.stderr[-2000:]
     assert "1 finished trial (" in done.stdout
     assert "oneDNN" not in done.stderr and "absl::InitializeLog" not in done.stderr  # TensorFlow's native lines
+    # The GPU's default path, here on a CPU: said to be slow there (a review waited 57 s for an epoch, unwarned).
+    assert "note: on a CPU the on-device loop trains several times slower than model.fit" in done.stderr
+
+
+def test_an_unknown_backend_from_the_environment_says_where_it_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    with pytest.raises(UserError, match=r"unknown backend 'torch' \(from \$KERAS_BACKEND; --backend overrides it\)"):
+        runtime.chosen_backend(None)
+    with pytest.raises(UserError, match=r"unknown backend 'theano'; valid"):
+        runtime.chosen_backend("theano")
 
 
 def test_native_stderr_is_hidden_unless_the_block_fails(capfd: pytest.CaptureFixture[str]) -> None:
