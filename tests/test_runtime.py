@@ -71,9 +71,9 @@ def test_keras_imports_without_the_packages_training_does_not_need(backend: str)
 
 def test_a_jax_study_needs_neither_tensorflow_nor_pillow(tiny_data: Path, tmp_path: Path) -> None:
     """The GPU image has JAX but no TensorFlow or Pillow: a study on CSV data on its default path (the on-device
-    loop), with Pillow unimportable, trains
-    without importing TensorFlow though it is installed here (Keras' set_random_seed imported it, for 2.5-3 s and
-    its start-up lines on the terminal), and would fail on a new top-level import of Pillow on that path."""
+    loop), with Pillow unimportable, trains without importing TensorFlow though it is installed here (Keras'
+    set_random_seed imported it, for 2.5-3 s and its start-up lines on the terminal), and would fail on a new
+    top-level import of Pillow on that path."""
     if not runtime._installed("jax"):
         pytest.skip("jax is not installed")
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
