@@ -183,11 +183,12 @@ def worker() -> None:
 def _study_for_training(arch: str, storage: str, study_name: str | None, backend: str | None, *,
                         writes: bool = False) -> optuna.Study:
     """Check the architecture, load an existing study to retrain from, and start the Keras backend: --backend, else
-    the one the study's trials trained on where it is installed, so a trial is retrained as it trained (`writes`:
-    opened for writing too, once it is known to exist, so no storage is created where there was none)."""
-    from search.records import require_arch, trained_backend
+    the one its trials (or its winner) trained on where it is installed, so a trial is retrained as it trained
+    (`writes`: opened for writing too, once it is known to exist, so no storage is created where there was none)."""
+    from search.records import require_arch
     from search.runtime import installed_backend, use_backend
     from search.storage import load_study, open_storage
+    from search.winners import trained_backend
 
     spaces.require(arch)
     study = load_study(open_storage(storage, readonly=True), study_name or arch)

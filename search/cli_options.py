@@ -30,8 +30,8 @@ StudyName = Annotated[Optional[str], typer.Option("--study-name", help="Study na
 Backend = Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax (default: $KERAS_BACKEND, "
                                                 "else jax where it can use a GPU, else tensorflow).")]
 RetrainBackend = Annotated[Optional[str], typer.Option(
-    help="Keras backend: tensorflow or jax (default: the one the study's trials trained on, where installed; "
-    "another one retrains them as other models).")]
+    help="Keras backend: tensorflow or jax (default: the one the study's trials trained on, or its best trial "
+    "where they differ, if installed; another one retrains them as other models).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 

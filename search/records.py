@@ -228,13 +228,6 @@ class RetrainPlan:
     shuffle: bool = False
 
 
-def trained_backend(study: optuna.Study) -> str | None:
-    """The one Keras backend the study's finished trials trained on; None where none finished or they differ."""
-    backends = {TrialRecord.of(trial).backend for trial in study.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))} - {""}
-    return backends.pop() if len(backends) == 1 else None
-
-
 def other_backend_note(trial: FrozenTrial, backend: str) -> str:
     """What retraining the trial on another backend than its own means ("" where it is the same): other
     initial weights and random streams, so other numbers than the trial's."""

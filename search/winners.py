@@ -93,6 +93,17 @@ def unconfirmed_note(study: optuna.Study) -> str:
             f"{arch}{where}` again to judge {'them by their' if many else 'it by its'} mean too")
 
 
+def trained_backend(study: optuna.Study) -> str | None:
+    """The Keras backend export-best and confirm retrain on by default: the one the study's finished trials trained
+    on; where they differ (a study resumed on another backend), its winner's; None where none recorded one."""
+    backends = {TrialRecord.of(trial).backend for trial in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))} - {""}
+    if len(backends) <= 1:
+        return next(iter(backends), None)
+    best = winner(study)
+    return (TrialRecord.of(best).backend or None) if best else None
+
+
 def require_winner(study: optuna.Study, within: float | None = None) -> FrozenTrial:
     """The winner, or a one-line error when no trial has completed."""
     best = winner(study, within)

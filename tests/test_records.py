@@ -347,15 +347,18 @@ def test_the_trials_table_keeps_whole_params_whole_beside_a_trial_without_params
 
 
 def test_the_backend_a_study_trained_on_is_its_finished_trials_one() -> None:
-    """export-best and confirm retrain on it by default: one backend, else none (no finished trial, or several)."""
-    study = optuna.create_study()
-    assert records.trained_backend(study) is None
+    """export-best and confirm retrain on it by default: the one backend, or the winner's in a study resumed on
+    another (a review's: it retrained its JAX winner on TensorFlow); none where no finished trial recorded one."""
+    study = optuna.create_study(direction="maximize")
+    assert winners.trained_backend(study) is None
     for backend, state in (("jax", TrialState.COMPLETE), ("tensorflow", TrialState.FAIL), ("jax", TrialState.PRUNED)):
         study.add_trial(optuna.trial.create_trial(state=state, value=0.5 if state != TrialState.FAIL else None,
                                                   user_attrs={"backend": backend}))
-    assert records.trained_backend(study) == "jax"  # the failed trial does not count
+    assert winners.trained_backend(study) == "jax"  # the failed trial does not count
     study.add_trial(optuna.trial.create_trial(value=0.6, user_attrs={"backend": "tensorflow"}))
-    assert records.trained_backend(study) is None
+    assert winners.trained_backend(study) == "tensorflow"  # the winner's
+    study.add_trial(optuna.trial.create_trial(value=0.7, user_attrs={"backend": "jax"}))
+    assert winners.trained_backend(study) == "jax"
     trial = study.trials[0]
     assert records.other_backend_note(trial, "jax") == ""
     assert records.other_backend_note(trial, "tensorflow").startswith("trial 0 trained on jax; this retrains it on "
