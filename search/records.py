@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.config import DEFAULT_SEED
 from search.errors import UserError
+from search.runtime import training_details
 from spaces.param_names import model_params
 
 SPLIT = "train_test_split(test_size=0.2, random_state=42)"
@@ -194,8 +195,7 @@ def searched_epochs(study: optuna.Study) -> set[int]:
 
 def training_way(backend: str, device: str, device_loop: bool, precision: str) -> str:
     """How trials train, in words: backend, device and the options that change their numbers and seconds."""
-    return ", ".join([f"{backend} on {device}", *(["on-device loop"] if device_loop else []),
-                      *([precision] if precision != "float32" else [])])
+    return ", ".join([f"{backend} on {device}", *training_details(device_loop, precision)])
 
 
 def trained_ways(study: optuna.Study) -> set[str]:

@@ -20,7 +20,7 @@ from search.data import Dataset, has_test, load_dataset, load_test, parse_image_
 from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
 from search.records import searched_epochs, trained_ways, training_way
-from search.runtime import device_name, training_line, use_backend
+from search.runtime import device_name, training_details, training_line, use_backend
 from search.signals import sigterm_as_interrupt
 from search.storage import display_url, storage_loss_said
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
@@ -168,8 +168,7 @@ def _run_study(config: StudyConfig) -> int:
         console.warn(f"note: finished trials of this study trained with {'; '.join(other_ways)}; these train with "
                      f"{this_way}. All are ranked together by their best validation accuracy; their random draws "
                      "and seconds differ")
-    how = [*(["on-device training loop"] if device_loop else []),
-           *([config.precision] if config.precision != "float32" else []),
+    how = [*training_details(device_loop, config.precision),
            *([f"{min(workers, remaining)} workers"] if min(workers, remaining) > 1 else [])]
     console.say(training_line(device, backend, how))
     if device_loop and device == "cpu":

@@ -148,6 +148,11 @@ def _native_stderr_captured() -> Iterator[None]:
                 sys.stderr.flush()
 
 
+def training_details(device_loop: bool, precision: str) -> list[str]:
+    """The ways of training that change a trial's numbers and seconds beyond device and backend, in words."""
+    return [*(["on-device training loop"] if device_loop else []), *([precision] if precision != "float32" else [])]
+
+
 def training_line(device: str, backend: str, details: Sequence[str] = ()) -> str:
     """The line `study` and `replay` say at start: where they train, on which backend, and how."""
     return f"training on {device} ({', '.join([f'Keras backend {backend}', *details])})"
