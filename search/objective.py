@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 
 import spaces
-from search import owners, records
+from search import owners, pareto, records
 from search.callbacks import (
     EpochHistory,
     EpochProgress,
@@ -32,7 +32,7 @@ from search.runtime import device_name
 from spaces._common import Params, make_callbacks, make_optimizer
 from spaces._levers import make_loss, training_steps
 
-Values = float | tuple[float, float]  # a trial's value, or its (accuracy, seconds) in an accuracy-time study
+Values = float | tuple[float, float]  # a trial's value, or its (accuracy, steady seconds) in an accuracy-time study
 
 
 # Validation batches hold up to this many 28x28 greyscale images' worth of pixels, never fewer images than a
@@ -179,7 +179,7 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
                    accuracy_time: bool = False, prune: bool = True,
                    precision: str = "float32") -> Callable[[optuna.Trial], Values]:
     """The Optuna objective for `arch`: the trial's value is its best validation accuracy, or with
-    `accuracy_time` the pair (best validation accuracy, training seconds), pruned by search.pareto's rule.
+    `accuracy_time` the pair (best validation accuracy, steady training seconds), pruned by search.pareto's rule.
 
     Trials train for `epochs`, or for the epochs an enqueued trial's record carries (a replayed notebook model);
     `levers` False searches without the accuracy levers (spaces._levers)."""
@@ -214,6 +214,6 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
                            n_params=history.n_params, layers=history.layers, best_epoch=history.best_epoch()[0],
                            rss_mb=resident_mb())
         accuracy = history.best_epoch()[1]
-        return (accuracy, round(history.train_seconds, 3)) if accuracy_time else accuracy
+        return (accuracy, round(pareto.steady_seconds(history.rows), 3)) if accuracy_time else accuracy
 
     return objective

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search import pareto
 from search.config import DEFAULT_SEED
 from search.errors import UserError
 from search.runtime import training_details
@@ -203,6 +204,15 @@ def trained_ways(study: optuna.Study) -> set[str]:
     return {training_way(record.backend, record.device, record.device_loop, record.precision)
             for record in map(TrialRecord.of, study.get_trials(deepcopy=False, states=(
                 TrialState.COMPLETE, TrialState.PRUNED))) if record.backend}
+
+
+def seconds_with_compilation(study: optuna.Study) -> list[int]:
+    """Numbers of an accuracy-time study's complete trials whose seconds count epoch 1's compilation (recorded by an
+    hpsearch before steady seconds, search.pareto): on the front they stand slower than newer trials by that."""
+    if len(study.directions) < 2:
+        return []
+    return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if abs(t.values[1] - pareto.steady_seconds(TrialRecord.of(t).history)) > 1e-3]  # values: 3 decimals
 
 
 def require_arch(study: optuna.Study, arch: str) -> None:

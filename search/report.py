@@ -16,6 +16,7 @@ import spaces
 from search.confirm import confirmation_table
 from search.figures import Section, confirmed_figure, write_html
 from search.notebook import glance, glance_figure, glance_lines
+from search.pareto import STEADY_SECONDS, steady_seconds
 from search.records import StudyRecord, TrialRecord, is_search
 from search.tables import whole_numbers
 from search.winners import pareto_front, value_of, winner
@@ -80,16 +81,16 @@ def best_curves(studies: list[optuna.Study]) -> pd.DataFrame:
 
 
 def trial_points(studies: list[optuna.Study]) -> pd.DataFrame:
-    """Every finished trial: its architecture, state, value and training seconds, and whether it is on its
-    accuracy-time study's Pareto front."""
+    """Every finished trial: its architecture, state, value and steady training seconds (those of an accuracy-time
+    study's front), and whether it is on its accuracy-time study's Pareto front."""
     rows = []
     for s in studies:
         front = {t.number for t in pareto_front(s)} if len(s.directions) > 1 else set()
         rows += [{"study": s.study_name, "arch": StudyRecord.of(s).arch, "trial": t.number, "state": t.state.name,
-                  "val_accuracy": value_of(t), "train_seconds": TrialRecord.of(t).train_seconds,
+                  "val_accuracy": value_of(t), "steady_seconds": round(steady_seconds(TrialRecord.of(t).history), 3),
                   "pareto": t.number in front}
                  for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))]
-    return pd.DataFrame(rows, columns=["study", "arch", "trial", "state", "val_accuracy", "train_seconds", "pareto"])
+    return pd.DataFrame(rows, columns=["study", "arch", "trial", "state", "val_accuracy", "steady_seconds", "pareto"])
 
 
 def confirmed_points(studies: list[optuna.Study]) -> pd.DataFrame:
@@ -105,14 +106,15 @@ def confirmed_points(studies: list[optuna.Study]) -> pd.DataFrame:
 def comparison_sections(curves: pd.DataFrame, points: pd.DataFrame, confirmed: pd.DataFrame) -> list[Section]:
     """The charts: best learning curves, accuracy vs training time of all trials, confirmed configurations."""
     curve_fig = px.line(curves, x="epoch", y="val_accuracy", color="study", markers=True)
-    scatter = px.scatter(points, x="train_seconds", y="val_accuracy", color="arch", symbol="state",
-                         hover_data=["study", "trial"])
+    seconds = {"steady_seconds": STEADY_SECONDS}
+    scatter = px.scatter(points, x="steady_seconds", y="val_accuracy", color="arch", symbol="state",
+                         hover_data=["study", "trial"], labels=seconds)
     sections = [Section("Best learning curve of each architecture", go.Figure(curve_fig)),
                 Section("Validation accuracy vs training time, all trials", go.Figure(scatter))]
-    front = points[points["pareto"].astype(bool)].sort_values("train_seconds")
+    front = points[points["pareto"].astype(bool)].sort_values("steady_seconds")
     if len(front):  # accuracy-time studies: each front as a staircase from fastest to most accurate
-        fronts = px.line(front, x="train_seconds", y="val_accuracy", color="study", markers=True, line_shape="hv",
-                         hover_data=["trial"])
+        fronts = px.line(front, x="steady_seconds", y="val_accuracy", color="study", markers=True, line_shape="hv",
+                         hover_data=["trial"], labels=seconds)
         sections.append(Section("Pareto fronts of the accuracy-time studies", go.Figure(fronts)))
     if len(confirmed):
         sections.append(Section("Confirmed configurations (hpsearch confirm)", confirmed_figure(confirmed)))

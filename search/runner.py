@@ -19,7 +19,7 @@ from search.console import Console, counted, format_params
 from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
 from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
-from search.records import searched_epochs, trained_ways, training_way
+from search.records import searched_epochs, seconds_with_compilation, trained_ways, training_way
 from search.runtime import device_name, training_details, training_line, use_backend
 from search.signals import sigterm_as_interrupt
 from search.storage import display_url, storage_loss_said
@@ -168,6 +168,11 @@ def _run_study(config: StudyConfig) -> int:
         console.warn(f"note: finished trials of this study trained with {'; '.join(other_ways)}; these train with "
                      f"{this_way}. All are ranked together by their best validation accuracy; their random draws "
                      "and seconds differ")
+    compiled = seconds_with_compilation(study) if remaining > 0 else []
+    if compiled:  # Optuna cannot change a finished trial's values, so the two measures would share one front
+        console.warn(f"note: {counted(len(compiled), 'complete trial')} of this study recorded seconds with epoch 1's "
+                     "compilation (an earlier hpsearch); these count epoch 1 at epoch 2's pace, so the front favours "
+                     "them. A new --study-name gives a like-for-like front")
     how = [*training_details(device_loop, config.precision),
            *([f"{min(workers, remaining)} workers"] if min(workers, remaining) > 1 else [])]
     console.say(training_line(device, backend, how))

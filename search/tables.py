@@ -30,16 +30,17 @@ def whole_numbers(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, seconds, size, best epoch, failure reason and params; in an
-    accuracy-time study, `pareto` marks the trials of the Pareto front with a *."""
+    accuracy-time study, `pareto` marks the trials of the Pareto front with a *, beside their steady seconds."""
     # One read of the storage: every column comes from the same trials, even while workers add more.
     trials = study.get_trials(deepcopy=False)
     if not trials:
         return pd.DataFrame()
     out = pd.DataFrame({"number": [t.number for t in trials], "state": [t.state.name for t in trials],
                         "val_accuracy": [None if t.values is None else value_of(t) for t in trials]})
-    if len(study.directions) > 1:
+    if len(study.directions) > 1:  # the front and the second objective it is drawn on (search.pareto)
         front = {t.number for t in pareto_front(study)}
         out.insert(0, "pareto", ["*" if t.number in front else "" for t in trials])
+        out["steady_seconds"] = [None if t.values is None else t.values[1] for t in trials]
     # A running or waiting trial has no duration yet.
     out["seconds"] = [None if t.duration is None else round(t.duration.total_seconds(), 1) for t in trials]
     recorded = [TrialRecord.of(trial) for trial in trials]

@@ -34,12 +34,15 @@ def test_trials_have_accuracy_and_seconds_and_the_table_marks_the_front(two_obje
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert complete and all(len(t.values) == 2 for t in complete)
-    for trial in complete:  # the second value is the recorded training time
-        assert trial.values[1] == pytest.approx(records.TrialRecord.of(trial).train_seconds)
+    for trial in complete:  # the second value: the recorded epochs' seconds, epoch 1 at no more than epoch 2's
+        record = records.TrialRecord.of(trial)
+        first, second, third = (row["seconds"] for row in record.history)
+        assert trial.values[1] == pytest.approx(min(first, second) + second + third, abs=1e-3)
+        assert trial.values[1] <= record.train_seconds + 1e-3
     result = runner.invoke(app, ["trials", "lenet", "--storage", two_objective])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split()[:2] == ["pareto", "number"]
+    assert lines[0].split()[:2] == ["pareto", "number"] and "steady_seconds" in lines[0].split()
     marked = {int(line.split()[1]) for line in lines[1:] if line.split()[0] == "*"}
     assert marked == {t.number for t in study.best_trials}
 
@@ -59,7 +62,8 @@ def test_export_picks_the_fastest_front_trial_within_the_given_points(two_object
     assert result.exit_code == 0, result.output
     params = json.loads((tmp_path / "fast" / "params.json").read_text())
     assert params["trial"] == expected.number and params["objective"] == "accuracy-time"
-    assert params["train_seconds"] == expected.values[1] and "fastest-within 5" in params["pick"]
+    assert params["steady_seconds"] == expected.values[1] and "fastest-within 5" in params["pick"]
+    assert params["train_seconds"] == records.TrialRecord.of(expected).train_seconds
     report = (tmp_path / "fast" / "report.html").read_text()
     assert "Pareto front" in report
 
@@ -147,3 +151,18 @@ def test_dominated_trial_is_pruned_by_the_callback_and_a_leading_one_is_not() ->
         else:
             callback.on_epoch_end(1, {"loss": 1.0})
         study.tell(trial, state=TrialState.PRUNED)
+
+
+def test_trials_timed_with_compilation_are_found_for_the_resume_note() -> None:
+    """A complete trial whose second value is its epochs' plain sum (an earlier hpsearch) is told apart from one
+    with steady seconds; a one-objective study has none."""
+    history = [{"epoch": e, "loss": 1.0, "val_accuracy": 0.5, "seconds": s} for e, s in ((1, 2.0), (2, 1.0), (3, 1.0))]
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for seconds in (4.0, 3.0, 3.0004):  # the plain sum; steady seconds; steady, as rounded to 3 decimals
+        trial = study.ask()
+        records.update(trial, history=history)
+        study.tell(trial, (0.5, seconds))
+    assert records.seconds_with_compilation(study) == [0]
+    single = optuna.create_study()
+    single.tell(single.ask(), 0.5)
+    assert records.seconds_with_compilation(single) == []

@@ -24,6 +24,7 @@ from search.pareto import (
     reference_point,
     should_stop,
     simulate,
+    steady_seconds,
     trial_points,
 )
 
@@ -34,22 +35,40 @@ def curve(accs: list[float], secs: list[float]) -> list[dict[str, float]]:
              "learning_rate": 1e-3, "seconds": s} for e, (a, s) in enumerate(zip(accs, secs, strict=True), start=1)]
 
 
-# Three completed 5-epoch trials: epoch 1 costs 2 s (compilation), later ones about 1 s.
-F1 = curve([0.70, 0.80, 0.85, 0.88, 0.90], [2, 1.0, 1.0, 1.0, 1.0])  # ends (0.90, 6.0)
-F2 = curve([0.68, 0.78, 0.84, 0.87, 0.89], [2, 1.1, 1.1, 1.1, 1.1])  # ends (0.89, 6.4)
-F3 = curve([0.60, 0.75, 0.80, 0.83, 0.86], [2, 1.2, 1.2, 1.2, 1.2])  # ends (0.86, 6.8)
+# Three completed 5-epoch trials: epoch 1 takes 2 s (compilation), later ones about 1 s; epoch 1 counts as
+# epoch 2's seconds.
+F1 = curve([0.70, 0.80, 0.85, 0.88, 0.90], [2, 1.0, 1.0, 1.0, 1.0])  # ends (0.90, 5.0)
+F2 = curve([0.68, 0.78, 0.84, 0.87, 0.89], [2, 1.1, 1.1, 1.1, 1.1])  # ends (0.89, 5.5)
+F3 = curve([0.60, 0.75, 0.80, 0.83, 0.86], [2, 1.2, 1.2, 1.2, 1.2])  # ends (0.86, 6.0)
 FINISHED = [F1, F2, F3]
 SLOW_BAD = curve([0.40, 0.50, 0.52, 0.53, 0.54], [4, 3, 3, 3, 3])
 
 
 def test_objectives_at_the_end_and_at_an_epoch() -> None:
-    """Best accuracy so far and cumulative seconds; NaN scores are skipped, no score counts as 0."""
-    assert objectives(F1) == (0.90, 6.0)
-    assert objectives(F1, 2) == (0.80, 3.0)
+    """Best accuracy so far and steady seconds; NaN scores are skipped, no score counts as 0."""
+    assert objectives(F1) == (0.90, 5.0)
+    assert objectives(F1, 2) == (0.80, 2.0)
+    assert objectives(F1, 1) == (0.70, 2.0)
     assert objectives(curve([0.5, 0.4, 0.45], [1, 1, 1]), 2) == (0.5, 2.0)  # best so far, not last
     assert objectives(curve([math.nan, 0.3], [1, 1])) == (0.3, 2.0)
     assert objectives(curve([math.nan], [1])) == (0.0, 1.0)
     assert objectives([]) == (0.0, 0.0)
+
+
+def test_steady_seconds_leave_compilation_out() -> None:
+    """Epoch 1 counts at no more than epoch 2's seconds, so the same training with a cold or a warm compilation
+    cache has one point; an epoch 2 slower than epoch 1 adds nothing, and a 1-epoch trial keeps its seconds."""
+    cold, warm = curve([0.5, 0.6, 0.7], [10.4, 1.0, 1.1]), curve([0.5, 0.6, 0.7], [1.8, 1.0, 1.1])
+    assert steady_seconds(cold) == steady_seconds(warm) == pytest.approx(3.1)
+    assert objectives(cold) == objectives(warm)
+    assert steady_seconds(curve([0.5, 0.6], [1.0, 3.0])) == pytest.approx(4.0)
+    assert steady_seconds(curve([0.5], [10.4])) == steady_seconds(cold, 1) == pytest.approx(10.4)
+    assert steady_seconds([]) == 0.0
+    rng = random.Random(7)  # from epoch 2 on they only grow, which the pruning rule's bounds rely on
+    for _ in range(200):
+        history = curve([0.5] * 6, [rng.uniform(0.1, 10) for _ in range(6)])
+        totals = [steady_seconds(history, e) for e in range(2, 7)]
+        assert totals == sorted(totals) and totals[-1] <= sum(row["seconds"] for row in history) + 1e-9
 
 
 def test_front_keeps_duplicates_and_drops_ties_that_lose() -> None:
@@ -123,16 +142,20 @@ def test_pick_fastest_within() -> None:
 def test_stops_a_clearly_dominated_trial() -> None:
     """Less accurate and slower at epoch 2 than all three, and far below where they ended."""
     assert plausible_gain(FINISHED, 2) == pytest.approx(0.11)
-    assert least_final_seconds(SLOW_BAD, 2, planned_epochs=5) == pytest.approx(7 + 3 * 3)
+    assert least_final_seconds(SLOW_BAD, 2, planned_epochs=5) == pytest.approx(3 + 3 + 3 * 3)
     assert dominators(SLOW_BAD, FINISHED, 2, planned_epochs=5) == [0, 1, 2]
     assert should_stop(SLOW_BAD, FINISHED, 2, planned_epochs=5)
 
 
 def test_warm_up_is_respected() -> None:
-    """After epoch 1 nothing is stopped by default, however bad; with a 1-epoch warm-up it is."""
+    """Nothing is stopped before the warm-up's end, however bad; after epoch 1 not even with a 1-epoch warm-up,
+    as epoch 2 may still lower its seconds (epoch 1 counts at no more than epoch 2's)."""
+    assert should_stop(SLOW_BAD, FINISHED, 2, planned_epochs=5)
+    assert not should_stop(SLOW_BAD, FINISHED, 2, planned_epochs=5, warmup=3)
     terrible = curve([0.30], [10])
     assert not should_stop(terrible, FINISHED, 1, planned_epochs=5)
-    assert should_stop(terrible, FINISHED, 1, planned_epochs=5, warmup=1)
+    assert not should_stop(terrible, FINISHED, 1, planned_epochs=5, warmup=1)
+    assert should_stop(curve([0.30, 0.31], [10, 10]), FINISHED, 2, planned_epochs=5)
 
 
 def test_needs_enough_finished_trials_and_dominators() -> None:
@@ -177,13 +200,15 @@ def test_a_trial_that_could_still_climb_is_not_stopped() -> None:
 
 
 def test_final_seconds_are_projected_from_the_pace() -> None:
-    """At epoch 2 R has spent 5 s, less than any finished trial's 6+ s: only the projection of its
-    remaining 3 epochs at 2.5 s shows it cannot end faster than they did."""
-    steady_slow = curve([0.40, 0.50], [2.5, 2.5])
+    """At epoch 2 R has spent 4.8 s, less than any finished trial's 5+ s: only the projection of its
+    remaining 3 epochs at 2.4 s shows it cannot end faster than they did."""
+    steady_slow = curve([0.40, 0.50], [2.4, 2.4])
     assert not should_stop(steady_slow, FINISHED, 2)  # planned epochs unknown: seconds so far only
     assert should_stop(steady_slow, FINISHED, 2, planned_epochs=5)
-    # Epoch 1's seconds (compilation) are no pace: with only epoch 1 there is no projection.
-    assert least_final_seconds(curve([0.3], [10]), 1, planned_epochs=5) == 10
+    # After epoch 1 nothing bounds the end from below (epoch 2 may count epoch 1 at its own seconds), unless
+    # epoch 1 is the last.
+    assert least_final_seconds(curve([0.3], [10]), 1, planned_epochs=5) == 0
+    assert least_final_seconds(curve([0.3], [10]), 1, planned_epochs=1) == 10
 
 
 def test_shorter_finished_trials_count_with_their_end() -> None:
@@ -198,7 +223,7 @@ def test_shorter_finished_trials_count_with_their_end() -> None:
 
 def test_simulate_replays_a_study() -> None:
     """Trials in order: the first three complete, the slow poor one stops at 2, a good one runs on."""
-    good = curve([0.75, 0.82, 0.88, 0.91, 0.93], [2, 1, 1, 1, 1.5])  # ends (0.93, 6.5)
+    good = curve([0.75, 0.82, 0.88, 0.91, 0.93], [2, 1, 1, 1, 1.5])  # ends (0.93, 5.5)
     histories: list[History] = [F1, F2, F3, SLOW_BAD, good]
     assert simulate(histories) == [None, None, None, 2, None]
     points: list[Point] = [objectives(h) for h in histories]
