@@ -9,7 +9,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from search.records import TrialRecord
-from search.winners import pareto_front, value_of
+from search.winners import pareto_front, seconds_of, value_of
 from spaces.param_names import model_params
 
 # The trial record's fields a table shows, beside Optuna's number, state, value, duration and params.
@@ -40,7 +40,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     if len(study.directions) > 1:  # the front and the second objective it is drawn on (search.pareto)
         front = {t.number for t in pareto_front(study)}
         out.insert(0, "pareto", ["*" if t.number in front else "" for t in trials])
-        out["steady_seconds"] = [None if t.values is None else t.values[1] for t in trials]
+        out["steady_seconds"] = [seconds_of(t) if t.state.is_finished() else None for t in trials]
     # A running or waiting trial has no duration yet.
     out["seconds"] = [None if t.duration is None else round(t.duration.total_seconds(), 1) for t in trials]
     recorded = [TrialRecord.of(trial) for trial in trials]

@@ -18,6 +18,13 @@ def value_of(trial: FrozenTrial) -> float:
     return float(trial.values[0]) if trial.values else float("nan")
 
 
+def seconds_of(trial: FrozenTrial) -> float:
+    """A finished trial's steady seconds (search.pareto): an accuracy-time study's second value, on which its front
+    was drawn even if an older hpsearch timed it otherwise; else from its history (a pruned or one-objective trial)."""
+    values = trial.values or []
+    return float(values[1]) if len(values) > 1 else round(pareto.steady_seconds(TrialRecord.of(trial).history), 3)
+
+
 def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
     """One trial of the study, without copying all of them (study.trials deep-copies every trial)."""
     return study.get_trials(deepcopy=False)[number]

@@ -17,6 +17,7 @@ from search import records
 from search.callbacks import EpochHistory, PruneDominated
 from search.cli import app
 from search.data import load_test
+from search.winners import seconds_of
 from tests.conftest import load, study_in
 
 runner = CliRunner()
@@ -155,7 +156,7 @@ def test_dominated_trial_is_pruned_by_the_callback_and_a_leading_one_is_not() ->
 
 def test_trials_timed_with_compilation_are_found_for_the_resume_note() -> None:
     """A complete trial whose second value is its epochs' plain sum (an earlier hpsearch) is told apart from one
-    with steady seconds; a one-objective study has none."""
+    with steady seconds; a one-objective study has none. Tables and reports show each trial's value."""
     history = [{"epoch": e, "loss": 1.0, "val_accuracy": 0.5, "seconds": s} for e, s in ((1, 2.0), (2, 1.0), (3, 1.0))]
     study = optuna.create_study(directions=["maximize", "minimize"])
     for seconds in (4.0, 3.0, 3.0004):  # the plain sum; steady seconds; steady, as rounded to 3 decimals
@@ -163,6 +164,11 @@ def test_trials_timed_with_compilation_are_found_for_the_resume_note() -> None:
         records.update(trial, history=history)
         study.tell(trial, (0.5, seconds))
     assert records.seconds_with_compilation(study) == [0]
+    pruned = study.ask()
+    records.update(pruned, history=history)
+    study.tell(pruned, state=TrialState.PRUNED)
+    # Tables and reports draw a trial where the front has it: its value, else its history's steady seconds.
+    assert [seconds_of(t) for t in study.get_trials()] == [4.0, 3.0, 3.0004, 3.0]
     single = optuna.create_study()
     single.tell(single.ask(), 0.5)
     assert records.seconds_with_compilation(single) == []
