@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -41,4 +42,14 @@ def load_model(path: str | os.PathLike[str], *, compile: bool = True) -> keras.M
         importlib.import_module(module)  # their classes register themselves with Keras on import
     import keras
 
-    return keras.saving.load_model(path, compile=compile)
+    from spaces._levers import compilable_on_jax
+
+    with warnings.catch_warnings():
+        # A model saved compiled with XLA and an augmentation layer: compiling it while loading warns that the
+        # layer cannot, before compilable_on_jax can say otherwise.
+        warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
+        model = keras.saving.load_model(path, compile=compile)
+    # Private, but what Keras itself asks whether a model compiles: every layer, the inner models' (ensembles) too.
+    if compilable_on_jax(model._flatten_layers()):
+        model.jit_compile = True  # loading (compiled or not) decided on XLA before the layers were marked
+    return model

@@ -6,7 +6,7 @@ the notebook's models and each architecture's DEFAULT, written before the levers
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import keras
@@ -104,14 +104,25 @@ def suggest_levers(trial: Any, optimizer: str, levers: bool = True) -> Params:
 def augmentation(params: Params) -> list[layers.Layer]:
     """The augmentation layers params switch on, in order; Keras runs them only in training."""
     made = [make(float(params[name])) for name, (_, make) in AUGMENTATIONS.items() if params.get(name)]
-    if keras.backend.backend() == "jax":
-        # Keras marks RandomTranslation unfit for XLA whatever the backend (TensorFlow's image transform is), and
-        # one such layer turns compilation off for the whole model: on JAX, model.fit then ran every training step
-        # op by op from Python (LeNet with these levers on the 2-core CPU: 17.6 s for its first epoch, 5.5 s
-        # compiled). JAX's transform compiles; the on-device loop, which compiles by itself, always did.
-        for layer in made:
-            layer.supports_jit = True
+    compilable_on_jax(made)
     return made
+
+
+def compilable_on_jax(found: Iterable[layers.Layer]) -> int:
+    """On JAX, mark the augmentation layers among `found` fit for XLA; how many were marked unfit before.
+
+    Keras marks RandomTranslation unfit for XLA whatever the backend (TensorFlow's image transform is), and one such
+    layer turns compilation off for the whole model: on JAX, model.fit then ran every training step op by op from
+    Python (LeNet with these levers on the 2-core CPU: 17.6 s for its first epoch, 5.5 s compiled), and predict
+    too. JAX's transform compiles; the on-device loop, which compiles by itself, always did. Loading a saved model
+    builds its layers anew, so spaces.load_model marks them again."""
+    if keras.backend.backend() != "jax":
+        return 0
+    kinds = (layers.RandomTranslation, layers.RandomFlip, layers.RandomErasing)  # what AUGMENTATIONS makes
+    marked = [layer for layer in found if isinstance(layer, kinds) and not layer.supports_jit]
+    for layer in marked:
+        layer.supports_jit = True
+    return len(marked)
 
 
 def learning_rate(params: Params, steps: int | None) -> float | keras.optimizers.schedules.LearningRateSchedule:

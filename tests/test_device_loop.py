@@ -50,6 +50,10 @@ for name, params in (("dropout", DROPOUT), ("levers", LEVERS),
         runs.append(run.history.rows)
         if not loop:  # model.fit compiled its steps (not op by op from Python, as with RandomTranslation it did)
             out.setdefault("fit_compiled", []).append(run.model.jit_compile)
+        if not loop and name == "levers":  # and so does the model reloaded as the README says, compiled or not
+            run.model.save(cache.parent / "levers.keras")
+            out["loaded_compiled"] = [spaces.load_model(cache.parent / "levers.keras", compile=compiled).jit_compile
+                                      for compiled in (True, False)]
     out[name] = runs
     if name == "dropout":
         out["epoch_program_bytes"] = [size for file, size in epoch_programs().items() if file not in known]
@@ -129,6 +133,7 @@ def test_device_loop_matches_model_fit_and_stops_on_nan(tiny_data: Path, tmp_pat
     scheduled = [row["learning_rate"] for row in out["levers"][1]]
     assert scheduled[0] < max(scheduled) and scheduled[-1] < max(scheduled)  # one-cycle: up, then down
     assert out["fit_compiled"] == [True, True, True]
+    assert out["loaded_compiled"] == [True, True] and "doesn't support `jit_compile" not in done.stderr
     assert out["nan"] == "loss became nan in epoch 1"
     assert out["programs"] > 0 and out["new_programs"] == [], out["new_programs"]  # another learning rate: none new
     # Measured on the 2-core CPU: 247,770 and 264,690 bytes (1.07x); with the images closed over as constants, as
