@@ -8,7 +8,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from search.records import TrialRecord
+from search.records import TrialRecord, training_way
 from search.winners import pareto_front, seconds_of, value_of
 from spaces.param_names import model_params
 
@@ -30,7 +30,8 @@ def whole_numbers(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, seconds, size, best epoch, failure reason and params; in an
-    accuracy-time study, `pareto` marks the trials of the Pareto front with a *, beside their steady seconds."""
+    accuracy-time study, `pareto` marks the trials of the Pareto front with a *, beside their steady seconds; in a
+    study whose trials trained more than one way, `trained` says how each did."""
     # One read of the storage: every column comes from the same trials, even while workers add more.
     trials = study.get_trials(deepcopy=False)
     if not trials:
@@ -61,6 +62,10 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         if any(values):  # a column nobody filled in (e.g. no failures) is left out
             out[column] = values
     whole_numbers(out, ("n_params", "best_epoch"))
+    ways = [training_way(r.backend, r.device, r.device_loop, r.precision) if r.backend and t.state.is_finished()
+            else None for t, r in zip(trials, recorded, strict=True)]
+    if len(set(ways) - {None}) > 1:  # a study resumed with another backend, device or precision: which trial is which
+        out["trained"] = ways
     # Plain names (spaces.param_names): one learning_rate column, not one per optimizer. Objects, each value as it
     # was sampled: a trial without params (still waiting, or failed at once) made a batch size of 64 print as 64.0.
     out = pd.concat([out, pd.DataFrame([model_params(t.params) for t in trials], index=out.index, dtype=object)],

@@ -346,6 +346,20 @@ def test_the_trials_table_keeps_whole_params_whole_beside_a_trial_without_params
     assert list(table["batch_size"]) == [64, ""] and "64.0" not in table.to_string()
 
 
+def test_the_trials_table_says_how_each_trial_trained_where_they_differ() -> None:
+    """A study resumed on another backend or device: `trained` tells its trials apart; one way needs no column."""
+    study = optuna.create_study(direction="maximize")
+    tensorflow = {"backend": "tensorflow", "device": "cpu"}
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs=tensorflow))
+    study.add_trial(optuna.trial.create_trial(value=0.6, user_attrs=tensorflow))
+    assert "trained" not in trials_frame(study)
+    study.add_trial(optuna.trial.create_trial(value=0.7, user_attrs={
+        "backend": "jax", "device": "gpu", "device_loop": True, "precision": "bfloat16"}))
+    study.enqueue_trial({})
+    assert list(trials_frame(study)["trained"]) == [
+        "tensorflow on cpu", "tensorflow on cpu", "jax on gpu, on-device training loop, bfloat16", ""]
+
+
 def test_the_backend_a_study_trained_on_is_its_finished_trials_one() -> None:
     """export-best and confirm retrain on it by default: the one backend, or the winner's in a study resumed on
     another (a review's: it retrained its JAX winner on TensorFlow); none where no finished trial recorded one."""
