@@ -159,9 +159,11 @@ def _run_study(config: StudyConfig) -> int:
                  f"{data.num_classes} classes ({data.label_set}) of {'x'.join(map(str, data.input_shape))} images")
     earlier = sorted(searched_epochs(study) - {config.epochs}) if remaining > 0 else []
     if earlier:  # a resumed study with another --epochs: its trials are ranked together
+        one_epoch = "; a 1-epoch trial's seconds include its compilation" if 1 in (*earlier, config.epochs) else ""
+        ranked = (f"share one Pareto front, where more epochs take more seconds{one_epoch}" if config.accuracy_time
+                  else "are ranked together by their best validation accuracy")
         console.warn(f"note: complete trials of this study ran {', '.join(map(str, earlier))} "
-                     f"epoch{'s' * (earlier != [1])}, these run "
-                     f"{config.epochs}; all are ranked together by their best validation accuracy")
+                     f"epoch{'s' * (earlier != [1])}, these run {config.epochs}; all {ranked}")
     this_way = training_way(backend, device, device_loop, config.precision)
     other_ways = sorted(trained_ways(study) - {this_way}) if remaining > 0 else []
     if other_ways:  # e.g. resumed with another --backend: ranked together, though drawn and timed otherwise

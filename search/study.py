@@ -74,8 +74,12 @@ def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, chec
                                 load_if_exists=True, pruner=pruner, sampler=optuna.samplers.RandomSampler())
     held = [direction.name.lower() for direction in study.directions]
     if held != directions:  # also a study made before its record held the objective, or by plain Optuna
+        # --objective has a default, so a resume that leaves it out asks for accuracy: say which one resumes it.
+        fits = {2: "accuracy-time", 1: "accuracy"}.get(len(held))
+        resume = f"resume it with --objective {fits} or " if fits else ""
         raise UserError(f"study {config.name!r} optimizes {' and '.join(held)}, not the "
-                        f"{' and '.join(directions)} of --objective {config.objective}; choose another --study-name")
+                        f"{' and '.join(directions)} of --objective {config.objective}; {resume}choose another "
+                        "--study-name")
     if replay_scale(study) is not None and not replay:  # its trials would compare with the notebook, not search
         raise UserError(f"study {config.name!r} is a notebook replay (`hpsearch replay`); choose another --study-name")
     if replay and replay_scale(study) is None and study.get_trials(deepcopy=False):

@@ -9,13 +9,14 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from search.records import TrialRecord, training_way
-from search.winners import pareto_front, seconds_of, value_of
+from search.winners import pareto_front, seconds_of, shown_accuracy
 from spaces.param_names import model_params
 
 # The trial record's fields a table shows, beside Optuna's number, state, value, duration and params.
 RECORD_COLUMNS = ("train_seconds", "n_params", "best_epoch", "seed_model", "fail_reason")
 STALE = "stale: its worker stopped sending heartbeats"
 ENQUEUED = ("seed_model",)  # of RECORD_COLUMNS, what a trial holds before it runs
+SCORED = (TrialState.COMPLETE, TrialState.PRUNED)  # the trials with an accuracy and seconds to show
 
 
 def whole_numbers(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
@@ -37,11 +38,11 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     if not trials:
         return pd.DataFrame()
     out = pd.DataFrame({"number": [t.number for t in trials], "state": [t.state.name for t in trials],
-                        "val_accuracy": [None if t.values is None else value_of(t) for t in trials]})
+                        "val_accuracy": [shown_accuracy(t) for t in trials]})
     if len(study.directions) > 1:  # the front and the second objective it is drawn on (search.pareto)
         front = {t.number for t in pareto_front(study)}
         out.insert(0, "pareto", ["*" if t.number in front else "" for t in trials])
-        out["steady_seconds"] = [seconds_of(t) if t.state.is_finished() else None for t in trials]
+        out["steady_seconds"] = [seconds_of(t) if t.state in SCORED else None for t in trials]  # not a failed one
     # A running or waiting trial has no duration yet.
     out["seconds"] = [None if t.duration is None else round(t.duration.total_seconds(), 1) for t in trials]
     recorded = [TrialRecord.of(trial) for trial in trials]

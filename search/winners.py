@@ -18,6 +18,15 @@ def value_of(trial: FrozenTrial) -> float:
     return float(trial.values[0]) if trial.values else float("nan")
 
 
+def shown_accuracy(trial: FrozenTrial) -> float | None:
+    """The accuracy tables and charts show for a trial: its value, or for a trial pruned in a two-objective study
+    (Optuna keeps no values there) the best validation accuracy it reached before it was stopped; None for none."""
+    if trial.values:
+        return value_of(trial)
+    history = TrialRecord.of(trial).history
+    return pareto.objectives(history)[0] if trial.state == TrialState.PRUNED and history else None
+
+
 def seconds_of(trial: FrozenTrial) -> float:
     """A finished trial's steady seconds (search.pareto): an accuracy-time study's second value, on which its front
     was drawn even if an older hpsearch timed it otherwise; else from its history (a pruned or one-objective trial)."""

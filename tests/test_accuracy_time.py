@@ -17,6 +17,9 @@ from search import records
 from search.callbacks import EpochHistory, PruneDominated
 from search.cli import app
 from search.data import load_test
+from search.figures import pareto_figure
+from search.report import trial_points
+from search.tables import trials_frame
 from search.winners import seconds_of
 from tests.conftest import load, study_in
 
@@ -46,6 +49,15 @@ def test_trials_have_accuracy_and_seconds_and_the_table_marks_the_front(two_obje
     assert lines[0].split()[:2] == ["pareto", "number"] and "steady_seconds" in lines[0].split()
     marked = {int(line.split()[1]) for line in lines[1:] if line.split()[0] == "*"}
     assert marked == {t.number for t in study.best_trials}
+
+
+def test_the_pareto_plot_draws_the_front_in_one_strong_colour(two_objective: str) -> None:
+    """Optuna shades points by trial number, which drew the front's first trials nearly white (a review's)."""
+    study = load(two_objective)
+    traces = {trace.name: trace for trace in pareto_figure(study).data}
+    front = traces["Pareto front"]
+    assert front.marker.color == "#d62728" and not front.marker.showscale
+    assert sorted(zip(front.x, front.y, strict=True)) == sorted((t.values[0], t.values[1]) for t in study.best_trials)
 
 
 def test_export_picks_the_fastest_front_trial_within_the_given_points(two_objective: str, tiny_data: Path,
@@ -108,7 +120,8 @@ def test_wrong_combinations_are_one_line_errors(two_objective: str, tiny_data: P
          "cannot prune a two-objective study"),
         (["study", "lenet", "--pruner", "dominance", *common, "--storage", sqlite_url], "accuracy-time"),
         (["study", "lenet", "--objective", "speed", *common, "--storage", sqlite_url], "unknown objective"),
-        (["study", "lenet", *common, "--storage", two_objective], "objective"),  # resumed with one objective
+        (["study", "lenet", *common, "--storage", two_objective],  # resumed without --objective: it says which
+         "resume it with --objective accuracy-time or choose another --study-name"),
         (["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data), "--out", str(tmp_path / "x"),
           "--ensemble", "50"], "only"),
         (["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data), "--out", str(tmp_path / "z"),
@@ -169,6 +182,15 @@ def test_trials_timed_with_compilation_are_found_for_the_resume_note() -> None:
     study.tell(pruned, state=TrialState.PRUNED)
     # Tables and reports draw a trial where the front has it: its value, else its history's steady seconds.
     assert [seconds_of(t) for t in study.get_trials()] == [4.0, 3.0, 3.0004, 3.0]
+    failed = study.ask()
+    records.update(failed, history=history[:1])
+    study.tell(failed, state=TrialState.FAIL)
+    # The table and the report's chart show the pruned trial where it stopped (Optuna keeps no values for it in a
+    # two-objective study: it was left out of the chart), and no seconds for the failed one.
+    table = trials_frame(study)
+    assert list(table["val_accuracy"]) == [0.5, 0.5, 0.5, 0.5, ""]
+    assert list(table["steady_seconds"]) == [4.0, 3.0, 3.0004, 3.0, ""]
+    assert list(trial_points([study])["val_accuracy"]) == [0.5] * 4
     single = optuna.create_study()
     single.tell(single.ask(), 0.5)
     assert records.seconds_with_compilation(single) == []

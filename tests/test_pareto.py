@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import optuna
 import pytest
 
@@ -131,6 +132,9 @@ def test_pick_fastest_within() -> None:
     assert pick_fastest_within(front, 0.49) == 0
     assert pick_fastest_within(front, 5) == 2
     assert pick_fastest_within(front, 100) == 3
+    # Accuracies as Keras computes them, in float32: exactly 11 points apart, though not as Python floats.
+    as_float32 = [(float(np.float32(0.76)), 9.0), (float(np.float32(0.65)), 4.0)]
+    assert pick_fastest_within(as_float32, 11) == 1
     # Not a front: a tie in seconds goes to the more accurate, which is the front's point.
     assert pick_fastest_within([(0.8, 5.0), (0.9, 5.0), (0.95, 9.0)], 10) == 1
     with pytest.raises(ValueError):
