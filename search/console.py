@@ -83,6 +83,8 @@ class Console:
 
         record = TrialRecord.of(trial)
         seconds = record.train_seconds
+        # An accuracy-time trial's second value, the seconds its front compares (search.pareto.steady_seconds).
+        steady = f" (steady {trial.values[1]:.1f}s)" if len(trial.values or []) > 1 else ""
         reason = f" ({record.fail_reason})" if record.fail_reason else ""
-        self._write(f"trial {trial.number:>3} {trial.state.name:<8} val_acc {value} {seconds:6.1f}s "
+        self._write(f"trial {trial.number:>3} {trial.state.name:<8} val_acc {value} {seconds:6.1f}s{steady} "
                     f"{format_params(model_params(trial.params))}{reason}")
