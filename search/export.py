@@ -207,7 +207,7 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
         sections = [Section(f"The exported run (trial {trial.number}): the notebook's six plots", run_figure(history)),
                     Section(f"Validation confusion matrix of the {what}, accuracy {val_accuracy:.4f}{caveat}",
                             confusion_figure(matrix, data.class_names, "Validation confusion matrix")),
-                    *study_sections(study)]
+                    *study_sections(study, marked=[t.number for t in members])]
         if len(confirmed_table):
             labelled = confirmed_table.assign(label=[f"trial {n}" for n in confirmed_table["trial"]],
                                             group=study.study_name)

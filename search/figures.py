@@ -66,20 +66,27 @@ def confirmed_figure(table: pd.DataFrame) -> go.Figure:
                              yaxis_title="val_accuracy", xaxis_title="configuration")
 
 
-def pareto_figure(study: optuna.Study) -> go.Figure:
+def pareto_figure(study: optuna.Study, marked: Sequence[int] = ()) -> go.Figure:
     """Optuna's Pareto-front plot of a two-objective study, the front in one strong colour and the dominated trials
-    pale: Optuna shades both by trial number, which drew the front's first trials nearly white."""
+    pale (Optuna shades both by trial number, which drew the front's first trials nearly white); the `marked`
+    trials (an export's) ringed."""
     figure = optuna.visualization.plot_pareto_front(study, target_names=["val_accuracy", STEADY_SECONDS])
     for trace in figure.data:
         front = "Best Trial" in (trace.hovertemplate or "")  # Optuna's label of the front's trials
         trace.update(name="Pareto front" if front else "dominated", showlegend=True,
                      marker={"color": "#d62728" if front else "#c6dbef", "showscale": False, "size": 9})
+    points = [trial.values for trial in study.get_trials(deepcopy=False) if trial.number in marked and trial.values]
+    if points:
+        figure.add_scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="markers", name="exported",
+                           marker={"symbol": "circle-open", "size": 18, "color": "black", "line": {"width": 2}},
+                           hoverinfo="skip")
     return figure
 
 
-def study_sections(study: optuna.Study) -> list[Section]:
+def study_sections(study: optuna.Study, marked: Sequence[int] = ()) -> list[Section]:
     """Optuna's own plots of a study: history, learning curves, importances, coordinates, timeline; for an
-    accuracy-time study the Pareto front first, and the rest on accuracy (it reports no learning curves)."""
+    accuracy-time study the Pareto front first (the `marked` trials ringed), and the rest on accuracy (it reports
+    no learning curves)."""
     vis = optuna.visualization
     plots: tuple[tuple[str, Callable[[optuna.Study], go.Figure]], ...]
     if len(study.directions) > 1:
@@ -88,7 +95,7 @@ def study_sections(study: optuna.Study) -> list[Section]:
             return float(trial.values[0])
 
         plots = (("Pareto front: validation accuracy vs steady training seconds (the front in red, dominated trials "
-                  "pale)", pareto_figure),
+                  "pale; the exported trials ringed)", partial(pareto_figure, marked=marked)),
                  ("Optimization history (accuracy)",
                   partial(vis.plot_optimization_history, target=accuracy, target_name="val_accuracy")),
                  ("Hyperparameter importances for accuracy",

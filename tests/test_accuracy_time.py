@@ -59,6 +59,10 @@ def test_the_pareto_plot_draws_the_front_in_one_strong_colour(two_objective: str
     front = traces["Pareto front"]
     assert front.marker.color == "#d62728" and not front.marker.showscale
     assert sorted(zip(front.x, front.y, strict=True)) == sorted((t.values[0], t.values[1]) for t in study.best_trials)
+    assert "exported" not in traces
+    exported = study.best_trials[-1]  # an export's trial is ringed
+    ringed = {trace.name: trace for trace in pareto_figure(study, marked=[exported.number]).data}["exported"]
+    assert list(zip(ringed.x, ringed.y, strict=True)) == [tuple(exported.values)]
 
 
 def test_export_picks_the_fastest_front_trial_within_the_given_points(two_objective: str, tiny_data: Path,
