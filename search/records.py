@@ -125,6 +125,11 @@ class TrialRecord:
         attrs = trial.user_attrs
         return cls(**{f.name: attrs[f.name] for f in fields(cls) if f.name in attrs})
 
+    @property
+    def way(self) -> str:
+        """How the trial trained, in words (`training_way`)."""
+        return training_way(self.backend, self.device, self.device_loop, self.precision)
+
 
 def _checked(values: dict[str, Any]) -> dict[str, Any]:
     """values, refusing a name that is no TrialRecord field (a typo would silently record nothing)."""
@@ -201,9 +206,8 @@ def training_way(backend: str, device: str, device_loop: bool, precision: str) -
 
 def trained_ways(study: optuna.Study) -> set[str]:
     """How the study's finished trials trained (`training_way`), those that recorded it."""
-    return {training_way(record.backend, record.device, record.device_loop, record.precision)
-            for record in map(TrialRecord.of, study.get_trials(deepcopy=False, states=(
-                TrialState.COMPLETE, TrialState.PRUNED))) if record.backend}
+    return {record.way for record in map(TrialRecord.of, study.get_trials(deepcopy=False, states=(
+        TrialState.COMPLETE, TrialState.PRUNED))) if record.backend}
 
 
 def seconds_with_compilation(study: optuna.Study) -> list[int]:

@@ -8,7 +8,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from search.records import TrialRecord, training_way
+from search.records import TrialRecord
 from search.winners import pareto_front, seconds_of, shown_accuracy
 from spaces.param_names import model_params
 
@@ -63,8 +63,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         if any(values):  # a column nobody filled in (e.g. no failures) is left out
             out[column] = values
     whole_numbers(out, ("n_params", "best_epoch"))
-    ways = [training_way(r.backend, r.device, r.device_loop, r.precision) if r.backend and t.state.is_finished()
-            else None for t, r in zip(trials, recorded, strict=True)]
+    ways = [r.way if r.backend and t.state.is_finished() else None for t, r in zip(trials, recorded, strict=True)]
     if len(set(ways) - {None}) > 1:  # a study resumed with another backend, device or precision: which trial is which
         out["trained"] = ways
     # Plain names (spaces.param_names): one learning_rate column, not one per optimizer. Objects, each value as it
