@@ -71,9 +71,10 @@ def study(
     storage: Storage = DEFAULT_STORAGE,
     study_name: StudyName = None,
     sampler: Annotated[str, typer.Option(help="tpe or random.")] = StudyConfig.sampler,
-    objective: Annotated[str, typer.Option(help="accuracy (validation accuracy), or accuracy-time (accuracy up and "
-                                           "training seconds down, epoch 1 at epoch 2's pace so that compiling does "
-                                           "not count: a Pareto front).")] = StudyConfig.objective,
+    objective: Annotated[Optional[str], typer.Option(
+        help="accuracy (validation accuracy), or accuracy-time (accuracy up and training seconds down, epoch 1 at "
+        "epoch 2's pace so that compiling does not count: a Pareto front). Default: a resumed study's own, else "
+        "accuracy.", show_default=False)] = None,
     pruner: Annotated[Optional[str], typer.Option(help="successive-halving (the default for accuracy), "
                                                   "hyperband, median, dominance (the default for "
                                                   "accuracy-time: stop a trial that finished trials beat on both) "
@@ -116,14 +117,16 @@ def study(
 ) -> None:
     """Run (or resume) an Optuna study of ARCH until it holds --trials finished trials."""
     from search.runner import run_study
+    from search.study import stored_objective
 
-    config = StudyConfig(arch=arch, data_dir=str(data), trials=trials, epochs=epochs, storage=storage,
-                         study_name=study_name, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
-                         subset=subset, enqueue_seed_models=enqueue_seed_models, warm_start=warm_start,
-                         shuffle=shuffle, backend=backend, workers=workers, max_failures=max_failures, quiet=quiet,
-                         heartbeat_seconds=heartbeat, device_loop=device_loop, precision=precision,
-                         image_size=image_size, fail_orphans=fail_orphans, levers=levers, objective=objective)
     with user_errors():
+        config = StudyConfig(arch=arch, data_dir=str(data), trials=trials, epochs=epochs, storage=storage,
+                             study_name=study_name, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
+                             subset=subset, enqueue_seed_models=enqueue_seed_models, warm_start=warm_start,
+                             shuffle=shuffle, backend=backend, workers=workers, max_failures=max_failures,
+                             quiet=quiet, heartbeat_seconds=heartbeat, device_loop=device_loop, precision=precision,
+                             image_size=image_size, fail_orphans=fail_orphans, levers=levers,
+                             objective=objective or stored_objective(storage, study_name or arch))
         code = run_study(config)
     raise typer.Exit(code)
 

@@ -3,6 +3,7 @@ importing Optuna or Keras)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import spaces
 from search.errors import UserError, require_positive
@@ -12,8 +13,11 @@ DEFAULT_SEED = 1337  # the notebook's seed; the sampler's and every model's unle
 # A worker that stops beating for this long is dead: its trial is failed and retried once.
 HEARTBEAT_SECONDS = 10
 SAMPLERS = ("tpe", "random")
-# What a study optimizes: validation accuracy, or accuracy and training seconds together (a Pareto front).
-OBJECTIVES = ("accuracy", "accuracy-time")
+# What a study optimizes, with the directions of its Optuna values: validation accuracy, or accuracy and training
+# seconds together (a Pareto front).
+DIRECTIONS: dict[str, tuple[Literal["maximize", "minimize"], ...]] = {"accuracy": ("maximize",),
+                                                                      "accuracy-time": ("maximize", "minimize")}
+OBJECTIVES = tuple(DIRECTIONS)
 # Optuna's pruners work on one objective; "dominance" is hpsearch's rule for accuracy-time (search.pareto).
 PRUNERS = ("hyperband", "successive-halving", "median", "dominance", "none")
 DEFAULT_PRUNER = {"accuracy": "successive-halving", "accuracy-time": "dominance"}

@@ -12,6 +12,10 @@ class DataError(UserError):
     """A data file or folder that cannot be used; the message names the file, row and column."""
 
 
+class NoStudies(UserError):
+    """A storage with nothing in it yet (no file, or no Optuna tables), opened by a command that only reads."""
+
+
 class SubsetOutOfRange(DataError):
     """--subset outside 1 to the size of the data's training split."""
 

@@ -154,9 +154,12 @@ def _run_study(config: StudyConfig) -> int:
     # --max-failures counts the trials that fail from here on, in every worker and round of this run.
     config = dataclasses.replace(config, failed_before=count(study, (TrialState.FAIL,)))
     remaining = config.trials - count(study)
-    console.say(f"study {config.name!r} in {display_url(config.storage)}: {counted(count(study), 'finished trial')}, "
-                 f"{max(remaining, 0)} to run; {len(data.x_train)} training / {len(data.x_val)} validation images, "
-                 f"{data.num_classes} classes ({data.label_set}) of {'x'.join(map(str, data.input_shape))} images")
+    # Said because a rerun without --objective takes the study's own.
+    kind = " (accuracy-time: accuracy up, steady seconds down)" if config.accuracy_time else ""
+    console.say(f"study {config.name!r}{kind} in {display_url(config.storage)}: "
+                f"{counted(count(study), 'finished trial')}, {max(remaining, 0)} to run; {len(data.x_train)} training "
+                f"/ {len(data.x_val)} validation images, {data.num_classes} classes ({data.label_set}) of "
+                f"{'x'.join(map(str, data.input_shape))} images")
     earlier = sorted(searched_epochs(study) - {config.epochs}) if remaining > 0 else []
     if earlier:  # a resumed study with another --epochs: its trials are ranked together
         one_epoch = "; a 1-epoch trial's seconds include its compilation" if 1 in (*earlier, config.epochs) else ""

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 
 from search.config import DEFAULT_STORAGE, HEARTBEAT_SECONDS
-from search.errors import UserError, exception_chain
+from search.errors import NoStudies, UserError, exception_chain
 
 # Heartbeats and stale-trial retries are marked experimental in Optuna; we rely on them knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -124,7 +124,7 @@ def _storage_file(shown: str, path: Path, readonly: bool) -> None:
     """Check the storage file's folder; create it only when it is the default studies/ folder."""
     if readonly and not path.is_file():
         kind = "journal" if shown.startswith(JOURNAL_PREFIX) else "database"
-        raise UserError(f"storage {shown!r}: no such {kind} file")
+        raise NoStudies(f"storage {shown!r}: no such {kind} file")
     if path.parent.is_dir():
         return
     if path.parent.resolve() != DEFAULT_FOLDER.resolve():
@@ -166,6 +166,12 @@ def _require_optuna_journal(shown: str, path: Path) -> None:
         raise UserError(f"storage {shown!r}: {path} is not an Optuna journal file")
 
 
+def _no_table(reason: str, table: str) -> bool:
+    """Whether a driver's error says that Optuna's `table` is missing (SQLite: "no such table", PostgreSQL:
+    "does not exist"), rather than e.g. that this user may not read it."""
+    return table in reason and any(word in reason for word in ("no such", "not exist"))
+
+
 def _begin_immediate(connection: Connection) -> None:
     """Start every SQLite transaction holding the write lock. Optuna claims a queued trial by reading that it
     is WAITING and then writing RUNNING; SQLite ignores SELECT ... FOR UPDATE and Python's sqlite3 runs the read
@@ -179,8 +185,9 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
     """The storage behind url; RDB storages get heartbeats so a killed worker's trial is failed and retried.
 
     readonly: for commands that only read a study; they never create files, tables or folders.
-    checked: this process's run has just created the tables and checked their schema version (Optuna's
-    check loads alembic's migration scripts: 0.3-0.5 s on the 2-core CPU), so skip both."""
+    checked: skip creating the tables and checking their schema version (Optuna's check loads alembic's
+    migration scripts: 0.3-0.5 s on the 2-core CPU): this process's run has just done both, or will.
+    A reader finding no file or no tables raises NoStudies."""
     check_url(url)
     shown = display_url(url)
     if url.startswith(JOURNAL_PREFIX):
@@ -217,8 +224,8 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
                 continue
             # A new, empty database: every driver's error names the table Optuna's check reads first, as missing
             # (not as one this user may not read: "permission denied for table version_info").
-            if readonly and "version_info" in reason and any(word in reason for word in ("no such", "not exist")):
-                raise UserError(f"no hpsearch studies in {shown} (no Optuna tables yet); run `hpsearch study ARCH` "
+            if readonly and _no_table(reason, "version_info"):
+                raise NoStudies(f"no hpsearch studies in {shown} (no Optuna tables yet); run `hpsearch study ARCH` "
                                 "first") from None
             raise UserError(f"storage {shown!r}: cannot open ({reason})") from None
     if storage.engine.dialect.name == "sqlite" and not readonly:  # a reader takes no lock: it may not write
@@ -227,7 +234,10 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
         try:
             storage.get_all_studies()  # without Optuna's tables this fails: say so now, in one line
         except Exception as exc:  # noqa: BLE001
-            raise UserError(f"storage {shown!r}: not an Optuna storage ({first_line(exc, url)})") from None
+            reason = first_line(exc, url)
+            if checked and _no_table(reason, "studies"):  # the table check was skipped: this is where it shows
+                raise NoStudies(f"no hpsearch studies in {shown} (no Optuna tables yet)") from None
+            raise UserError(f"storage {shown!r}: not an Optuna storage ({reason})") from None
     return storage
 
 

@@ -5,17 +5,17 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 import spaces
 from search import records
-from search.config import StudyConfig
+from search.config import DIRECTIONS, StudyConfig
 from search.console import Console
 from search.data import Dataset, image_size_text, load_dataset, parse_image_size
-from search.errors import UserError
+from search.errors import NoStudies, UserError
 from search.records import StudyRecord, TrialRecord, replay_scale
 from search.storage import open_storage, storage_loss_said
 from spaces.param_names import stored_params
@@ -66,16 +66,14 @@ def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, chec
     `checked`: this run has just opened it (search.runner's forked preparation), so the storage's tables and
     schema version need no second check."""
     storage = open_storage(config.storage, config.heartbeat_seconds, checked=checked)
-    directions: list[Literal["maximize", "minimize"]] = ["maximize", "minimize"] if config.accuracy_time \
-        else ["maximize"]
+    directions = list(DIRECTIONS[config.objective])
     # The dominance rule runs in the objective (search.callbacks): Optuna's pruners need one objective.
     pruner = make_pruner("none" if config.accuracy_time else config.chosen_pruner, config.epochs)
     study = optuna.create_study(storage=storage, study_name=config.name, directions=directions,
                                 load_if_exists=True, pruner=pruner, sampler=optuna.samplers.RandomSampler())
     held = [direction.name.lower() for direction in study.directions]
-    if held != directions:  # also a study made before its record held the objective, or by plain Optuna
-        # --objective has a default, so a resume that leaves it out asks for accuracy: say which one resumes it.
-        fits = {2: "accuracy-time", 1: "accuracy"}.get(len(held))
+    if held != directions:  # resumed with another --objective, or a study of plain Optuna
+        fits = objective_of(held)
         resume = f"resume it with --objective {fits} or " if fits else ""
         raise UserError(f"study {config.name!r} optimizes {' and '.join(held)}, not the "
                         f"{' and '.join(directions)} of --objective {config.objective}; {resume}choose another "
@@ -93,6 +91,29 @@ def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, chec
     trials_so_far = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(config.sampler, config.seed + trials_so_far + 1000 * seed_offset)
     return study
+
+
+def objective_of(directions: Sequence[str]) -> str | None:
+    """The objective whose values go in these directions ("maximize", ...); None for none of hpsearch's."""
+    return next((name for name, held in DIRECTIONS.items() if list(held) == list(directions)), None)
+
+
+def stored_objective(url: str, name: str) -> str:
+    """The objective of study `name` in the storage at url, so that a rerun without --objective resumes it as it
+    began; "accuracy" for a new study. Only reads: creates no file, folder or table."""
+    try:
+        storage = open_storage(url, readonly=True, checked=True)  # the run's own open checks the schema version
+    except NoStudies:
+        return "accuracy"
+    try:
+        directions = [d.name.lower() for d in storage.get_study_directions(storage.get_study_id_from_name(name))]
+    except KeyError:  # no such study yet
+        return "accuracy"
+    finally:
+        if isinstance(storage, optuna.storages.RDBStorage):
+            storage.engine.dispose()  # the run opens its own connections
+    # A study of plain Optuna: the run's open_study refuses it, naming its directions.
+    return objective_of(directions) or "accuracy"
 
 
 def count(study: optuna.Study, states: tuple[TrialState, ...] = FINISHED) -> int:

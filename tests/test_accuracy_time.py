@@ -3,6 +3,7 @@ the reports, export-best --pick fastest-within, and export-best --ensemble K --s
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -20,6 +21,7 @@ from search.console import Console
 from search.data import load_test
 from search.figures import pareto_figure
 from search.report import trial_points
+from search.study import stored_objective
 from search.tables import trials_frame
 from search.winners import seconds_of
 from tests.conftest import load, study_in
@@ -125,7 +127,7 @@ def test_wrong_combinations_are_one_line_errors(two_objective: str, tiny_data: P
          "cannot prune a two-objective study"),
         (["study", "lenet", "--pruner", "dominance", *common, "--storage", sqlite_url], "accuracy-time"),
         (["study", "lenet", "--objective", "speed", *common, "--storage", sqlite_url], "unknown objective"),
-        (["study", "lenet", *common, "--storage", two_objective],  # resumed without --objective: it says which
+        (["study", "lenet", "--objective", "accuracy", *common, "--storage", two_objective],  # it says which
          "resume it with --objective accuracy-time or choose another --study-name"),
         (["export-best", "lenet", "--storage", two_objective, "--data", str(tiny_data), "--out", str(tmp_path / "x"),
           "--ensemble", "50"], "only"),
@@ -138,6 +140,29 @@ def test_wrong_combinations_are_one_line_errors(two_objective: str, tiny_data: P
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and message in result.stderr, (args, result.output)
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_rerun_without_objective_resumes_the_study_as_it_began(two_objective: str, tiny_data: Path,
+                                                                  tmp_path: Path) -> None:
+    """`--objective` left out resumes a study with its own objective (it was refused: the flag's default,
+    accuracy, did not fit), and the lookup creates nothing where there is no study."""
+    copy = tmp_path / "db.sqlite"
+    shutil.copy(two_objective.removeprefix("sqlite:///"), copy)
+    url = f"sqlite:///{copy}"
+    assert stored_objective(url, "lenet") == "accuracy-time" and stored_objective(url, "other") == "accuracy"
+    result = runner.invoke(app, ["study", "lenet", "--trials", "6", "--epochs", "3", "--subset", "200", "--data",
+                                 str(tiny_data), "--storage", url])
+    assert result.exit_code == 0, result.output
+    assert "study 'lenet' (accuracy-time: accuracy up, steady seconds down) in" in result.stderr  # said at start
+    study = load(url)
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 6
+    assert all(len(t.values) == 2 for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    new = tmp_path / "new"
+    new.mkdir()
+    for url in (f"sqlite:///{new / 'db.sqlite'}", f"journal:///{new / 'journal.log'}",
+                f"sqlite:///{new / 'no-such-folder' / 'db.sqlite'}"):
+        assert stored_objective(url, "lenet") == "accuracy"
+    assert not list(new.iterdir())
 
 
 def test_pick_needs_an_accuracy_time_study(tiny_data: Path, sqlite_url: str, tmp_path: Path) -> None:
