@@ -51,10 +51,9 @@ def data_prepare(
 ) -> None:
     """Write Fashion-MNIST as Kaggle-format CSVs, or as PNG image folders (--format folders)."""
     from search.data import prepare
-    from search.signals import sigterm_as_interrupt
 
-    # SIGTERM (`timeout`, kill) as Ctrl-C: the staging folder is removed.
-    with user_errors("nothing was written; run the same command again"), sigterm_as_interrupt():
+    # SIGTERM (`timeout`, kill) as Ctrl-C (user_errors): the staging folder is removed.
+    with user_errors("nothing was written; run the same command again"):
         for path in prepare(source, out, labels, fmt, force=force):
             Console().result(f"wrote {path}")
 
@@ -240,12 +239,11 @@ def export_best(
         study_obj = _study_for_training(arch, storage, study_name, backend)
         check_out_dir(out_dir, force)  # before hours of retraining, not after
         from search.export import export_best as run_export
-        from search.signals import sigterm_as_interrupt
 
-        with sigterm_as_interrupt():  # `timeout` or kill: the half-written staging folder is removed, as on Ctrl-C
-            result = run_export(study_obj, data, out_dir, epochs=epochs, full_train=full_train, quiet=quiet,
-                                image_size=image_size, force=force, within=pick[1] if pick else None,
-                                ensemble=ensemble, seeds=seeds, mirror=mirror)
+        # SIGTERM (`timeout`, kill) as Ctrl-C (user_errors): the half-written staging folder is removed.
+        result = run_export(study_obj, data, out_dir, epochs=epochs, full_train=full_train, quiet=quiet,
+                            image_size=image_size, force=force, within=pick[1] if pick else None,
+                            ensemble=ensemble, seeds=seeds, mirror=mirror)
     console = Console(quiet)
     console.result(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}"
                    + (" (the validation rows were trained on too: --full-train)" if full_train else ""))

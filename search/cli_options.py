@@ -11,6 +11,7 @@ import typer
 import spaces
 from search.console import Console
 from search.errors import UserError
+from search.signals import sigterm_as_interrupt
 
 DataDir = Annotated[Path, typer.Option("--data", help="Folder with train.csv and testX.csv, or with train/<class "
                                        "name>/*.png|jpg|... and test/*.png|jpg|... (see README).")]
@@ -41,10 +42,12 @@ RESUMABLE = "finished trials are saved; run the same command again to resume"
 
 @contextlib.contextmanager
 def user_errors(interrupted: str = RESUMABLE) -> Iterator[None]:
-    """Turn a user's mistake into one line on stderr and exit code 2; Ctrl-C into exit code 130 and a line
-    saying what it left (`interrupted`; "" for a command that writes nothing)."""
+    """Turn a user's mistake into one line on stderr and exit code 2; Ctrl-C, and SIGTERM (`timeout`, `kill`,
+    a batch scheduler) taken as one, into exit code 130 and a line saying what it left (`interrupted`; "" for a
+    command that writes nothing)."""
     try:
-        yield
+        with sigterm_as_interrupt():  # cleaned up or recorded as on Ctrl-C (a replay left its trial RUNNING)
+            yield
     except (UserError, spaces.UnknownArchitecture) as exc:
         Console().warn(f"error: {exc}")
         raise typer.Exit(2) from None

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+import typer
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from search import owners
 from search.cli import app
+from search.cli_options import user_errors
 from tests.conftest import as_foreground_job, load
 
 runner = CliRunner()
@@ -56,13 +58,13 @@ def _start(url: str, data: Path, *args: str) -> subprocess.Popen:
                             preexec_fn=as_foreground_job)
 
 
-def _wait_until_running(url: str, proc: subprocess.Popen, trials: int) -> None:
-    """Poll until `trials` trials are RUNNING and each has reported an epoch."""
+def _wait_until_running(url: str, proc: subprocess.Popen, trials: int, name: str = "lenet") -> None:
+    """Poll until `trials` trials of study `name` are RUNNING and each has reported an epoch."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         try:
-            running = load(url).get_trials(states=(TrialState.RUNNING,))
+            running = load(url, name).get_trials(states=(TrialState.RUNNING,))
             if len(running) >= trials and all(t.intermediate_values for t in running):
                 return
         except KeyError:
@@ -91,6 +93,33 @@ def test_signal_to_the_parent_reaches_each_worker_once(how: str, tiny_data: Path
     trials = load(url).trials
     assert [t.user_attrs.get("fail_reason") for t in trials if t.state == TrialState.FAIL] == ["interrupted"] * 2
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_sigterm_stops_a_replay_as_ctrl_c_does(tiny_data: Path, tmp_path: Path) -> None:
+    """SIGTERM (`timeout`, a batch scheduler) ended `replay` and `confirm` outright, saying nothing (exit 143): a
+    replay left its trial RUNNING for good."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    proc = subprocess.Popen([sys.executable, "-m", "search", "replay", "lenet", "--models", "model5", "--subset", "200",
+                             "--data", str(tiny_data), "--storage", url], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_until_running(url, proc, 1, "lenet-notebook")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert "interrupted: finished models are saved; run the same command again to resume" in stderr
+    [trial] = load(url, "lenet-notebook").trials
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "interrupted"
+
+
+def test_every_command_takes_sigterm_as_ctrl_c(capsys: pytest.CaptureFixture[str]) -> None:
+    """The commands' shared error rule (search.cli_options.user_errors) is where SIGTERM becomes Ctrl-C, for the
+    block only."""
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(typer.Exit) as stopped, user_errors("what it left"):
+        signal.raise_signal(signal.SIGTERM)
+    assert stopped.value.exit_code == 130
+    assert capsys.readouterr().err == "interrupted: what it left\n"
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_killed_parent_leaves_no_orphan_worker(tiny_data: Path, tmp_path: Path) -> None:
