@@ -28,6 +28,13 @@ RUN_PLOTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def plot_text(values: pd.Series) -> pd.Series:
+    """Names from the storage or the data (study, class, params) as Plotly draws them literally: Plotly renders
+    tags such as <b>, <br> and <a href> in names, labels and hover text, and turns entities back into characters
+    (a study named "lr<0.01 & bs>32" lost its middle, "<b>x" came out bold)."""
+    return values.map(lambda value: html.escape(value, quote=False) if isinstance(value, str) else value)
+
+
 @dataclass(frozen=True)
 class Section:
     """One figure on the page, or a note where a figure cannot be drawn (e.g. too few trials)."""
@@ -50,7 +57,8 @@ def run_figure(history: pd.DataFrame, title: str = "Exported run") -> go.Figure:
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str) -> go.Figure:
     """A confusion matrix heatmap with counts (rows: true class, columns: predicted)."""
-    fig = go.Figure(go.Heatmap(z=matrix, x=list(class_names), y=list(class_names), colorscale="Blues",
+    names = list(plot_text(pd.Series(class_names)))
+    fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues",
                                text=matrix, texttemplate="%{text}"))
     return fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true",
                              yaxis_autorange="reversed")
@@ -60,7 +68,7 @@ def confirmed_figure(table: pd.DataFrame) -> go.Figure:
     """Mean validation accuracy over seeds with one-standard-deviation error bars, per configuration."""
     fig = go.Figure()
     for group, rows in table.groupby("group", sort=False):
-        fig.add_trace(go.Bar(x=rows["label"], y=rows["mean"], name=str(group),
+        fig.add_trace(go.Bar(x=plot_text(rows["label"]), y=rows["mean"], name=plot_text(pd.Series([group]))[0],
                              error_y={"type": "data", "array": rows["std"], "visible": True}))
     return fig.update_layout(title="Confirmed configurations: mean validation accuracy over seeds (±1 sd)",
                              yaxis_title="val_accuracy", xaxis_title="configuration")

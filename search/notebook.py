@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import spaces
 from search.console import counted
 from search.data import LABEL_SETS
+from search.figures import plot_text
 from search.records import StudyRecord, TrialRecord, replay_scale
 from search.replay import replayed_trials
 from search.tables import whole_numbers
@@ -108,6 +109,7 @@ def glance_points(table: pd.DataFrame) -> pd.DataFrame:
 def glance_figure(table: pd.DataFrame) -> go.Figure:
     """Validation accuracy vs training seconds: the notebook's reported best, its replay here, the search's best."""
     points = glance_points(table)
+    points["params"] = plot_text(points["params"])
     fig = px.scatter(points, x="seconds", y="val_accuracy", color="source", symbol="arch", log_x=True,
                      hover_data=["params"], category_orders={"source": list(SOURCES)})
     return go.Figure(fig).update_traces(marker_size=12).update_layout(
