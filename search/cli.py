@@ -196,7 +196,7 @@ def _study_for_training(arch: str, storage: str, study_name: str | None, backend
     spaces.require(arch)
     study = load_study(open_storage(storage, readonly=True), study_name or arch)
     require_arch(study, arch)  # the retraining would build the study's architecture, not ARCH's
-    use_backend(backend or installed_backend(trained_backend(study)))
+    use_backend(backend if backend is not None else installed_backend(trained_backend(study)))
     return load_study(open_storage(storage), study.study_name) if writes else study
 
 

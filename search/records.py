@@ -219,8 +219,17 @@ def seconds_with_compilation(study: optuna.Study) -> list[int]:
             if abs(t.values[1] - pareto.steady_seconds(TrialRecord.of(t).history)) > 1e-3]  # values: 3 decimals
 
 
+def require_made_here(study: optuna.Study, fix: str) -> None:
+    """Refuse a study that hpsearch did not make (plain Optuna's, another tool's): its params are not a model's,
+    and its values may mean something else."""
+    if "arch" not in study.user_attrs:  # recorded by every `study` and `replay` since the first
+        raise UserError(f"study {study.study_name!r} was not made by hpsearch (it holds no hpsearch record); {fix}")
+
+
 def require_arch(study: optuna.Study, arch: str) -> None:
-    """Refuse a study of another architecture than ARCH (its trials would be shown or retrained as ARCH's)."""
+    """Refuse a study of another architecture than ARCH (its trials would be shown or retrained as ARCH's), or one
+    that hpsearch did not make (its params are not a model's: retraining crashed on a missing one)."""
+    require_made_here(study, "`hpsearch study ARCH` makes one")
     recorded = StudyRecord.of(study).arch
     if recorded != arch:
         raise UserError(f"study {study.study_name!r} holds {recorded} trials, not {arch}; name {recorded} as ARCH"

@@ -35,11 +35,13 @@ def replay_name(arch: str) -> str:
 def choose_models(arch: str, names: str | None) -> dict[str, NotebookModel]:
     """The notebook models named in a comma-separated list (all of arch's when None), in the list's order."""
     notebook: dict[str, NotebookModel] = spaces.get(arch).NOTEBOOK
-    wanted = [name.strip() for name in (names or ",".join(notebook)).split(",") if name.strip()]
+    wanted = list(notebook) if names is None else [name.strip() for name in names.split(",")]
+    if not all(wanted):  # e.g. `--models "$MODELS"` with the variable unset: not "all of them", hours of training
+        raise UserError(f"--models {names!r} names no model at one place; valid: {', '.join(notebook)}, "
+                        "comma-separated (leave out --models for all)")
     unknown = [name for name in wanted if name not in notebook]
-    if unknown or not wanted:
-        raise UserError(f"unknown model {unknown[0] if unknown else names!r} for {arch}; "
-                        f"valid: {', '.join(notebook)}")
+    if unknown:
+        raise UserError(f"unknown model {unknown[0]!r} for {arch}; valid: {', '.join(notebook)}")
     return {name: notebook[name] for name in wanted}
 
 

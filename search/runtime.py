@@ -55,9 +55,10 @@ def default_backend() -> str:
 def chosen_backend(name: str | None) -> str:
     """The backend `use_backend` would select (the given name, else KERAS_BACKEND, else `default_backend()`),
     checked, without importing Keras."""
-    chosen = name or os.environ.get("KERAS_BACKEND") or default_backend()
+    # An empty --backend is refused, not taken as the default (an unset shell variable, most likely).
+    chosen = name if name is not None else os.environ.get("KERAS_BACKEND") or default_backend()
     if chosen not in BACKENDS:
-        given = "" if name else " (from $KERAS_BACKEND; --backend overrides it)"
+        given = "" if name is not None else " (from $KERAS_BACKEND; --backend overrides it)"
         raise UserError(f"unknown backend {chosen!r}{given}; valid: {', '.join(BACKENDS)}")
     return chosen
 

@@ -250,5 +250,6 @@ def load_study(storage: BaseStorage, name: str) -> optuna.Study:
     """An existing study, or a one-line error listing the studies that do exist."""
     names = optuna.get_all_study_names(storage)
     if name not in names:
-        raise UserError(f"no study {name!r} in this storage; studies: {', '.join(names) or 'none'}")
+        # Quoted: a name may hold spaces, a newline or a terminal escape (shown as Python writes them).
+        raise UserError(f"no study {name!r} in this storage; studies: {', '.join(map(repr, names)) or 'none'}")
     return optuna.load_study(study_name=name, storage=storage)

@@ -16,7 +16,7 @@ from search.config import DIRECTIONS, StudyConfig
 from search.console import Console
 from search.data import Dataset, image_size_text, load_dataset, parse_image_size
 from search.errors import NoStudies, UserError
-from search.records import StudyRecord, TrialRecord, replay_scale
+from search.records import StudyRecord, TrialRecord, replay_scale, require_made_here
 from search.storage import open_storage, storage_loss_said
 from spaces.param_names import stored_params
 
@@ -71,6 +71,9 @@ def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, chec
     pruner = make_pruner("none" if config.accuracy_time else config.chosen_pruner, config.epochs)
     study = optuna.create_study(storage=storage, study_name=config.name, directions=directions,
                                 load_if_exists=True, pruner=pruner, sampler=optuna.samplers.RandomSampler())
+    # A new study gets its record below; so may one holding only queued trials (enqueued by hand to run first).
+    if study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.FAIL, TrialState.RUNNING)):
+        require_made_here(study, "choose another --study-name")
     held = [direction.name.lower() for direction in study.directions]
     if held != directions:  # resumed with another --objective, or a study of plain Optuna
         fits = objective_of(held)

@@ -80,6 +80,7 @@ def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
     (["study", "cnn", "--storage", "redis://localhost"], "unsupported database 'redis'"),
     (["study", "cnn", "--subset", "100000"], "--subset 100000: must be between 1 and 400"),
     (["study", "cnn", "--backend", "theano"], "unknown backend 'theano'"),
+    (["study", "cnn", "--backend", ""], "unknown backend ''; valid"),  # an unset variable: not the default
     (["trials", "cnn"], "no study 'cnn' in this storage"),
     (["trials", "cnn", "--storage", "sqlite:///missing/nothing.db"], "no such database file"),
 ])
@@ -103,12 +104,34 @@ def test_bad_input_gives_one_line_and_exit_2(args: list[str], message: str, tiny
 def test_trials_of_a_study_whose_first_trial_still_runs(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     study = optuna.create_study(study_name="lenet", storage=url, direction="maximize")
+    study.set_user_attr("arch", "lenet")  # hpsearch's record, which `study` writes before its first trial
     study.enqueue_trial({"optimizer": "adam"})
     study.ask()  # claims the queued trial: RUNNING, no duration yet
     study.enqueue_trial({"optimizer": "sgd"})  # WAITING
     result = runner.invoke(app, ["trials", "lenet", "--storage", url])
     assert result.exit_code == 0, result.output
     assert re.search(r"0\s+RUNNING", result.stdout) and re.search(r"1\s+WAITING", result.stdout)
+
+
+def test_a_study_hpsearch_did_not_make_is_refused_in_one_line(tmp_path: Path, tiny_data: Path) -> None:
+    """A plain Optuna study named like an architecture: `confirm` started training it and crashed on a param its
+    trials lack (KeyError: 'batch_norm'), `trials` showed its values under hpsearch's headings, and `replay` refused
+    it for an --objective it does not have."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    optuna.create_study(study_name="cnn", storage=url, direction="maximize").optimize(
+        lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    for command in (["trials", "cnn"], ["confirm", "cnn"], ["export-best", "cnn", "--out", str(tmp_path / "x")]):
+        result = runner.invoke(app, [*command, "--storage", url])
+        assert result.exit_code == 2 and result.stderr.strip() == (
+            "error: study 'cnn' was not made by hpsearch (it holds no hpsearch record); `hpsearch study ARCH` makes "
+            "one"), (command, result.output)
+    assert not (tmp_path / "x").exists()
+    for command in (["study", "cnn"], ["replay", "cnn", "--study-name", "cnn"]):
+        result = runner.invoke(app, [*command, "--storage", url, "--data", str(tiny_data), "--subset", "50"])
+        assert result.exit_code == 2 and result.stderr.strip() == (
+            "error: study 'cnn' was not made by hpsearch (it holds no hpsearch record); choose another --study-name"
+        ), (command, result.output)
+    assert "arch" not in optuna.load_study(study_name="cnn", storage=url).user_attrs  # left as it was
 
 
 def test_missing_data_says_where(tmp_path: Path) -> None:
@@ -215,3 +238,17 @@ def test_a_file_as_data_and_a_wide_csv_as_submission_get_short_errors(tiny_data:
     result = runner.invoke(app, ["score", str(tiny_data / "testX.csv"), "--labels", str(tiny_data / "testY.csv")])
     assert result.exit_code == 2 and result.stderr.strip() == (
         f"error: {tiny_data / 'testX.csv'}: columns must be Id,Label, found Id,pixel0,pixel1,pixel2,... (785 columns)")
+
+
+def test_the_studies_named_in_an_error_are_quoted(tmp_path: Path) -> None:
+    """A blank name was invisible in the list, and a newline or a terminal escape in one broke the line or coloured
+    the terminal (a review's)."""
+    from search.errors import UserError
+    from search.storage import load_study, open_storage
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    for name in ("plain", "  ", "line\nbreak\x1b[31m"):
+        optuna.create_study(study_name=name, storage=url)
+    with pytest.raises(UserError) as said:
+        load_study(open_storage(url), "missing")
+    assert str(said.value) == r"no study 'missing' in this storage; studies: 'plain', '  ', 'line\nbreak\x1b[31m'"

@@ -56,6 +56,14 @@ def test_replay_rejects_unknown_models_and_scales(tiny_data: Path, sqlite_url: s
     assert result.output.strip() == ("error: unknown model 'model9' for lenet; "
                                      "valid: model1, model2, model3, model4, model5")
     assert _replay(tiny_data, sqlite_url, "--epochs-scale", "1.5").exit_code == 2
+    # An empty name (an unset shell variable, a stray comma) trained every model, for hours at full scale.
+    for models in ("", "model1,,model2", ",model1"):
+        result = _replay(tiny_data, sqlite_url, "--models", models)
+        assert result.exit_code == 2 and result.output.strip() == (
+            f"error: --models {models!r} names no model at one place; valid: model1, model2, model3, model4, model5, "
+            "comma-separated (leave out --models for all)"), result.output
+    assert _replay(tiny_data, sqlite_url, "--backend", "").exit_code == 2
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()  # refused before any storage is opened
 
 
 def test_report_shows_notebook_replay_and_search_side_by_side(tiny_data: Path, sqlite_url: str,

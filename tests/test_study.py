@@ -82,6 +82,7 @@ def test_seed_models_run_first(tiny_data: Path, sqlite_url: str) -> None:
 
 def test_an_interrupted_warm_start_is_queued_again_and_runs_first(tiny_data: Path, sqlite_url: str) -> None:
     study = optuna.create_study(study_name="lenet", storage=sqlite_url, direction="maximize")
+    study.set_user_attr("arch", "lenet")  # as `study` records before its first trial
     enqueue_warm_start(study, "lenet")
     first = study.ask()  # the warm start, then Ctrl-C (as the objective records it)
     first.set_user_attr("fail_reason", "interrupted")
