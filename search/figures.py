@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,13 +45,21 @@ class Section:
     note: str = ""
 
 
+def epoch_ticks(epochs: pd.Series) -> dict[str, float]:
+    """Axis settings for an epoch axis: whole epochs only (Plotly put ticks at 1.2, 1.4, ... under a 3-epoch run),
+    about ten of them at most."""
+    step = max(1, math.ceil(float(epochs.max()) / 10)) if len(epochs) else 1
+    return {"tick0": 1 if step == 1 else 0, "dtick": step}
+
+
 def run_figure(history: pd.DataFrame, title: str = "Exported run") -> go.Figure:
     """The notebook's six plots of one run, as a 3x2 grid."""
     fig = make_subplots(rows=3, cols=2, subplot_titles=[t for t, _, _ in RUN_PLOTS])
     for i, (_, x, y) in enumerate(RUN_PLOTS):
         fig.add_trace(go.Scatter(x=history[x], y=history[y], mode="lines+markers", name=y, showlegend=False),
                       row=i // 2 + 1, col=i % 2 + 1)
-        fig.update_xaxes(title_text=x, row=i // 2 + 1, col=i % 2 + 1)
+        fig.update_xaxes(title_text=x, row=i // 2 + 1, col=i % 2 + 1,
+                         **(epoch_ticks(history[x]) if x == "epoch" else {}))
         fig.update_yaxes(title_text=y, row=i // 2 + 1, col=i % 2 + 1)
     return fig.update_layout(title=title, height=900)
 

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 import spaces
 from search.confirm import confirmation_table
-from search.figures import Section, confirmed_figure, plot_text, write_html
+from search.figures import Section, confirmed_figure, epoch_ticks, plot_text, write_html
 from search.notebook import glance, glance_figure, glance_lines
 from search.pareto import STEADY_SECONDS
 from search.records import StudyRecord, TrialRecord, is_search
@@ -105,7 +105,8 @@ def confirmed_points(studies: list[optuna.Study]) -> pd.DataFrame:
 def comparison_sections(curves: pd.DataFrame, points: pd.DataFrame, confirmed: pd.DataFrame) -> list[Section]:
     """The charts: best learning curves, accuracy vs training time of all trials, confirmed configurations."""
     curves, points = curves.assign(study=plot_text(curves["study"])), points.assign(study=plot_text(points["study"]))
-    curve_fig = px.line(curves, x="epoch", y="val_accuracy", color="study", markers=True)
+    curve_fig = px.line(curves, x="epoch", y="val_accuracy", color="study", markers=True).update_xaxes(
+        **epoch_ticks(curves["epoch"]))
     seconds = {"steady_seconds": STEADY_SECONDS}
     scatter = px.scatter(points, x="steady_seconds", y="val_accuracy", color="arch", symbol="state",
                          hover_data=["study", "trial"], labels=seconds)
