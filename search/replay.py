@@ -17,7 +17,7 @@ from search.console import Console
 from search.data import load_dataset
 from search.errors import UserError
 from search.owners import fail
-from search.records import TrialRecord, mark_replay, replay_scale
+from search.records import TrialRecord, mark_replay, replay_scale, trained_ways, training_way
 from search.runtime import device_name, training_line
 from search.study import count, open_study, run_worker, stop_when_queue_empty
 from search.winners import last_val_accuracy, value_of
@@ -91,7 +91,13 @@ def replay(config: StudyConfig, models: dict[str, NotebookModel], epochs_scale: 
             study.enqueue_trial(stored_params(models[name].params), user_attrs=records.enqueued(
                 seed_model=name, epochs=scaled_epochs(models[name].epochs, epochs_scale)))
     if missing:  # failures count from this run on, as in `hpsearch study`
-        Console(config.quiet).say(training_line(device_name(), keras.backend.backend()))
+        console, backend, device = Console(config.quiet), keras.backend.backend(), device_name()
+        console.say(training_line(device, backend))
+        this_way = training_way(backend, device, bool(config.device_loop), config.precision)
+        other_ways = sorted(trained_ways(study) - {this_way})
+        if other_ways:  # e.g. another --backend: its table would put models of two setups side by side unsaid
+            console.warn(f"note: models of this replay trained with {'; '.join(other_ways)}; these train with "
+                         f"{this_way}, so their seconds and random draws differ (`trials` shows how each trained)")
         run_worker(dataclasses.replace(config, trials=count(study) + len(missing),
                                        failed_before=count(study, (TrialState.FAIL,))),
                    len(missing), data, callbacks=[stop_when_queue_empty], study=study)

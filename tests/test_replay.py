@@ -96,7 +96,8 @@ def test_report_shows_notebook_replay_and_search_side_by_side(tiny_data: Path, s
 
 
 def test_a_replay_of_other_models_fails_what_an_interrupted_one_left_waiting(tiny_data: Path, sqlite_url: str) -> None:
-    assert _replay(tiny_data, sqlite_url, "--models", "model1", "--epochs-scale", "0.0125").exit_code == 0
+    first = _replay(tiny_data, sqlite_url, "--models", "model1", "--epochs-scale", "0.0125")
+    assert first.exit_code == 0 and "note:" not in first.stderr
     study = optuna.load_study(study_name="lenet-notebook", storage=open_storage(sqlite_url))
     for name in ("model2", "model3"):  # as a replay of every model interrupted during model1 leaves them
         study.enqueue_trial({"optimizer": "adam"}, user_attrs=records.enqueued(seed_model=name, epochs=1))
@@ -158,3 +159,18 @@ def test_the_glance_compares_the_notebook_with_fashion_mnist_studies_only() -> N
     assert glance([own], {}).empty  # nothing to compare: no row at all
     assert glance([own, ten], {}).iloc[0]["search_study"] == "ten"  # another label set, said so in its line
     assert glance([own, ten, five], {}).iloc[0]["search_study"] == "five"  # the notebook's own classes first
+
+
+def test_a_replay_that_trains_another_way_says_so(tiny_data: Path, sqlite_url: str) -> None:
+    """A replay study with models trained another way (here one recorded as JAX's) took a model of this backend
+    beside them without a word; `study` says so on a resume."""
+    first = _replay(tiny_data, sqlite_url, "--models", "model1", "--epochs-scale", "0.0125")
+    assert first.exit_code == 0 and "note:" not in first.stderr
+    study = optuna.load_study(study_name="lenet-notebook", storage=open_storage(sqlite_url))
+    [done] = study.trials
+    study.add_trial(optuna.trial.create_trial(params=done.params, distributions=done.distributions, value=done.value,
+                                              user_attrs={**done.user_attrs, "seed_model": "model3", "backend": "jax"}))
+    result = _replay(tiny_data, sqlite_url, "--models", "model2", "--epochs-scale", "0.0125")
+    assert result.exit_code == 0, result.output
+    assert ("note: models of this replay trained with jax on cpu; these train with tensorflow on cpu, so their "
+            "seconds and random draws differ") in result.stderr
