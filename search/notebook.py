@@ -38,19 +38,30 @@ def on_fashion_mnist(study: optuna.Study) -> bool:
 
 
 def replay_studies(studies: list[optuna.Study]) -> dict[str, optuna.Study]:
-    """The `hpsearch replay` studies on Fashion-MNIST among studies, by architecture (the last one when several)."""
-    return {StudyRecord.of(s).arch: s for s in studies if replay_scale(s) is not None and on_fashion_mnist(s)}
+    """The `hpsearch replay` study on Fashion-MNIST of each architecture among studies: of several, the last that
+    replayed the notebook's best model (the glance compares with it; any last one drew another model's replay
+    beside it), else the last."""
+    chosen: dict[str, optuna.Study] = {}
+    for study in studies:
+        arch = StudyRecord.of(study).arch
+        if replay_scale(study) is None or not on_fashion_mnist(study) or arch not in spaces.names():
+            continue
+        best = notebook_best(arch)[0]
+        if arch not in chosen or best in replayed_trials(study) or best not in replayed_trials(chosen[arch]):
+            chosen[arch] = study
+    return chosen
 
 
 def _replay_columns(study: optuna.Study | None, preferred: str) -> dict:
     """The replay of the notebook's best model when it was replayed, else the best replayed model."""
     trials = replayed_trials(study) if study is not None else {}
-    if not trials:
+    if study is None or not trials:
         return {}
     name = preferred if preferred in trials else max(trials, key=lambda n: last_val_accuracy(trials[n]))
     record = TrialRecord.of(trials[name])
     # After the last epoch, as the notebook reported its models (not the best epoch's).
-    return {"replay_model": name, "replay_val_accuracy": round(last_val_accuracy(trials[name]), 4),
+    return {"replay_study": study.study_name, "replay_model": name,
+            "replay_val_accuracy": round(last_val_accuracy(trials[name]), 4),
             "replay_seconds": record.train_seconds, "replay_epochs": len(record.history),
             "replay_params": record.n_params}
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from search import records
 from search.cli import app
-from search.notebook import glance, glance_lines
+from search.notebook import glance, glance_lines, replay_studies
 from search.storage import open_storage
 
 
@@ -159,6 +159,23 @@ def test_the_glance_compares_the_notebook_with_fashion_mnist_studies_only() -> N
     assert glance([own], {}).empty  # nothing to compare: no row at all
     assert glance([own, ten], {}).iloc[0]["search_study"] == "ten"  # another label set, said so in its line
     assert glance([own, ten, five], {}).iloc[0]["search_study"] == "five"  # the notebook's own classes first
+
+
+def test_the_glance_takes_the_replay_study_that_replayed_the_notebooks_best_model() -> None:
+    """Of several replay studies the last one was taken, and with it another model's replay beside the notebook's
+    best (LeNet's model4); the table did not say which study it came from (a review's)."""
+    def replayed(name: str, model: str) -> optuna.Study:
+        study = _searched(name, "fashion5", 0.5)
+        study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"seed_model": model,
+                                                                          "history": [{"val_accuracy": 0.5}]}))
+        records.mark_replay(study, 0.1)
+        return study
+
+    with_best, other, another = replayed("a", "model4"), replayed("b", "model1"), replayed("c", "model2")
+    assert replay_studies([with_best, other])["lenet"] is with_best
+    assert replay_studies([other, another])["lenet"] is another  # none replayed it: the last
+    row = glance([], replay_studies([with_best, other])).iloc[0]
+    assert (row["replay_study"], row["replay_model"]) == ("a", "model4")
 
 
 def test_a_replay_that_trains_another_way_says_so(tiny_data: Path, sqlite_url: str) -> None:
