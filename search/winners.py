@@ -9,7 +9,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import pareto
 from search.errors import UserError
-from search.records import StudyRecord, TrialRecord, confirmations
+from search.records import StudyRecord, TrialRecord, confirmations, replay_scale
 
 
 def value_of(trial: FrozenTrial) -> float:
@@ -124,5 +124,6 @@ def require_winner(study: optuna.Study, within: float | None = None) -> FrozenTr
     """The winner, or a one-line error when no trial has completed."""
     best = winner(study, within)
     if best is None:
-        raise UserError(f"study {study.study_name!r} has no complete trial yet; run `hpsearch study` first")
+        command = "replay" if replay_scale(study) is not None else "study"  # a replay study fills by replaying
+        raise UserError(f"study {study.study_name!r} has no complete trial yet; run `hpsearch {command}` first")
     return best

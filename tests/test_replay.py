@@ -191,3 +191,16 @@ def test_a_replay_that_trains_another_way_says_so(tiny_data: Path, sqlite_url: s
     assert result.exit_code == 0, result.output
     assert ("note: models of this replay trained with jax on cpu; these train with tensorflow on cpu, so their "
             "seconds and random draws differ") in result.stderr
+
+
+def test_an_empty_replay_study_is_filled_by_replay_not_study() -> None:
+    """`confirm` or `export-best` on a replay study with no complete model told the user to run `hpsearch study`."""
+    from search.errors import UserError
+    from search.winners import require_winner
+
+    for replay, command in ((True, "replay"), (False, "study")):
+        study = optuna.create_study(study_name="s", direction="maximize")
+        if replay:
+            records.mark_replay(study, 1.0)
+        with pytest.raises(UserError, match=f"has no complete trial yet; run `hpsearch {command}` first"):
+            require_winner(study)
