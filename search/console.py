@@ -86,5 +86,6 @@ class Console:
         # An accuracy-time trial's second value, the seconds its front compares (search.pareto.steady_seconds).
         steady = f" (steady {trial.values[1]:.1f}s)" if len(trial.values or []) > 1 else ""
         reason = f" ({record.fail_reason})" if record.fail_reason else ""
+        model = f"{record.seed_model} " if record.seed_model else ""  # a notebook model (replay, seed models)
         self._write(f"trial {trial.number:>3} {trial.state.name:<8} val_acc {value} {seconds:6.1f}s{steady} "
-                    f"{format_params(model_params(trial.params))}{reason}")
+                    f"{model}{format_params(model_params(trial.params))}{reason}")

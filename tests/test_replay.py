@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import optuna
@@ -43,11 +44,12 @@ def test_replay_trains_each_model_for_its_scaled_epochs_once(tiny_data: Path, sq
     assert again.exit_code == 0 and len(study.get_trials()) == 2  # nothing retrained
 
 
-def test_replay_says_where_it_trains(tiny_data: Path, sqlite_url: str) -> None:
-    """As `study` does (it said nothing of its device or backend)."""
+def test_replay_says_where_it_trains_and_what(tiny_data: Path, sqlite_url: str) -> None:
+    """As `study` does (it said nothing of its device or backend), and which notebook model each trial was."""
     result = CliRunner().invoke(app, ["replay", "lenet", "--data", str(tiny_data), "--storage", sqlite_url,
                                       "--subset", "60", "--models", "model1", "--epochs-scale", "0.0125"])
     assert result.exit_code == 0 and "training on cpu (Keras backend tensorflow)" in result.stderr, result.output
+    assert re.search(r"trial +0 COMPLETE .* model1 variant=classic", result.stderr)  # which notebook model it was
 
 
 def test_replay_rejects_unknown_models_and_scales(tiny_data: Path, sqlite_url: str) -> None:
