@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 import spaces
 from search.confirm import confirmation_table
+from search.console import format_params
 from search.figures import Section, confirmed_figure, epoch_ticks, plot_text, write_html
 from search.notebook import glance, glance_figure, glance_lines
 from search.pareto import STEADY_SECONDS
@@ -137,8 +138,11 @@ def write_report(studies: list[optuna.Study], out: Path, replays: dict[str, optu
     whole_numbers(merged, WHOLE_COLUMNS).to_csv(csv_path, index=False)
     if studies:
         shown = table.drop(columns=["best_params"], errors="ignore")
-        intro = shown.to_html(index=False, na_rep="") + ("<h3>Best params</h3>" + table[[
-            "study", "best_params"]].to_html(index=False, na_rep="") if "best_params" in table else "")
+        # As a trial's line in the terminal gives them (floats to 3 digits), not as a Python dict.
+        params = table[["study", "best_params"]].assign(best_params=lambda frame: frame["best_params"].map(
+            lambda value: format_params(value) if isinstance(value, dict) else "")) if "best_params" in table else None
+        intro = shown.to_html(index=False, na_rep="") + (
+            "<h3>Best params</h3>" + params.to_html(index=False, na_rep="") if params is not None else "")
     else:
         intro = "<p>No search studies yet; only the notebook's replays (run <code>hpsearch study ARCH</code>).</p>"
     # The verdicts as sentences, first: as the table's last column they sat off-screen, right of 14 others.

@@ -159,6 +159,9 @@ def test_report_command_writes_table_csv_and_html(studies: str, tmp_path: Path) 
     assert "best_val_accuracy" in result.stdout and "lenet" in result.stdout
     assert len(pd.read_csv(out.with_suffix(".csv"))) == 2
     assert _figures_in(out.read_text()) == 3  # notebook at a glance, best curves, accuracy vs time
+    # Best params as a trial's line gives them, not a Python dict with 16-digit floats.
+    assert re.search(r"<td>variant=\w+ pooling=\w+ .*learning_rate=[0-9.e-]+ ", out.read_text())
+    assert "{&#x27;variant" not in out.read_text() and "{'variant" not in out.read_text()
 
 
 def _free_port() -> int:
