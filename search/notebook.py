@@ -39,8 +39,8 @@ def on_fashion_mnist(study: optuna.Study) -> bool:
 
 def replay_studies(studies: list[optuna.Study]) -> dict[str, optuna.Study]:
     """The `hpsearch replay` study on Fashion-MNIST of each architecture among studies: of several, the last that
-    replayed the notebook's best model (the glance compares with it; any last one drew another model's replay
-    beside it), else the last."""
+    replayed the notebook's best model (the glance compares with that model; taking the last study put another
+    model's replay beside it), else the last."""
     chosen: dict[str, optuna.Study] = {}
     for study in studies:
         arch = StudyRecord.of(study).arch

@@ -112,10 +112,12 @@ def stored_objective(url: str, name: str) -> str:
         directions = [d.name.lower() for d in storage.get_study_directions(storage.get_study_id_from_name(name))]
     except KeyError:  # no such study yet
         return "accuracy"
+    except Exception:  # noqa: BLE001 - e.g. an old schema (its check was skipped): the run's own open says so
+        return "accuracy"
     finally:
         if isinstance(storage, optuna.storages.RDBStorage):
             storage.engine.dispose()  # the run opens its own connections
-    # A study of plain Optuna: the run's open_study refuses it, naming its directions.
+    # Directions of none of hpsearch's objectives (a plain Optuna study): open_study refuses it.
     return objective_of(directions) or "accuracy"
 
 
