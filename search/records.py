@@ -19,6 +19,8 @@ from spaces.param_names import model_params
 SPLIT = "train_test_split(test_size=0.2, random_state=42)"
 EpochRow = dict[str, float]
 AnyTrial = FrozenTrial | optuna.Trial
+# The states of a trial that ran to its end or was pruned: it counts toward --trials and has an accuracy.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 @dataclass(frozen=True)
@@ -206,8 +208,8 @@ def training_way(backend: str, device: str, device_loop: bool, precision: str) -
 
 def trained_ways(study: optuna.Study) -> set[str]:
     """How the study's finished trials trained (`training_way`), those that recorded it."""
-    return {record.way for record in map(TrialRecord.of, study.get_trials(deepcopy=False, states=(
-        TrialState.COMPLETE, TrialState.PRUNED))) if record.backend}
+    return {record.way for record in map(TrialRecord.of, study.get_trials(deepcopy=False, states=FINISHED))
+            if record.backend}
 
 
 def seconds_with_compilation(study: optuna.Study) -> list[int]:

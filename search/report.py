@@ -18,7 +18,7 @@ from search.console import format_params
 from search.figures import Section, confirmed_figure, epoch_ticks, plot_text, write_html
 from search.notebook import glance, glance_figure, glance_lines
 from search.pareto import STEADY_SECONDS
-from search.records import StudyRecord, TrialRecord, is_search
+from search.records import FINISHED, StudyRecord, TrialRecord, is_search
 from search.tables import whole_numbers
 from search.winners import pareto_front, seconds_of, shown_accuracy, value_of, winner
 from spaces.param_names import model_params
@@ -89,7 +89,7 @@ def trial_points(studies: list[optuna.Study]) -> pd.DataFrame:
         front = {t.number for t in pareto_front(s)} if len(s.directions) > 1 else set()
         rows += [{"study": s.study_name, "arch": StudyRecord.of(s).arch, "trial": t.number, "state": t.state.name,
                   "val_accuracy": shown_accuracy(t), "steady_seconds": seconds_of(t), "pareto": t.number in front}
-                 for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))]
+                 for t in s.get_trials(deepcopy=False, states=FINISHED)]
     return pd.DataFrame(rows, columns=["study", "arch", "trial", "state", "val_accuracy", "steady_seconds", "pareto"])
 
 

@@ -16,14 +16,13 @@ from search.config import DIRECTIONS, StudyConfig
 from search.console import Console
 from search.data import Dataset, image_size_text, load_dataset, parse_image_size
 from search.errors import NoStudies, UserError
-from search.records import StudyRecord, TrialRecord, replay_scale, require_made_here
+from search.records import FINISHED, StudyRecord, TrialRecord, replay_scale, require_made_here
 from search.storage import open_storage, storage_loss_said
 from spaces.param_names import stored_params
 
 if TYPE_CHECKING:
     from search.objective import Values  # imports Keras
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Chosen from bench/sampler_settings.py and bench/peers.py (see make_sampler and make_pruner).
 TPE_STARTUP_TRIALS = 3
 REDUCTION_FACTOR = 3  # successive halving's and Hyperband's: a third of the trials goes on at each rung
@@ -146,7 +145,7 @@ def enqueue_seed_models(study: optuna.Study, arch: str) -> int:
     # Known by name rather than by Optuna's skip_if_exists: a study from before the per-optimizer param names
     # stored them as `learning_rate`, which skip_if_exists would not match, queueing every model a second time.
     queued = {TrialRecord.of(trial).seed_model for trial in study.get_trials(deepcopy=False, states=(
-        TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING))}  # a failed one runs again
+        *FINISHED, TrialState.RUNNING, TrialState.WAITING))}  # a failed one runs again
     for name, params in seeds.items():
         if name not in queued:
             study.enqueue_trial(stored_params(params), user_attrs=records.enqueued(seed_model=name))

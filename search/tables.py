@@ -8,7 +8,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from search.records import TrialRecord
+from search.records import FINISHED, TrialRecord
 from search.winners import pareto_front, seconds_of, shown_accuracy
 from spaces.param_names import model_params
 
@@ -16,7 +16,6 @@ from spaces.param_names import model_params
 RECORD_COLUMNS = ("train_seconds", "n_params", "best_epoch", "seed_model", "fail_reason")
 STALE = "stale: its worker stopped sending heartbeats"
 ENQUEUED = ("seed_model",)  # of RECORD_COLUMNS, what a trial holds before it runs
-SCORED = (TrialState.COMPLETE, TrialState.PRUNED)  # the trials with an accuracy and seconds to show
 
 
 def whole_numbers(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
@@ -42,7 +41,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     if len(study.directions) > 1:  # the front and the second objective it is drawn on (search.pareto)
         front = {t.number for t in pareto_front(study)}
         out.insert(0, "pareto", ["*" if t.number in front else "" for t in trials])
-        out["steady_seconds"] = [seconds_of(t) if t.state in SCORED else None for t in trials]  # not a failed one
+        out["steady_seconds"] = [seconds_of(t) if t.state in FINISHED else None for t in trials]  # not a failed one
     # A running or waiting trial has no duration yet.
     out["seconds"] = [None if t.duration is None else round(t.duration.total_seconds(), 1) for t in trials]
     recorded = [TrialRecord.of(trial) for trial in trials]

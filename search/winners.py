@@ -9,7 +9,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import pareto
 from search.errors import UserError
-from search.records import StudyRecord, TrialRecord, confirmations, replay_scale
+from search.records import FINISHED, StudyRecord, TrialRecord, confirmations, replay_scale
 
 
 def value_of(trial: FrozenTrial) -> float:
@@ -113,7 +113,7 @@ def trained_backend(study: optuna.Study) -> str | None:
     """The Keras backend export-best and confirm retrain on by default: the one the study's finished trials trained
     on; where they differ (a study resumed on another backend), its winner's; None where none recorded one."""
     backends = {TrialRecord.of(trial).backend for trial in study.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))} - {""}
+        deepcopy=False, states=FINISHED)} - {""}
     if len(backends) <= 1:
         return next(iter(backends), None)
     best = winner(study)
