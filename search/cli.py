@@ -5,7 +5,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -63,7 +63,7 @@ def study(
     arch: Arch,
     trials: Annotated[int, typer.Option(help="Finished trials the study should hold; a rerun adds only "
                                         "the missing ones.")] = StudyConfig.trials,
-    data: DataDir = Path(StudyConfig.data_dir),
+    data: DataDir = None,
     image_size: ImageSize = None,
     epochs: Annotated[int, typer.Option(help="Epochs per trial (the pruner may stop a trial earlier).")]
     = StudyConfig.epochs,
@@ -103,29 +103,29 @@ def study(
                                            "float32. On GPUs with bfloat16 units faster epochs (1.4x on an H200) "
                                            "but slower compiles: for long trials. No gain on CPUs.")]
     = StudyConfig.precision,
-    heartbeat: Annotated[int, typer.Option(help="Seconds between a worker's heartbeats (SQLite/PostgreSQL); "
-                                           "a trial silent for 3 beats is failed and retried once.")]
-    = StudyConfig.heartbeat_seconds,
+    heartbeat: Annotated[Optional[int], typer.Option(
+        help="Seconds between a worker's heartbeats (SQLite/PostgreSQL); a trial silent for 3 beats is failed and "
+        f"retried once. Default: a resumed study's, else {StudyConfig.heartbeat_seconds}.", show_default=False)]
+    = None,
     fail_orphans: Annotated[bool, typer.Option(help="First mark failed the RUNNING trials whose worker is gone "
                                                "(left by a killed worker on a journal storage).")] = False,
-    levers: Annotated[bool, typer.Option("--levers/--no-levers", help="Search the accuracy levers too: "
-                                         "augmentation (translation, horizontal flip, random erasing), label "
-                                         "smoothing, weight decay, cosine and one-cycle learning-rate "
-                                         "schedules.")] = True,
+    levers: Annotated[Optional[bool], typer.Option(
+        "--levers/--no-levers", help="Search the accuracy levers too: augmentation (translation, horizontal flip, "
+        "random erasing), label smoothing, weight decay, cosine and one-cycle learning-rate schedules. Default: a "
+        "resumed study's choice, else on.", show_default=False)] = None,
     quiet: Quiet = False,
 ) -> None:
     """Run (or resume) an Optuna study of ARCH until it holds --trials finished trials."""
     from search.runner import run_study
-    from search.study import stored_objective
 
     with user_errors():
-        config = StudyConfig(arch=arch, data_dir=str(data), trials=trials, epochs=epochs, storage=storage,
-                             study_name=study_name, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
-                             subset=subset, enqueue_seed_models=enqueue_seed_models, warm_start=warm_start,
-                             shuffle=shuffle, backend=backend, workers=workers, max_failures=max_failures,
-                             quiet=quiet, heartbeat_seconds=heartbeat, device_loop=device_loop, precision=precision,
-                             image_size=image_size, fail_orphans=fail_orphans, levers=levers,
-                             objective=objective or stored_objective(storage, study_name or arch))
+        settings = _resumed(storage, study_name or arch, quiet, data_dir=data, subset=subset, image_size=image_size,
+                            levers=levers, heartbeat_seconds=heartbeat, objective=objective)
+        config = StudyConfig(arch=arch, trials=trials, epochs=epochs, storage=storage, study_name=study_name,
+                             sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
+                             enqueue_seed_models=enqueue_seed_models, warm_start=warm_start, shuffle=shuffle,
+                             backend=backend, workers=workers, max_failures=max_failures, quiet=quiet,
+                             device_loop=device_loop, precision=precision, fail_orphans=fail_orphans, **settings)
         code = run_study(config)
     raise typer.Exit(code)
 
@@ -139,7 +139,7 @@ def replay(
                                                 "epochs (0 < F <= 1, at least one epoch).")] = 1.0,
     subset: Annotated[Optional[int], typer.Option(help="Train on the first N training images "
                                                   "(and N/4 validation images).")] = None,
-    data: Annotated[Path, typer.Option(help="Folder with train.csv.")] = Path("data"),
+    data: DataDir = None,
     storage: Storage = DEFAULT_STORAGE,
     study_name: Annotated[Optional[str], typer.Option("--study-name", help="Study name "
                                                       "(default: ARCH-notebook).")] = None,
@@ -153,18 +153,31 @@ def replay(
     with user_errors("finished models are saved; run the same command again to resume"):
         spaces.require(arch)
         use_backend(backend)  # before the architecture's module imports Keras
-        from search.replay import choose_models, replay_config, replay_table
+        from search.replay import choose_models, replay_config, replay_name, replay_table
         from search.replay import replay as run_replay
         from spaces._notebook import NOTEBOOK_SETUP
 
         chosen = choose_models(arch, models)
-        config = replay_config(arch, chosen, epochs_scale, study_name, data_dir=str(data), storage=storage,
-                               subset=subset, backend=backend, quiet=quiet)
+        settings = _resumed(storage, study_name or replay_name(arch), quiet, data_dir=data, subset=subset)
+        config = replay_config(arch, chosen, epochs_scale, study_name, storage=storage, backend=backend, quiet=quiet,
+                               **settings)
         study_obj = run_replay(config, chosen, epochs_scale)
     console = Console(quiet)
     console.result(f"study {study_obj.study_name!r} in {display_url(storage)}: the notebook's models measured here "
                    f"vs as the notebook reported them ({NOTEBOOK_SETUP})")
     console.result(replay_table(study_obj, chosen).to_string(index=False, na_rep="-"))
+
+
+def _resumed(storage: str, study_name: str, quiet: bool, **given: Any) -> dict[str, Any]:
+    """The settings of a run of study `study_name` given on the command line (None: left out), the rest taken from
+    the study where it exists (search.study.resumed_settings), with a line that says what was taken."""
+    from search.study import resumed_settings
+
+    data_dir = given["data_dir"]
+    settings, said = resumed_settings(storage, study_name, {**given, "data_dir": data_dir and str(data_dir)})
+    if said:
+        Console(quiet).say(f"resuming study {study_name!r} with the options it was made with: {' '.join(said)}")
+    return settings
 
 
 @app.command(hidden=True)

@@ -13,14 +13,17 @@ from search.console import Console
 from search.errors import UserError
 from search.signals import sigterm_as_interrupt
 
-DataDir = Annotated[Path, typer.Option("--data", help="Folder with train.csv and testX.csv, or with train/<class "
-                                       "name>/*.png|jpg|... and test/*.png|jpg|... (see README).")]
+# study and replay: a rerun takes a resumed study's own folder (search.study.resumed_settings).
+DataDir = Annotated[Optional[Path], typer.Option("--data", help="Folder with train.csv and testX.csv, or with "
+                                                 "train/<class name>/*.png|jpg|... and test/*.png|jpg|... (see "
+                                                 "README). Default: a resumed study's own folder where it exists "
+                                                 "here, else data.", show_default=False)]
 # export-best and confirm retrain on the study's data: by default the folder it was made with.
 StudyDataDir = Annotated[Optional[Path], typer.Option("--data", help="Data folder (default: the one the study was "
                                                       "made with, where it exists here; else data).")]
 ImageSize = Annotated[Optional[str], typer.Option("--image-size", help="HEIGHTxWIDTH every image of an image "
-                                                  "folder is resized to (default: the most common size; "
-                                                  "export-best and confirm: the study's).")]
+                                                  "folder is resized to (default: a resumed or retrained "
+                                                  "study's, else the most common size).")]
 # The default storage may come from $HPSEARCH_STORAGE, so a password need not be typed on a command line;
 # show_envvar only names the variable in --help, never its value.
 Storage = Annotated[str, typer.Option("--storage", envvar="HPSEARCH_STORAGE", show_envvar=True,

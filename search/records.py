@@ -49,9 +49,13 @@ class StudyRecord:
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:
         """The study's record; a study made before a field existed reads that field's default."""
-        attrs = study.user_attrs
+        return cls.from_attrs(study.user_attrs, study.study_name)
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any], study_name: str) -> StudyRecord:
+        """The record held in a study's user attributes (read from a storage without loading the study)."""
         values = {f.name: attrs[f.name] for f in fields(cls) if f.name in attrs}
-        values.setdefault("arch", study.study_name)
+        values.setdefault("arch", study_name)
         return cls(**{**values, "class_names": tuple(values.get("class_names", ()))})
 
     def attach(self, study: optuna.Study) -> None:

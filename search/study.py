@@ -1,11 +1,13 @@
 """Creating and resuming studies, choosing sampler and pruner, and running trials in one or K workers."""
 from __future__ import annotations
 
+import dataclasses
+import shlex
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -100,24 +102,53 @@ def objective_of(directions: Sequence[str]) -> str | None:
     return next((name for name, held in DIRECTIONS.items() if list(held) == list(directions)), None)
 
 
-def stored_objective(url: str, name: str) -> str:
-    """The objective of study `name` in the storage at url, so that a rerun without --objective resumes it as it
-    began; "accuracy" for a new study. Only reads: creates no file, folder or table."""
+def stored_record(url: str, name: str) -> StudyRecord | None:
+    """The record of study `name` in the storage at url, its objective read from its directions; None for a new
+    study, and where the storage cannot be read (the run's own open then says why). Only reads: creates no file,
+    folder or table."""
     try:
         storage = open_storage(url, readonly=True, checked=True)  # the run's own open checks the schema version
     except NoStudies:
-        return "accuracy"
+        return None
     try:
-        directions = [d.name.lower() for d in storage.get_study_directions(storage.get_study_id_from_name(name))]
-    except KeyError:  # no such study yet
-        return "accuracy"
-    except Exception:  # noqa: BLE001 - e.g. an old schema (its check was skipped): the run's own open says so
-        return "accuracy"
+        study_id = storage.get_study_id_from_name(name)
+        directions = [d.name.lower() for d in storage.get_study_directions(study_id)]
+        attrs = storage.get_study_user_attrs(study_id)
+    except Exception:  # noqa: BLE001 - no such study yet (KeyError), or e.g. an old schema (its check was skipped)
+        return None
     finally:
         if isinstance(storage, optuna.storages.RDBStorage):
             storage.engine.dispose()  # the run opens its own connections
     # Directions of none of hpsearch's objectives (a plain Optuna study): open_study refuses it.
-    return objective_of(directions) or "accuracy"
+    return dataclasses.replace(StudyRecord.from_attrs(attrs, name), objective=objective_of(directions) or "accuracy")
+
+
+def resumed_settings(url: str, name: str, given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A run's StudyConfig settings among `given` (the command line's; None: left out): a setting left out is the
+    study's own where it exists, so that a rerun with fewer options resumes it as it began. Taken are those a
+    resumed study must keep (its objective, --subset, --image-size, levers, --heartbeat) and its --data folder
+    where that exists on this machine (another one may keep it elsewhere). Also, as options, what was taken that
+    the command's defaults would not have given (said at start)."""
+    chosen = {key: value for key, value in given.items() if value is not None}
+    record = stored_record(url, name)
+    if record is None:
+        return chosen, []
+    stored: dict[str, Any] = {"objective": record.objective, "subset": record.subset,
+                              "image_size": record.image_size, "levers": record.levers}
+    if record.data_dir and Path(record.data_dir).is_dir():
+        stored = {"data_dir": record.data_dir, **stored}  # said first
+    if record.heartbeat_seconds is not None:  # recorded since heartbeats must match
+        stored["heartbeat_seconds"] = record.heartbeat_seconds
+    taken = {key: value for key, value in stored.items() if key in given and key not in chosen}
+    defaults, said = StudyConfig(arch=record.arch), []
+    for key, value in taken.items():
+        if key == "data_dir" and Path(value).resolve() != Path(defaults.data_dir).resolve():
+            said.append(f"--data {shlex.quote(value)}")
+        elif key == "levers" and value != defaults.levers:
+            said.append("--no-levers")
+        elif key in StudyRecord.OPTIONS and value != getattr(defaults, key):
+            said.append(f"{StudyRecord.OPTIONS[key]} {value}")
+    return {**taken, **chosen}, said
 
 
 def count(study: optuna.Study, states: tuple[TrialState, ...] = FINISHED) -> int:

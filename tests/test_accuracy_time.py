@@ -21,7 +21,7 @@ from search.console import Console
 from search.data import load_test
 from search.figures import pareto_figure
 from search.report import trial_points
-from search.study import stored_objective
+from search.study import stored_record
 from search.tables import trials_frame
 from search.winners import seconds_of
 from tests.conftest import load, study_in
@@ -149,7 +149,8 @@ def test_a_rerun_without_objective_resumes_the_study_as_it_began(two_objective: 
     copy = tmp_path / "db.sqlite"
     shutil.copy(two_objective.removeprefix("sqlite:///"), copy)
     url = f"sqlite:///{copy}"
-    assert stored_objective(url, "lenet") == "accuracy-time" and stored_objective(url, "other") == "accuracy"
+    record = stored_record(url, "lenet")
+    assert record is not None and record.objective == "accuracy-time" and stored_record(url, "other") is None
     result = runner.invoke(app, ["study", "lenet", "--trials", "6", "--epochs", "3", "--subset", "200", "--data",
                                  str(tiny_data), "--storage", url])
     assert result.exit_code == 0, result.output
@@ -161,7 +162,7 @@ def test_a_rerun_without_objective_resumes_the_study_as_it_began(two_objective: 
     new.mkdir()
     for url in (f"sqlite:///{new / 'db.sqlite'}", f"journal:///{new / 'journal.log'}",
                 f"sqlite:///{new / 'no-such-folder' / 'db.sqlite'}"):
-        assert stored_objective(url, "lenet") == "accuracy"
+        assert stored_record(url, "lenet") is None  # a new study: accuracy
     assert not list(new.iterdir())
 
 

@@ -252,3 +252,41 @@ def test_the_studies_named_in_an_error_are_quoted(tmp_path: Path) -> None:
     with pytest.raises(UserError) as said:
         load_study(open_storage(url), "missing")
     assert str(said.value) == r"no study 'missing' in this storage; studies: 'plain', '  ', 'line\nbreak\x1b[31m'"
+
+
+def test_a_rerun_leaving_out_options_resumes_the_study_as_it_was_made(tiny_data: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """--data, --subset, --no-levers and --heartbeat left out of a rerun are the study's own (the rerun read ./data,
+    and was refused for each of the others); given ones still win, and a folder gone from this machine is not
+    taken."""
+    from search.study import resumed_settings
+
+    data, url = tmp_path / "my data", f"sqlite:///{tmp_path / 'db.sqlite'}"
+    data.mkdir()
+    for name in ("train.csv", "dataset.json"):
+        (data / name).write_bytes((tiny_data / name).read_bytes())
+    made = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--data", str(data), "--subset",
+                               "100", "--no-levers", "--heartbeat", "7", "--storage", url, "-q"])
+    assert made.exit_code == 0, made.output
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    result = runner.invoke(app, ["study", "lenet", "--trials", "2", "--epochs", "1", "--storage", url])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(f"resuming study 'lenet' with the options it was made with: --data '{data}' "
+                                    "--subset 100 --no-levers --heartbeat 7\n"), result.stderr  # quoted for a shell
+    study = load(url)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert "augment" not in study.trials[1].params  # a sampled trial, without the levers
+    # Given options win: another folder of the same data, a matching --subset (not said again).
+    (tmp_path / "data").mkdir()
+    for name in ("train.csv", "dataset.json"):
+        (tmp_path / "data" / name).write_bytes((tiny_data / name).read_bytes())
+    settings, said = resumed_settings(url, "lenet", {"data_dir": "data", "subset": 100, "levers": None,
+                                                     "heartbeat_seconds": None, "objective": None})
+    assert settings == {"data_dir": "data", "subset": 100, "levers": False, "heartbeat_seconds": 7,
+                        "objective": "accuracy"} and said == ["--no-levers", "--heartbeat 7"]
+    data.rename(tmp_path / "moved")  # the study's folder is gone: ./data, not a folder that is not there
+    settings, said = resumed_settings(url, "lenet", {"data_dir": None, "subset": None})
+    assert settings == {"subset": 100} and said == ["--subset 100"]
+    result = runner.invoke(app, ["study", "lenet", "--trials", "3", "--epochs", "1", "--storage", url, "-q"])
+    assert result.exit_code == 0 and result.stderr == "", result.output  # quiet: nothing said
+    assert resumed_settings(url, "new", {"data_dir": None, "subset": 5}) == ({"subset": 5}, [])  # a new study

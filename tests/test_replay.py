@@ -22,7 +22,8 @@ def _replay(data: Path, url: str, *extra: str) -> object:
                                     "--quiet", *extra])
 
 
-def test_replay_trains_each_model_for_its_scaled_epochs_once(tiny_data: Path, sqlite_url: str) -> None:
+def test_replay_trains_each_model_for_its_scaled_epochs_once(tiny_data: Path, sqlite_url: str,
+                                                             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     result = _replay(tiny_data, sqlite_url, "--models", "model1,model2", "--epochs-scale", "0.025")
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="lenet-notebook", storage=open_storage(sqlite_url))
@@ -42,6 +43,13 @@ def test_replay_trains_each_model_for_its_scaled_epochs_once(tiny_data: Path, sq
 
     again = _replay(tiny_data, sqlite_url, "--models", "model1,model2", "--epochs-scale", "0.025")
     assert again.exit_code == 0 and len(study.get_trials()) == 2  # nothing retrained
+    # Without --data, from a folder with no data/: the study's own folder (it read ./data and failed).
+    monkeypatch.chdir(tmp_path)
+    again = CliRunner().invoke(app, ["replay", "lenet", "--storage", sqlite_url, "--models", "model1,model3",
+                                     "--epochs-scale", "0.025"])
+    assert again.exit_code == 0, again.output
+    assert f"with the options it was made with: --data {tiny_data} --subset 60\n" in again.stderr
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3  # model3 added
 
 
 def test_replay_says_where_it_trains_and_what(tiny_data: Path, sqlite_url: str) -> None:

@@ -23,7 +23,7 @@ from search.errors import UserError
 from search.export_files import EXPORT_FILES
 from search.runner import _same_study_options
 from search.storage import check_url, display_url, redact, storage_loss_said
-from search.study import stored_objective
+from search.study import stored_record
 from tests.conftest import load
 from tests.test_processes import children
 
@@ -177,7 +177,7 @@ def _refuses_as_empty(url: str) -> None:
             f"error: no hpsearch studies in {display_url(url)} (no Optuna tables yet); run `hpsearch study ARCH` "
             "first"), result.output
         assert PASSWORD not in result.output
-    assert stored_objective(url, "lenet") == "accuracy"  # a study's start asks too (no --objective): a new one
+    assert stored_record(url, "lenet") is None  # a study's start asks too (for options left out): a new one
     engine = sqlalchemy.create_engine(url)
     assert not sqlalchemy.inspect(engine).get_table_names()
     engine.dispose()
