@@ -106,7 +106,8 @@ def prepare_study(config: StudyConfig) -> Dataset:
     data = load_dataset(Path(config.data_dir), config.subset, parse_image_size(config.image_size))
     if has_test(Path(config.data_dir)):
         load_test(Path(config.data_dir), data.input_shape)
-    open_study(config, data)  # the data is valid before any storage is touched
+    with storage_loss_said(config.storage):  # here: an error's chain is lost on its way out of a forked process
+        open_study(config, data)  # the data is valid before any storage is touched
     return data
 
 

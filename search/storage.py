@@ -12,13 +12,13 @@ from urllib.parse import unquote
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
 from search.config import DEFAULT_STORAGE, HEARTBEAT_SECONDS
 from search.errors import NoStudies, UserError, exception_chain
+from search.journal import RepairingJournalBackend
 
 # Heartbeats and stale-trial retries are marked experimental in Optuna; we rely on them knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -27,6 +27,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 DEFAULT_FOLDER = Path("studies")  # the only storage folder hpsearch creates by itself
 JOURNAL_PREFIX = "journal:///"
 GRACE_PERIODS = 3
+SQLITE_WAIT_SECONDS = 60  # how long an SQLite reader or writer waits for another process's lock
 CREATION_ATTEMPTS = 3  # opening a new RDB storage: tries while other machines create its tables at the same moment
 # Query parameters that carry a password (libpq accepts ?password=...); the value runs on over any '&...' piece
 # without '=' (an unencoded '&' in the password), so that no part of it shows.
@@ -80,6 +81,21 @@ def first_line(exc: BaseException, url: str) -> str:
     return redact(lines[0], url) if lines else type(exc).__name__
 
 
+def lost_reason(exc: BaseException, url: str) -> str | None:
+    """Why the storage was lost (a server stopped, a full disk), where an error in exc's chain says so; else None."""
+    lost = [link for link in exception_chain(exc)
+            if isinstance(link, (OperationalError, InterfaceError, optuna.exceptions.StorageInternalError))]
+    if not lost:
+        return None
+    # The database driver's own words (SQLAlchemy keeps them as .orig), or a journal's failed write; not the root of
+    # the whole chain, which may be what the failed write happened during (a pruned trial's records).
+    driver = next((link.orig for link in lost if isinstance(link, DBAPIError) and link.orig is not None), None)
+    written = next((link.__cause__ for link in lost if isinstance(link.__cause__, OSError)), None)
+    said: BaseException = driver or written or lost[0]
+    text = (said.strerror if isinstance(said, OSError) and said.strerror else str(said)).strip().splitlines()
+    return redact(text[0], url) if text else type(said).__name__
+
+
 @contextlib.contextmanager
 def storage_loss_said(url: str) -> Iterator[None]:
     """Turn losing the storage mid-run (a server stopped, a network cut), seen anywhere in an error's chain, into
@@ -89,8 +105,7 @@ def storage_loss_said(url: str) -> Iterator[None]:
     except UserError:  # already one line (e.g. "cannot open"), whatever database error it came from
         raise
     except Exception as exc:
-        lost = (OperationalError, InterfaceError, optuna.exceptions.StorageInternalError)
-        reason = next((first_line(link, url) for link in exception_chain(exc) if isinstance(link, lost)), None)
+        reason = lost_reason(exc, url)
         if reason is None:
             raise
         raise UserError(f"lost the storage {display_url(url)!r} ({reason}); finished trials are saved there: run "
@@ -143,9 +158,13 @@ def _require_optuna_sqlite(shown: str, path: Path) -> None:
     if not path.is_file() or path.stat().st_size == 0:
         return
     try:
-        with contextlib.closing(sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)) as connection:
+        with contextlib.closing(sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True,
+                                                timeout=SQLITE_WAIT_SECONDS)) as connection:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as exc:
+        if "locked" in str(exc):  # another program holds it, longer than a study's writers ever do
+            raise UserError(f"storage {shown!r}: locked by another process for over {SQLITE_WAIT_SECONDS} s; "
+                            "try again once it is done") from None
         raise UserError(f"storage {shown!r}: not an SQLite database ({exc})") from None
     if tables and "studies" not in tables:
         raise UserError(f"storage {shown!r}: {path} is an SQLite file of another program, not an Optuna storage")
@@ -195,7 +214,7 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
         _storage_file(shown, path, readonly)
         _require_optuna_journal(shown, path)
         try:
-            return JournalStorage(JournalFileBackend(str(path)))
+            return JournalStorage(RepairingJournalBackend(str(path)))
         except OSError as exc:
             raise UserError(f"storage {shown!r}: cannot open ({exc.strerror})") from None
         except Exception:  # noqa: BLE001 - its lines are not journal records (JSON of Optuna's operations)
@@ -207,7 +226,7 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
         _storage_file(shown, path, readonly)
         _require_optuna_sqlite(shown, path)
         # Wait for other writers instead of failing; no implicit BEGIN of Python's sqlite3 (see _begin_immediate).
-        engine_kwargs = {"connect_args": {"timeout": 60, "isolation_level": None}}
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_WAIT_SECONDS, "isolation_level": None}}
     for attempt in range(CREATION_ATTEMPTS):
         try:
             storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,

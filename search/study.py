@@ -19,7 +19,7 @@ from search.console import Console
 from search.data import Dataset, image_size_text, load_dataset, parse_image_size
 from search.errors import NoStudies, UserError
 from search.records import FINISHED, StudyRecord, TrialRecord, replay_scale, require_made_here
-from search.storage import open_storage, storage_loss_said
+from search.storage import lost_reason, open_storage, storage_loss_said
 from spaces.param_names import stored_params
 
 if TYPE_CHECKING:
@@ -237,14 +237,20 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     # Our progress line already says why a trial failed; Optuna's own warning would add a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
+    lost: list[Exception] = []
+
     def stoppable_objective(trial: optuna.Trial) -> Values:
-        """The objective, where an interrupt that a library turned into another error still stops the study
-        (catch=(Exception,) would go on)."""
+        """The objective, where an interrupt that a library turned into another error, or a storage that can no
+        longer be written (a full disk), still stops the study (catch=(Exception,) would go on, failing every
+        trial with no reason recorded)."""
         try:
             return objective(trial)
         except Exception as exc:
             if interrupted(exc):
                 raise KeyboardInterrupt from exc
+            if lost_reason(exc, config.storage) is not None:
+                lost.append(exc)
+                trial.study.stop()  # said below, once Optuna has ended the trial
             raise
 
     started, dropped = time.monotonic(), 0
@@ -258,6 +264,8 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
                 with storage_loss_said(config.storage):
                     study.optimize(stoppable_objective, timeout=left, catch=(Exception,),
                                    callbacks=[quota_callback, target, console.trial, *callbacks])
+                    if lost:
+                        raise lost[0]
                 break
             except ValueError as exc:
                 # Another process failed this trial while it trained, as its heartbeats seemed stale (e.g. a network

@@ -1,0 +1,105 @@
+"""A storage that fails under a study (a full disk, a write cut short, a lock held elsewhere): one line that says
+why, the study stopped rather than failing trial after trial, and a journal that stays readable."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy.exc
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._storage import JournalOperation  # the op codes of its records
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+import search.storage
+from search.cli import app
+from search.errors import UserError
+from search.journal import broken_tail
+from search.storage import open_storage, storage_loss_said
+from tests.conftest import load
+
+runner = CliRunner()
+RECORD = b'{"op_code":0,"worker_id":"w"}\n'
+
+
+@pytest.mark.parametrize(("tail", "whole", "cut"), [
+    (RECORD * 2, True, 0),
+    (RECORD + RECORD[:7], True, 7),  # a write cut short: no newline
+    (RECORD + b"garbage\n", True, 8),  # a whole line, but no record
+    (RECORD + b"garbage\n" + RECORD[:3], True, 11),
+    (RECORD[:5], True, 5),
+    (RECORD[:5], False, 0),  # the line may begin before the tail read: Optuna's reader skips it
+    (b"", True, 0),
+])
+def test_the_broken_tail_is_what_follows_the_last_whole_record(tail: bytes, whole: bool, cut: int) -> None:
+    assert broken_tail(tail, whole) == cut
+
+
+def test_a_full_disk_stops_the_study_in_one_line_and_the_journal_stays_readable(
+        tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It went on failing trials with no reason recorded, or ended in a traceback; and the record it cut short, once
+    appended to, made the whole journal unreadable (every command: "not an Optuna journal file")."""
+    journal = tmp_path / "j.log"
+    args = ["study", "lenet", "--epochs", "1", "--subset", "100", "--data", str(tiny_data), "--storage",
+            f"journal:///{journal}", "-q"]
+    assert runner.invoke(app, [*args, "--trials", "1"]).exit_code == 0
+    append, writes = JournalFileBackend.append_logs, []
+
+    def full_after_three(backend: JournalFileBackend, logs: list[dict]) -> None:
+        """Optuna's append, until the disk is full: then part of a record, and the error. Trials can still be
+        created and their states set, as in an SQLite file on a full disk (such a small write fits in a page it
+        holds), so Optuna's catch=(Exception,) would go on from trial to trial."""
+        writes.append(logs)
+        if len(writes) <= 3 or logs[0]["op_code"] in (JournalOperation.CREATE_TRIAL,
+                                                      JournalOperation.SET_TRIAL_STATE_VALUES):
+            return append(backend, logs)
+        with open(journal, "ab") as file:
+            file.write(RECORD[:9])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(JournalFileBackend, "append_logs", full_after_three)
+    result = runner.invoke(app, [*args, "--trials", "5"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.splitlines()[-1] == (
+        f"error: lost the storage 'journal:///{journal}' (No space left on device); finished trials are saved there: "
+        "run the same command again once it is back")
+    assert len(load(f"journal:///{journal}").trials) == 2  # stopped at once, not after trial after trial failed
+    assert "dropped its last 9 bytes, a record cut short" in result.stderr  # before Optuna's state write went on
+    monkeypatch.setattr(JournalFileBackend, "append_logs", append)  # space again
+    result = runner.invoke(app, [*args, "--trials", "3", "--fail-orphans"])
+    assert result.exit_code == 0, result.output
+    states = [t.state for t in load(f"journal:///{journal}").trials]
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 3
+    assert journal.read_bytes().endswith(b"\n")
+
+
+def test_a_lost_database_is_said_in_its_driver_s_words_not_in_those_of_the_error_it_interrupted() -> None:
+    """A full disk while a pruned trial's records were written was said as "(pruned after epoch 1)"; SQLite's
+    read-only file as Optuna's "An exception is raised during the commit ... e.g. exceeding max length"."""
+    url = "sqlite:///x.db"
+    with pytest.raises(UserError) as raised, storage_loss_said(url):
+        try:
+            raise optuna.TrialPruned("pruned after epoch 1")
+        except optuna.TrialPruned:
+            try:
+                full = sqlite3.OperationalError("database or disk is full")
+                raise sqlalchemy.exc.OperationalError("UPDATE", {}, full)
+            except sqlalchemy.exc.OperationalError:
+                raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from None
+    assert str(raised.value).startswith(f"lost the storage '{url}' (database or disk is full); ")
+
+
+def test_a_database_locked_by_another_program_is_said_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was "not an SQLite database (database is locked)", after 5 s instead of a study's 60."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    open_storage(url).get_all_studies()  # Optuna's tables
+    monkeypatch.setattr(search.storage, "SQLITE_WAIT_SECONDS", 0.1)
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)) as holder:
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(UserError, match=r"locked by another process for over 0.1 s; try again once it is done"):
+            open_storage(url, readonly=True)
