@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
@@ -39,6 +40,8 @@ RetrainBackend = Annotated[Optional[str], typer.Option(
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
+# The disk's errors, said in one line even where the file is not named (a write to an open file).
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 # What Ctrl-C leaves behind, said after "interrupted" (each command its own: export-best has no trials to resume).
 RESUMABLE = "finished trials are saved; run the same command again to resume"
 
@@ -55,9 +58,11 @@ def user_errors(interrupted: str = RESUMABLE) -> Iterator[None]:
         Console().warn(f"error: {exc}")
         raise typer.Exit(2) from None
     except OSError as exc:
-        if exc.filename is None:  # not about a file the user named (a bug, or the network): keep the traceback
+        # Not about a file the user named, nor the disk (a bug, or the network): keep the traceback.
+        if exc.filename is None and exc.errno not in DISK_ERRORS:
             raise
-        Console().warn(f"error: {exc.filename}: {exc.strerror}")  # e.g. a folder without write permission
+        # e.g. a folder without write permission, or a full disk while a file was written
+        Console().warn(f"error: {exc.filename}: {exc.strerror}" if exc.filename else f"error: {exc.strerror}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         Console().warn(f"interrupted: {interrupted}" if interrupted else "interrupted")

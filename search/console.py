@@ -25,17 +25,22 @@ def counted(number: int, noun: str, plural: str = "") -> str:
     return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
-def emit(stream: TextIO, text: str) -> None:
+def emit(stream: TextIO | None, text: str) -> None:
     """Write and flush text; once the reader of a pipe has gone (`hpsearch study ... | head`), send that stream to
     /dev/null and carry on: the search goes on and saves every trial (a BrokenPipeError failed the trial being
     trained, and the study stopped)."""
+    if stream is None:  # closed (`hpsearch trials >&-`): there is no one to tell
+        return
     try:
         stream.write(text)
         stream.flush()
-    except BrokenPipeError:
+    except OSError as exc:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, stream.fileno())  # what is still buffered goes there too, also at exit
         os.close(devnull)
+        if not isinstance(exc, BrokenPipeError) and stream is sys.stdout:  # a result lost (`> /dev/full`): say so
+            emit(sys.stderr, f"error: cannot write the output: {exc.strerror}\n")
+            raise SystemExit(2) from None
 
 
 class Console:

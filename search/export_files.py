@@ -1,4 +1,4 @@
-"""The export folder: refuse to replace an earlier export without --force, and swap a new one in whole."""
+"""Output that replaces earlier output whole: the export folder (refused without --force) and single files."""
 from __future__ import annotations
 
 import contextlib
@@ -63,9 +63,7 @@ def staged_out_dir(out_dir: Path, force: bool) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
     try:
         yield staging
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; an export folder is an ordinary one
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; an export folder is an ordinary one
         old = None
         if out_dir.is_dir() and any(out_dir.iterdir()):
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
@@ -75,3 +73,24 @@ def staged_out_dir(out_dir: Path, force: bool) -> Iterator[Path]:
             shutil.rmtree(old)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def current_umask() -> int:
+    """This process's file mode creation mask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+@contextlib.contextmanager
+def written_whole(path: Path) -> Iterator[Path]:
+    """A temporary file beside path to write; renamed onto path when the block succeeds, removed otherwise, so an
+    interrupted or failed write (a full disk) leaves what was at path before, whole, and no half-written file."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it private; a report is an ordinary file
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from search.export_files import written_whole
 from search.pareto import STEADY_SECONDS
 
 # The notebook's six plots of a run: (title, x column, y column).
@@ -148,5 +149,6 @@ def write_html(sections: Sequence[Section], path: Path, title: str, intro_html: 
             f"td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head>"
             f"<body><h1>{html.escape(title)}</h1>{intro_html}{''.join(parts)}</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    with written_whole(path) as temporary:
+        temporary.write_text(page, encoding="utf-8")
     return path

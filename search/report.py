@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 import spaces
 from search.confirm import confirmation_table
 from search.console import format_params
+from search.export_files import written_whole
 from search.figures import Section, confirmed_figure, epoch_ticks, plot_text, write_html
 from search.notebook import glance, glance_figure, glance_lines
 from search.pareto import STEADY_SECONDS
@@ -135,7 +136,8 @@ def write_report(studies: list[optuna.Study], out: Path, replays: dict[str, optu
     # Outer: an architecture with only a replay still gets its row (the notebook's and replay's columns). No row at
     # all where no study ran on Fashion-MNIST (one's own images do not compare with the notebook).
     merged = table.merge(notebook_columns, on="arch", how="outer") if len(notebook) else table
-    whole_numbers(merged, WHOLE_COLUMNS).to_csv(csv_path, index=False)
+    with written_whole(csv_path) as temporary:
+        whole_numbers(merged, WHOLE_COLUMNS).to_csv(temporary, index=False)
     if studies:
         shown = table.drop(columns=["best_params"], errors="ignore")
         # As a trial's line in the terminal gives them (floats to 3 digits), not as a Python dict.

@@ -6,11 +6,13 @@ import contextlib
 import errno
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
 import optuna
 import pytest
 import sqlalchemy.exc
+import typer
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._storage import JournalOperation  # the op codes of its records
 from optuna.trial import TrialState
@@ -18,7 +20,10 @@ from typer.testing import CliRunner
 
 import search.storage
 from search.cli import app
+from search.cli_options import user_errors
+from search.console import Console, emit
 from search.errors import UserError
+from search.export_files import current_umask, written_whole
 from search.journal import broken_tail
 from search.storage import open_storage, storage_loss_said
 from tests.conftest import load
@@ -103,3 +108,35 @@ def test_a_database_locked_by_another_program_is_said_so(tmp_path: Path, monkeyp
         holder.execute("BEGIN EXCLUSIVE")
         with pytest.raises(UserError, match=r"locked by another process for over 0.1 s; try again once it is done"):
             open_storage(url, readonly=True)
+
+
+def test_a_full_disk_under_a_file_or_the_output_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A write to an open file names no file: such an OSError was kept as a traceback (`report`, `data prepare` and
+    `export-best` on a full disk), and so was a result written to a full or closed stdout."""
+    with pytest.raises(typer.Exit) as ended, user_errors():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert ended.value.exit_code == 2 and capsys.readouterr().err == "error: No space left on device\n"
+    with pytest.raises(OSError), user_errors():  # not the disk, not a named file: a bug's traceback stays
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+    with open("/dev/full", "w") as full:  # noqa: PTH123 - a stream, as sys.stdout is
+        monkeypatch.setattr(sys, "stdout", full)
+        with pytest.raises(SystemExit) as exited:
+            Console().result("the table")
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "error: cannot write the output: No space left on device\n"
+    emit(None, "nowhere")  # stdout closed (`>&-`): nothing to say it to, and no AttributeError
+
+
+def test_a_report_file_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A full disk left a report cut off mid-script, which the next run then refused to replace without --force."""
+    report = tmp_path / "report.html"
+    report.write_text("old")
+    with pytest.raises(OSError), written_whole(report) as temporary:
+        temporary.write_text("half a")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert report.read_text() == "old" and list(tmp_path.iterdir()) == [report]
+    with written_whole(report) as temporary:
+        temporary.write_text("new")
+    assert report.read_text() == "new" and list(tmp_path.iterdir()) == [report]
+    assert report.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # an ordinary file, not mkstemp's private one
