@@ -14,6 +14,8 @@ import numpy as np
 from search import npzcache
 from search.errors import DataError
 
+EXACT_MAX = 2**53  # the largest integers float64 holds exactly: larger ones may wrap around in the cast to int64
+
 if TYPE_CHECKING:
     import pandas as pd  # imported where a CSV is parsed: a study that reads the cache never needs pandas
 
@@ -49,20 +51,32 @@ def _bad_cell(path: Path, frame: pd.DataFrame, what: str, bad: pd.DataFrame) -> 
     return DataError(f"{path}: line {row + 2}, column {frame.columns[col]!r}: {shown}, expected {what}")
 
 
-def _integers(path: Path, frame: pd.DataFrame, low: int, high: int | None, what: str) -> np.ndarray:
+def _integers(path: Path, frame: pd.DataFrame, low: int, high: int, what: str) -> np.ndarray:
     """Check every cell is an integer in [low, high]; return them as int64."""
     import pandas as pd
 
     if all(pd.api.types.is_integer_dtype(dtype) for dtype in frame.dtypes):
         values = frame.to_numpy(np.int64)  # the fast path: the parser already found integers only
-        if values.min() >= low and (high is None or values.max() <= high):
+        if values.min() >= low and values.max() <= high:
             return values
     numeric = frame.apply(pd.to_numeric, errors="coerce").astype(np.float64)
-    for bad in (numeric.isna(), numeric != np.floor(numeric), numeric < low,
-                numeric > (high if high is not None else np.inf)):
+    for bad in (numeric.isna(), numeric != np.floor(numeric), numeric < low, numeric > high):
         if bad.to_numpy().any():
             raise _bad_cell(path, frame, what, bad)
     return numeric.to_numpy(np.int64)
+
+
+def _check_short_rows(path: Path, raw: bytes, frame: pd.DataFrame) -> None:
+    """A row with fewer fields than the header (a file cut short, a lost comma): pandas fills it up with blanks,
+    which the cells' check would call "a blank cell"; say it as a row one field long is said."""
+    short = frame.iloc[:, -1].isna().to_numpy()
+    if not short.any():
+        return
+    row = int(np.argmax(short))
+    lines = [line for line in raw.split(b"\n")[1:] if line.strip()]  # pandas skips blank lines
+    fields = lines[row].count(b",") + 1 if row < len(lines) else len(frame.columns)
+    if fields < len(frame.columns):
+        raise DataError(f"{path}: line {row + 2}: {fields} columns, expected {len(frame.columns)}")
 
 
 def _check_classes(path: Path, labels: np.ndarray) -> None:
@@ -70,9 +84,15 @@ def _check_classes(path: Path, labels: np.ndarray) -> None:
     present = np.unique(labels)
     if len(present) < 2:
         raise DataError(f"{path}: labels hold {len(present)} class, expected at least 2")
-    missing = sorted(set(range(int(present[-1]) + 1)) - set(present.tolist()))
-    if missing:
-        shown = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    count = int(present[-1]) + 1 - len(present)  # labels missing below the largest (np.unique sorts)
+    if count:
+        # The first few, from the gaps between the labels present, not from a set of every label up to the largest
+        # (a label of 2**32 took all memory).
+        missing: list[int] = []
+        labels_present = present.tolist()
+        for below, label in zip([-1, *labels_present[:-1]], labels_present, strict=True):
+            missing += range(below + 1, min(label, below + 1 + 5 - len(missing)))  # up to 5 in all
+        shown = ", ".join(map(str, missing)) + (f" and {count - len(missing)} more" if count > len(missing) else "")
         raise DataError(f"{path}: labels must be 0..K-1 with every class present; no row has label {shown} "
                         f"(found {len(present)} classes, {int(present[0])} to {int(present[-1])})")
 
@@ -82,7 +102,8 @@ def _parse(path: Path, raw: bytes, labelled: bool, fingerprint: str) -> Table:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(io.BytesIO(raw), engine="c")
+        # Only an empty cell is missing: "nan" or "NA" in a cell is shown as written, not as "a blank cell".
+        frame = pd.read_csv(io.BytesIO(raw), engine="c", keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty") from None
     except pd.errors.ParserError as exc:
@@ -110,14 +131,15 @@ def _parse(path: Path, raw: bytes, labelled: bool, fingerprint: str) -> Table:
                         "(e.g. 784 = 28x28) or 3 x side^2 colour, channels last (e.g. 3072 = 32x32x3)")
     if frame.empty:
         raise DataError(f"{path}: no data rows")
-    ids = _integers(path, frame[["Id"]], 0, None, "a non-negative integer Id")[:, 0]
+    _check_short_rows(path, raw, frame)
+    ids = _integers(path, frame[["Id"]], 0, EXACT_MAX, "a non-negative integer Id")[:, 0]
     duplicated = pd.Series(ids).duplicated()
     if duplicated.any():
         row = int(np.argmax(duplicated.to_numpy()))
         raise DataError(f"{path}: line {row + 2}, column 'Id': duplicate Id {ids[row]}")
     labels = None
     if labelled:
-        labels = _integers(path, frame[[frame.columns[1]]], 0, None, "a non-negative integer label")[:, 0]
+        labels = _integers(path, frame[[frame.columns[1]]], 0, EXACT_MAX, "a non-negative integer label")[:, 0]
         _check_classes(path, labels)
     pixels = _integers(path, frame.iloc[:, len(heads):], 0, 255, "an integer pixel 0-255").astype(np.uint8)
     return Table(ids, pixels, labels, fingerprint)

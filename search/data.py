@@ -253,7 +253,8 @@ def load_dataset(data_dir: Path, subset: int | None = None, image_size: tuple[in
 def has_test(data_dir: Path) -> bool:
     """Whether the data folder holds images to predict (testX.csv, or test/ beside train/)."""
     data_dir = Path(data_dir)
-    return (data_dir / "test").is_dir() if is_image_tree(data_dir) else (data_dir / "testX.csv").is_file()
+    # exists(), not is_file(): a folder named testX.csv is an error to say (load_test), not "nothing to predict".
+    return (data_dir / "test").is_dir() if is_image_tree(data_dir) else (data_dir / "testX.csv").exists()
 
 
 def load_test(data_dir: Path, input_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:

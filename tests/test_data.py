@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from search.cli import app
-from search.data import IDX_FILES, DataError, describe, load_dataset, load_test, prepare, read_table
+from search.data import IDX_FILES, DataError, describe, has_test, load_dataset, load_test, prepare, read_table
 
 
 def test_prepare_writes_kaggle_format_with_fashion5_labels(tiny_source: Path, tmp_path: Path) -> None:
@@ -151,7 +151,17 @@ BAD_TRAIN = {
     "negative pixel": (GOOD[:2] + ["1,1,1,2,-3,4"], "line 3, column 'pixel2': '-3'"),
     "pixel over 255": (GOOD[:2] + ["1,1,1,2,3,256"], "line 3, column 'pixel3': '256'"),
     "blank pixel": (GOOD[:2] + ["1,1,1,,3,4"], "line 3, column 'pixel1': a blank cell"),
-    "NaN pixel": (GOOD[:2] + ["1,1,1,NaN,3,4"], "line 3, column 'pixel1': a blank cell"),
+    "NaN pixel": (GOOD[:2] + ["1,1,1,NaN,3,4"], "line 3, column 'pixel1': 'NaN', expected"),  # not "a blank cell"
+    # A row short of a field (a file cut short, a lost comma) was "a blank cell" in its last column.
+    "short row": (GOOD[:2] + ["1,1,1,2,3"] + GOOD[3:], "line 3: 5 columns, expected 6"),
+    "cut short": (GOOD + ["3,0,4"], "line 5: 3 columns, expected 6"),
+    # A label of 2**32 made the class check allocate billions (the process was killed); 2**63 and 2**64 wrapped
+    # around in the cast to int64 and passed as classes of the data.
+    "label 2**32": (GOOD[:2] + [f"1,{2**32},1,2,3,4"] + GOOD[3:],
+                    f"no row has label 2, 3, 4, 5, 6 and {2**32 - 7} more (found 3 classes, 0 to {2**32})"),
+    **{f"label {big}": (GOOD[:2] + [f"1,{big},1,2,3,4"] + GOOD[3:], f"line 3, column 'Label': '{big}', expected a "
+                        "non-negative integer label") for big in (2**63, 2**64)},
+    "huge Id": (GOOD[:2] + [f"{2**64},1,1,2,3,4"] + GOOD[3:], f"line 3, column 'Id': '{2**64}'"),
     "fractional label": (GOOD[:2] + ["1,1.5,1,2,3,4"], "column 'Label': '1.5'"),
     "negative label": (GOOD[:2] + ["1,-1,1,2,3,4"], "column 'Label': '-1'"),
     "one class": ([HEADER, "0,1,0,0,0,0", "1,1,0,0,0,0"], "at least 2"),
@@ -261,3 +271,12 @@ def test_split_is_scikit_learns_train_test_split(n_rows: int) -> None:
     expected_train, expected_val = train_test_split(rows, test_size=0.2, random_state=42)
     train, val = split_rows(n_rows, 0.2, 42)
     assert np.array_equal(train, expected_train) and np.array_equal(val, expected_val)
+
+
+def test_a_folder_named_testx_csv_is_an_error_not_nothing_to_predict(tmp_path: Path) -> None:
+    """export-best said "holds no images to predict ... no submission.csv" and exported without one."""
+    _write(tmp_path / "train.csv", "\n".join(GOOD) + "\n")
+    (tmp_path / "testX.csv").mkdir()
+    assert has_test(tmp_path)
+    with pytest.raises(DataError, match=f"{tmp_path / 'testX.csv'}: cannot read"):
+        load_test(tmp_path, (2, 2, 1))
