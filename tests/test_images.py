@@ -271,10 +271,14 @@ def test_colour_tree_with_mixed_sizes_through_study_export_score_and_report(tmp_
     assert result.exit_code == 0, result.output
     params = json.loads((tmp_path / "studies" / "small" / "best" / "params.json").read_text())
     assert params["input_shape"] == [10, 14, 3] and params["image_size"] == "10x14"  # as 10x14 is written
-    # Resumed without its --image-size, the study says how to resume it.
-    result = runner.invoke(app, ["study", "lenet", "--study-name", "small", "--trials", "2", "--data", str(data),
-                                 "--storage", url])
-    assert result.exit_code == 2 and "this run has no --image-size; pass --image-size 10x14 to resume it" in \
+    # Resumed without its --image-size, the study takes its own; with another one, it says how to resume it.
+    result = runner.invoke(app, ["study", "lenet", "--study-name", "small", "--trials", "2", "--epochs", "1",
+                                 "--data", str(data), "--storage", url])
+    assert result.exit_code == 0 and result.stderr.startswith(
+        "resuming study 'small' with the options it was made with: --image-size 10x14\n"), result.stderr
+    result = runner.invoke(app, ["study", "lenet", "--study-name", "small", "--trials", "3", "--data", str(data),
+                                 "--storage", url, "--image-size", "12x12"])
+    assert result.exit_code == 2 and "this run has --image-size 12x12; pass --image-size 10x14 to resume it" in \
         result.stderr, result.stderr
     # Test images are optional: without them the export is the model and its files, with no submission.csv.
     shutil.rmtree(data / "test")
