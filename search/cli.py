@@ -50,12 +50,15 @@ def data_prepare(
                                         "image tree is never replaced).")] = False,
 ) -> None:
     """Write Fashion-MNIST as Kaggle-format CSVs, or as PNG image folders (--format folders)."""
-    from search.data import prepare
+    from search.data import PREPARE_STAGING, prepare
+    from search.export_files import leftovers, leftovers_note
 
     # SIGTERM (`timeout`, kill) as Ctrl-C (user_errors): the staging folder is removed.
     with user_errors("nothing was written; run the same command again"):
         for path in prepare(source, out, labels, fmt, force=force):
             Console().result(f"wrote {path}")
+    if note := leftovers_note(leftovers(out, PREPARE_STAGING), "data prepare"):
+        Console().warn(note)
 
 
 @app.command(short_help="Run or resume a study of ARCH up to --trials finished trials.")
@@ -239,7 +242,7 @@ def export_best(
     quiet: Quiet = False,
 ) -> None:
     """Retrain the best trial and write submission.csv, model.keras, params.json, history.csv, report.html."""
-    from search.export_files import check_out_dir, default_out_dir
+    from search.export_files import check_out_dir, default_out_dir, leftovers, leftovers_note, staging_prefixes
 
     with user_errors("nothing was exported (an earlier export is left as it was)"):
         out_dir = out or default_out_dir(study_name or arch)
@@ -258,6 +261,8 @@ def export_best(
                             image_size=image_size, force=force, within=pick[1] if pick else None,
                             ensemble=ensemble, seeds=seeds, mirror=mirror)
     console = Console(quiet)
+    if note := leftovers_note(leftovers(out_dir.parent, *staging_prefixes(out_dir)), "export-best"):
+        console.warn(note)
     console.result(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}"
                    + (" (the validation rows were trained on too: --full-train)" if full_train else ""))
     for path in result.files:

@@ -5,11 +5,7 @@ import contextlib
 import gzip
 import json
 import math
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +13,7 @@ import numpy as np
 
 from search.csvfiles import pixel_shape, read_table
 from search.errors import DataError, SubsetOutOfRange
-from search.signals import signals_ignored
+from search.export_files import staged_in_folder
 
 DEFAULT_SOURCE = Path("/usr/share/datasets/fashion-mnist")
 FASHION10 = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -31,6 +27,7 @@ LABEL_SETS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
 IDX_FILES = {"train_x": "train-images-idx3-ubyte.gz", "train_y": "train-labels-idx1-ubyte.gz",
              "test_x": "t10k-images-idx3-ubyte.gz", "test_y": "t10k-labels-idx1-ubyte.gz"}
 META_FILE = "dataset.json"
+PREPARE_STAGING = ".prepare."  # the beginning of the name of the folder in --out that `data prepare` writes in
 FORMATS = ("csv", "folders")
 
 
@@ -66,28 +63,6 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a gzipped IDX file of Fashion-MNIST ({exc})") from None
 
 
-@contextlib.contextmanager
-def _staged(out: Path) -> Iterator[Path]:
-    """A hidden folder inside out to write into; on success its entries move into out (replacing files of the
-    same name), on an error or Ctrl-C it is removed, with the folders this made: no half-prepared data is left."""
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out}: a file, not a folder")
-    made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".prepare.", dir=out))
-    try:
-        yield staging
-        with signals_ignored():  # all moved or none: an interrupt between two moves left a folder half replaced
-            for entry in sorted(staging.iterdir()):
-                os.replace(entry, out / entry.name)
-    finally:
-        with signals_ignored():  # a second Ctrl-C must not leave the staging folder behind
-            shutil.rmtree(staging, ignore_errors=True)
-            for folder in made:  # left empty by a failure
-                if not any(folder.iterdir()):
-                    folder.rmdir()
-
-
 def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str = "csv", *,
             force: bool = False) -> list[Path]:
     """Write Fashion-MNIST from its IDX files as train.csv, testX.csv and testY.csv (Kaggle format),
@@ -118,7 +93,7 @@ def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str =
     names, mapping = LABEL_SETS[labels]
     arrays = {key: read_idx(src / name) for key, name in IDX_FILES.items()}
     relabel = np.asarray(mapping, np.int64)
-    with _staged(out) as staging:
+    with staged_in_folder(out, replace=force, last=META_FILE, prefix=PREPARE_STAGING) as staging:
         if fmt == "folders":
             from search import images  # Pillow, imported only for image folders: CSVs are written where it is missing
 

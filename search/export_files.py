@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import re
@@ -10,7 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from search.errors import UserError
+from search.errors import DataError, UserError
+from search.signals import signals_ignored
 
 EXPORT_FILES = ("submission.csv", "model.keras", "params.json", "history.csv", "report.html")
 
@@ -54,19 +56,26 @@ def default_out_dir(study_name: str) -> Path:
     return Path("studies") / study_name / "best"
 
 
+def staging_prefixes(out_dir: Path) -> tuple[str, str]:
+    """The names' beginnings of the folders beside out_dir that an export is written in, and that an earlier one
+    is moved into while the new one takes its place."""
+    return f".{out_dir.name}.new-", f".{out_dir.name}.old-"
+
+
 @contextlib.contextmanager
 def staged_out_dir(out_dir: Path, force: bool) -> Iterator[Path]:
     """A temporary folder beside out_dir to write into; on success it replaces out_dir in two renames,
     so an interruption leaves the old export or the new one, never a mix of both."""
     check_out_dir(out_dir, force)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
+    new_prefix, old_prefix = staging_prefixes(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=new_prefix, dir=out_dir.parent))
     try:
         yield staging
         staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; an export folder is an ordinary one
         old = None
         if out_dir.is_dir() and any(out_dir.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            old = Path(tempfile.mkdtemp(prefix=old_prefix, dir=out_dir.parent))
             os.replace(out_dir, old / out_dir.name)
         os.replace(staging, out_dir)  # rename(2) also replaces an empty folder
         if old is not None:
@@ -94,3 +103,60 @@ def written_whole(path: Path) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+def leftovers(folder: Path, *prefixes: str) -> list[Path]:
+    """Hidden staging folders (named prefix...) in folder that a killed run left (SIGKILL, a power cut; an error or
+    Ctrl-C removes its own). A live run's own looks the same, so they are named to the user, not removed."""
+    return sorted(path for prefix in prefixes for path in folder.glob(f"{glob.escape(prefix)}*") if path.is_dir())
+
+
+def leftovers_note(found: list[Path], command: str) -> str | None:
+    """The line that names what killed runs left, or None."""
+    if not found:
+        return None
+    return (f"note: {', '.join(map(str, found))} {'was' if len(found) == 1 else 'were'} left by an interrupted "
+            f"{command} (killed, or still running elsewhere); remove {'it' if len(found) == 1 else 'them'} once "
+            "no such run is going on")
+
+
+@contextlib.contextmanager
+def staged_in_folder(out: Path, replace: bool, last: str, prefix: str) -> Iterator[Path]:
+    """A hidden folder (named prefix...) inside out to write into; on success its entries move into out (replacing
+    files of the same name only with `replace`; the one named `last` moves last, and always replaces), on an error
+    or Ctrl-C it is removed, with the folders this made: no half-prepared data is left."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: a file, not a folder")
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out))
+    try:
+        yield staging
+        with signals_ignored():  # all moved or none: an interrupt between two moves left a folder half replaced
+            for entry in sorted(staging.iterdir(), key=lambda entry: (entry.name == last, entry.name)):
+                _move_in(entry, out / entry.name, replace or entry.name == last)
+    finally:
+        with signals_ignored():  # a second Ctrl-C must not leave the staging folder behind
+            shutil.rmtree(staging, ignore_errors=True)
+            for folder in made:  # left empty by a failure
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+
+
+def _move_in(entry: Path, target: Path, replace: bool) -> None:
+    """Move a prepared file or folder to target; without `replace`, refuse a target that appeared meanwhile (two
+    prepares into one folder both found it free: the second replaced the first's files without --force). Both move
+    in the same order, so the one that loses the first target moves nothing."""
+    if replace:
+        os.replace(entry, target)
+        return
+    try:
+        if entry.is_dir():
+            target.mkdir()  # claims the name (rename(2) would replace an empty folder)
+            os.replace(entry, target)
+        else:
+            os.link(entry, target)  # unlike rename(2), refuses an existing target
+            entry.unlink()
+    except FileExistsError:
+        raise DataError(f"{target} appeared while this ran (another data prepare into {target.parent}?); pass "
+                        "--force to replace it") from None

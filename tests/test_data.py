@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import search.export_files
 from search.cli import app
 from search.data import IDX_FILES, DataError, describe, has_test, load_dataset, load_test, prepare, read_table
 
@@ -83,15 +84,15 @@ def test_an_interrupted_prepare_leaves_nothing_half_written(fmt: str, tiny_sourc
     monkeypatch.undo()
     moves = []
 
-    def interrupted_move(source: Path, target: Path) -> None:
+    def interrupted_move(source: Path, target: Path, replace: bool) -> None:
         """Ctrl-C between two of the moves into place, which the moves must not notice."""
         moves.append(target)
         if len(moves) == 2:
             os.kill(os.getpid(), signal.SIGINT)
-        os_replace(source, target)
+        move_in(source, target, replace)
 
-    os_replace = os.replace
-    monkeypatch.setattr(os, "replace", interrupted_move)
+    move_in = search.export_files._move_in
+    monkeypatch.setattr(search.export_files, "_move_in", interrupted_move)
     written = prepare(tiny_source, mine, "fashion5", fmt)  # the same command runs, and its moves are not cut
     assert len(moves) == 4 and all(path.exists() for path in written) and (mine / "dataset.json").exists()
 

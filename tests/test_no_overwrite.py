@@ -14,7 +14,8 @@ from typer.testing import CliRunner, Result
 
 import search.export
 from search.cli import app
-from search.export_files import EXPORT_FILES
+from search.errors import UserError
+from search.export_files import EXPORT_FILES, staged_in_folder
 from tests.conftest import study_in
 
 runner = CliRunner()
@@ -56,6 +57,13 @@ def test_export_best_refuses_an_earlier_export_unless_force(lenet_study: str, ti
     assert sorted(p.name for p in out.iterdir()) == sorted(EXPORT_FILES)
     assert out.stat().st_ino != folder  # replaced whole, by a rename
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+    # What a killed export leaves (SIGKILL removes nothing) is named, not removed: a live export's looks the same.
+    (tmp_path / ".best.new-k1ll3d").mkdir()
+    result = runner.invoke(app, [*export, "--force"])
+    assert result.exit_code == 0 and result.stderr == (
+        f"note: {tmp_path / '.best.new-k1ll3d'} was left by an interrupted export-best (killed, or still running "
+        "elsewhere); remove it once no such run is going on\n"), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.new-k1ll3d", "best"]
 
 
 def test_report_replaces_a_report_only_with_force_and_nothing_else(lenet_study: str, tmp_path: Path) -> None:
@@ -159,8 +167,11 @@ def test_prepare_refuses_to_overwrite_data_unless_force(tiny_source: Path, tmp_p
     _one_line_error(runner.invoke(app, prepare), "train.csv exists; pass --force")
     assert (tmp_path / "train.csv").read_text() == "Id,Label\n0,1\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv"]
-    assert runner.invoke(app, [*prepare, "--force"]).exit_code == 0
-    assert (tmp_path / "train.csv").stat().st_size > 100_000
+    (tmp_path / ".prepare.k1ll3d").mkdir()  # what a killed prepare leaves: named, not removed
+    result = runner.invoke(app, [*prepare, "--force"])
+    assert result.exit_code == 0 and f"note: {tmp_path / '.prepare.k1ll3d'} was left by an interrupted data " \
+        "prepare" in result.stderr
+    assert (tmp_path / "train.csv").stat().st_size > 100_000 and (tmp_path / ".prepare.k1ll3d").is_dir()
 
 
 @pytest.mark.parametrize("args", [["trials", "lenet"], ["report"], ["export-best", "lenet"],
@@ -244,3 +255,21 @@ def test_export_stopped_by_sigterm_while_writing_leaves_no_staging_folder(lenet_
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 130, done.stderr
     assert list(tmp_path.iterdir()) == []  # neither best/ nor a .best.new-* folder
+
+
+def test_a_prepare_that_finds_its_files_written_meanwhile_keeps_nothing(tmp_path: Path) -> None:
+    """Two `data prepare` into one folder both found it free, and the second replaced the first's files without
+    --force. The target is claimed as it is moved in; the run that loses the first one moves nothing."""
+    out = tmp_path / "data"
+    with pytest.raises(UserError, match=f"{out / 'testX.csv'} appeared while this ran"), \
+            staged_in_folder(out, replace=False, last="dataset.json", prefix=".prepare.") as staging:
+        for name in ("dataset.json", "testX.csv", "train.csv"):
+            (staging / name).write_text("mine")
+        (out / "testX.csv").write_text("the other run's")  # meanwhile
+    assert sorted(p.name for p in out.iterdir()) == ["testX.csv"]
+    assert (out / "testX.csv").read_text() == "the other run's"
+    with staged_in_folder(out, replace=True, last="dataset.json", prefix=".prepare.") as staging:  # --force
+        for name in ("dataset.json", "testX.csv"):
+            (staging / name).write_text("mine")
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "testX.csv"]
+    assert (out / "testX.csv").read_text() == "mine"
