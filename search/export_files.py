@@ -129,7 +129,10 @@ def staged_in_folder(out: Path, replace: bool, last: str, prefix: str) -> Iterat
         raise DataError(f"--out {out}: a file, not a folder")
     made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out))
+    except OSError as exc:  # named as --out, not as the hidden folder it could not make there
+        raise DataError(f"--out {out}: cannot write there ({exc.strerror})") from None
     try:
         yield staging
         with signals_ignored():  # all moved or none: an interrupt between two moves left a folder half replaced

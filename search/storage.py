@@ -115,6 +115,9 @@ def storage_loss_said(url: str) -> Iterator[None]:
 def check_url(url: str) -> None:
     """Reject a malformed storage URL with a one-line error before anything is written."""
     shown = display_url(url)
+    if url.startswith("journal:") and not url.startswith(JOURNAL_PREFIX):  # e.g. journal://x.log
+        raise UserError(f"storage {shown!r}: a journal URL is journal:/// and the file's path, e.g. "
+                        "journal:///studies/hpsearch.log")
     if url.startswith(JOURNAL_PREFIX):
         if not url[len(JOURNAL_PREFIX):]:
             raise UserError(f"storage {shown!r}: a journal URL needs a file path, e.g. journal:///studies/hpsearch.log")

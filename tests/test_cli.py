@@ -78,6 +78,8 @@ def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
     (["study", "cnn", "--pruner", "wilcoxon"], "unknown pruner 'wilcoxon'"),
     (["study", "cnn", "--storage", "nonsense"], "storage 'nonsense': not a storage URL"),
     (["study", "cnn", "--storage", "redis://localhost"], "unsupported database 'redis'"),
+    # It said "unsupported database 'journal'; use sqlite, postgresql or journal".
+    (["study", "cnn", "--storage", "journal://x.log"], "a journal URL is journal:/// and the file's path"),
     (["study", "cnn", "--subset", "100000"], "--subset 100000: must be between 1 and 400"),
     (["study", "cnn", "--backend", "theano"], "unknown backend 'theano'"),
     (["study", "cnn", "--backend", ""], "unknown backend ''; valid"),  # an unset variable: not the default

@@ -1,9 +1,11 @@
 """Data: prepare from IDX files, validation with one-line errors, the binary cache and the split."""
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -281,3 +283,15 @@ def test_a_folder_named_testx_csv_is_an_error_not_nothing_to_predict(tmp_path: P
     assert has_test(tmp_path)
     with pytest.raises(DataError, match=f"{tmp_path / 'testX.csv'}: cannot read"):
         load_test(tmp_path, (2, 2, 1))
+
+
+def test_an_out_that_cannot_be_written_is_named_as_out(tiny_source: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only --out was named as the hidden staging folder prepare could not make in it."""
+    def read_only(prefix: str, dir: Path) -> str:  # noqa: A002 - tempfile's name
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir / f"{prefix}x1y2"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    with pytest.raises(DataError) as raised:
+        prepare(tiny_source, tmp_path)
+    assert str(raised.value) == f"--out {tmp_path}: cannot write there (Read-only file system)"
