@@ -12,8 +12,9 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from search.console import Console
 
-# A record is one line of JSON (a trial's history at 50 epochs: ~4 KB); the tail read to find the last one.
-TAIL_BYTES = 1 << 20
+# A record is one line of JSON (a trial's history at 50 epochs: ~4 KB): the tail read to check the last one (a longer
+# last line that is whole but no JSON is left to Optuna's reader).
+TAIL_BYTES = 1 << 16
 
 
 def broken_tail(tail: bytes, whole: bool) -> int:
@@ -58,15 +59,22 @@ class RepairingJournalBackend(JournalFileBackend):
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         """Drop a broken last record, then append as Optuna does."""
+        try:
+            self._drop_broken_tail()
+            super().append_logs(logs)
+        except OSError as exc:  # e.g. a full disk: the storage is lost, as a database's is (search.storage)
+            raise optuna.exceptions.StorageInternalError(f"cannot write {self._file_path}") from exc
+
+    def _drop_broken_tail(self) -> None:
+        """Cut the journal back to its last whole record (`broken_tail`), saying so."""
         with self._locked(), open(self._file_path, "rb+") as journal:
             size = journal.seek(0, os.SEEK_END)
-            journal.seek(max(0, size - TAIL_BYTES))
-            cut = broken_tail(journal.read(), whole=size <= TAIL_BYTES)
+            journal.seek(max(0, size - 1))
+            # A write cut short (rare): read it all, to find the last line end however long the line; else the tail.
+            start = max(0, size - TAIL_BYTES) if journal.read(1) == b"\n" else 0
+            journal.seek(start)
+            cut = broken_tail(journal.read(), whole=start == 0)
             if cut:
                 journal.truncate(size - cut)
                 Console().warn(f"note: journal {self._file_path}: dropped its last {cut} bytes, a record cut short "
                                "(by a crash or a full disk) that no reader can use")
-        try:
-            super().append_logs(logs)
-        except OSError as exc:  # e.g. a full disk: the storage is lost, as a database's is (search.storage)
-            raise optuna.exceptions.StorageInternalError(f"cannot write {self._file_path}") from exc

@@ -24,7 +24,7 @@ from search.cli_options import user_errors
 from search.console import Console, emit
 from search.errors import UserError
 from search.export_files import current_umask, written_whole
-from search.journal import broken_tail
+from search.journal import TAIL_BYTES, RepairingJournalBackend, broken_tail
 from search.storage import open_storage, storage_loss_said
 from tests.conftest import load
 
@@ -43,6 +43,14 @@ RECORD = b'{"op_code":0,"worker_id":"w"}\n'
 ])
 def test_the_broken_tail_is_what_follows_the_last_whole_record(tail: bytes, whole: bool, cut: int) -> None:
     assert broken_tail(tail, whole) == cut
+
+
+def test_a_record_cut_short_is_dropped_however_long(tmp_path: Path) -> None:
+    """Longer than the tail that is read to check the last record, it was left, and the next record appended to it."""
+    journal = tmp_path / "j.log"
+    journal.write_bytes(RECORD + b'{"op_code":8,"value":"' + b"x" * (2 * TAIL_BYTES))
+    RepairingJournalBackend(str(journal)).append_logs([{"op_code": 0, "worker_id": "w"}])
+    assert journal.read_bytes() == RECORD + RECORD.replace(b'"op_code":0,', b'"op_code":0,')
 
 
 def test_a_full_disk_stops_the_study_in_one_line_and_the_journal_stays_readable(
