@@ -50,7 +50,7 @@ def test_a_record_cut_short_is_dropped_however_long(tmp_path: Path) -> None:
     journal = tmp_path / "j.log"
     journal.write_bytes(RECORD + b'{"op_code":8,"value":"' + b"x" * (2 * TAIL_BYTES))
     RepairingJournalBackend(str(journal)).append_logs([{"op_code": 0, "worker_id": "w"}])
-    assert journal.read_bytes() == RECORD + RECORD.replace(b'"op_code":0,', b'"op_code":0,')
+    assert journal.read_bytes() == RECORD * 2  # Optuna writes its record as RECORD is written
 
 
 def test_a_full_disk_stops_the_study_in_one_line_and_the_journal_stays_readable(
