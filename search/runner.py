@@ -22,7 +22,7 @@ from search.owners import fail_orphans, running
 from search.records import searched_epochs, seconds_with_compilation, trained_ways, training_way
 from search.runtime import device_name, training_details, training_line, use_backend
 from search.signals import sigterm_as_interrupt
-from search.storage import display_url, storage_loss_said
+from search.storage import GRACE_PERIODS, JOURNAL_PREFIX, display_url, storage_loss_said
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
 from search.winners import unconfirmed_note, value_of, winner
 from search.workers import STOPPED_ON_FAILURES, default_workers, run_workers
@@ -211,7 +211,10 @@ def _run_study(config: StudyConfig) -> int:
         console.warn(f"found {counted(len(orphans), 'RUNNING trial')} with no live worker (trial{'s' * (not one)} "
                      f"{', '.join(str(t.number) for t in orphans)}): {'it does' if one else 'they do'} not count "
                      f"toward --trials; run the same command with --fail-orphans to mark {'it' if one else 'them'} "
-                     "failed")
+                     "failed" + ("" if config.storage.startswith(JOURNAL_PREFIX) else  # a storage with heartbeats
+                                 " (on this storage, a trial whose worker's heartbeats stopped is also failed and "
+                                 f"retried by a run from {GRACE_PERIODS * config.heartbeat_seconds} s after its last "
+                                 "beat)"))
     if finished < config.trials and live:
         console.warn(f"{counted(len(live), 'trial')} still running in other processes or machines")
     elif finished < config.trials and config.timeout is not None:

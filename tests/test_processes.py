@@ -154,6 +154,7 @@ def test_running_trial_of_a_dead_worker_does_not_count(tiny_data: Path, tmp_path
     assert "still running" not in result.stderr
     assert f"found 1 RUNNING trial with no live worker (trial {orphan.number}): it does not count" in result.stderr
     assert "--fail-orphans" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "heartbeats" not in result.stderr  # a journal has none
     assert len(load(url).get_trials(states=FINISHED)) == 2
     result = runner.invoke(app, [*rerun, "--fail-orphans"])
     assert result.exit_code == 0 and "no live worker" not in result.stderr, result.output
@@ -231,3 +232,18 @@ def test_a_reader_that_goes_away_stops_the_output_not_the_search(tiny_data: Path
     trials = load(url).trials
     assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials), [t.user_attrs for t in trials]
     assert trials[0].user_attrs.get("warm_start")  # the default configuration ran, as the first trial
+
+
+def test_an_orphan_on_a_storage_with_heartbeats_is_said_to_be_retried_too(tiny_data: Path, tmp_path: Path) -> None:
+    """On SQLite a killed worker's trial is also failed and retried once its heartbeats are stale: the line named
+    only --fail-orphans, which the README gives as the journal's way (a rerun within the grace period)."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    rerun = ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "100", "-q", "--data", str(tiny_data),
+             "--storage", url, "--heartbeat", "5"]
+    assert runner.invoke(app, rerun).exit_code == 0
+    orphan = load(url).ask()  # RUNNING, and no hpsearch worker recorded itself
+    result = runner.invoke(app, rerun)
+    assert result.exit_code == 0 and result.stderr.strip().endswith(
+        f"(trial {orphan.number}): it does not count toward --trials; run the same command with --fail-orphans to "
+        "mark it failed (on this storage, a trial whose worker's heartbeats stopped is also failed and retried by a "
+        "run from 15 s after its last beat)"), result.stderr
