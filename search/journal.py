@@ -1,10 +1,8 @@
 """Optuna's journal file, kept readable after a crash or a full disk cut its last record short."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -38,36 +36,30 @@ def broken_tail(tail: bytes, whole: bool) -> int:
     return len(tail) - end
 
 
-class RepairingJournalBackend(JournalFileBackend):
-    """Optuna's journal file backend, which drops a broken last record (`broken_tail`) before appending. Optuna's
-    reader skips such a line while it is the last; appended to, it became part of a line that no reader can
-    parse, and every study in the journal was lost to every command."""
+class RepairingLock(JournalFileSymlinkLock):
+    """Optuna's journal lock, which on each acquire first drops a broken last record (`broken_tail`): Optuna's
+    append takes it just before it writes, so the record is checked and written in one hold of the lock (in two,
+    another worker's record cut short between them took this one's with it). Optuna's reader skips a broken line
+    while it is the last; appended to, it became part of a line that no reader can parse, and every study in the
+    journal was lost to every command."""
 
     def __init__(self, file_path: str) -> None:
-        self._repair_lock = JournalFileSymlinkLock(file_path)
-        super().__init__(file_path, lock_obj=self._repair_lock)
+        super().__init__(file_path)
+        self.journal = file_path
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The journal's lock, which every writer takes (Optuna's append too): no record is half-written by a
-        live process while it is held."""
-        self._repair_lock.acquire()
-        try:
-            yield
-        finally:
-            self._repair_lock.release()
-
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        """Drop a broken last record, then append as Optuna does."""
+    def acquire(self) -> bool:
+        """Take the lock, then mend the journal's end."""
+        super().acquire()
         try:
             self._drop_broken_tail()
-            super().append_logs(logs)
-        except OSError as exc:  # e.g. a full disk: the storage is lost, as a database's is (search.storage)
-            raise optuna.exceptions.StorageInternalError(f"cannot write {self._file_path}") from exc
+        except BaseException:
+            self.release()  # Optuna releases only a lock whose acquire returned
+            raise
+        return True
 
     def _drop_broken_tail(self) -> None:
         """Cut the journal back to its last whole record (`broken_tail`), saying so."""
-        with self._locked(), open(self._file_path, "rb+") as journal:
+        with open(self.journal, "rb+") as journal:
             size = journal.seek(0, os.SEEK_END)
             journal.seek(max(0, size - 1))
             # A write cut short (rare): read it all, to find the last line end however long the line; else the tail.
@@ -76,5 +68,19 @@ class RepairingJournalBackend(JournalFileBackend):
             cut = broken_tail(journal.read(), whole=start == 0)
             if cut:
                 journal.truncate(size - cut)
-                Console().warn(f"note: journal {self._file_path}: dropped its last {cut} bytes, a record cut short "
+                Console().warn(f"note: journal {self.journal}: dropped its last {cut} bytes, a record cut short "
                                "(by a crash or a full disk) that no reader can use")
+
+
+class RepairingJournalBackend(JournalFileBackend):
+    """Optuna's journal file backend with a `RepairingLock`; a failed write is a lost storage, as a database's."""
+
+    def __init__(self, file_path: str) -> None:
+        super().__init__(file_path, lock_obj=RepairingLock(file_path))
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        """Append as Optuna does; an OSError (e.g. a full disk) as Optuna's storage error (search.storage)."""
+        try:
+            super().append_logs(logs)
+        except OSError as exc:
+            raise optuna.exceptions.StorageInternalError(f"cannot write {self._file_path}") from exc

@@ -24,7 +24,7 @@ from search.cli_options import user_errors
 from search.console import Console, emit
 from search.errors import UserError
 from search.export_files import current_umask, written_whole
-from search.journal import TAIL_BYTES, RepairingJournalBackend, broken_tail
+from search.journal import TAIL_BYTES, RepairingJournalBackend, RepairingLock, broken_tail
 from search.storage import open_storage, storage_loss_said
 from tests.conftest import load
 
@@ -51,6 +51,25 @@ def test_a_record_cut_short_is_dropped_however_long(tmp_path: Path) -> None:
     journal.write_bytes(RECORD + b'{"op_code":8,"value":"' + b"x" * (2 * TAIL_BYTES))
     RepairingJournalBackend(str(journal)).append_logs([{"op_code": 0, "worker_id": "w"}])
     assert journal.read_bytes() == RECORD * 2  # Optuna writes its record as RECORD is written
+
+
+def test_the_end_is_mended_and_written_in_one_hold_of_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mended in one hold and written in another, a record another worker cut short between the two took this
+    worker's record with it (a line of both, no JSON, dropped by the next append)."""
+    journal = tmp_path / "j.log"
+    journal.write_bytes(RECORD)
+    acquire, holds = RepairingLock.acquire, []
+
+    def cut_short_just_before(lock: RepairingLock) -> bool:
+        """Another worker's write, cut short by a full disk just before this hold of the lock."""
+        with open(journal, "ab") as file:
+            file.write(RECORD[:9])
+        holds.append(lock)
+        return acquire(lock)
+
+    monkeypatch.setattr(RepairingLock, "acquire", cut_short_just_before)
+    RepairingJournalBackend(str(journal)).append_logs([{"op_code": 0, "worker_id": "w"}])
+    assert journal.read_bytes() == RECORD * 2 and len(holds) == 1
 
 
 def test_a_full_disk_stops_the_study_in_one_line_and_the_journal_stays_readable(
@@ -82,7 +101,7 @@ def test_a_full_disk_stops_the_study_in_one_line_and_the_journal_stays_readable(
         f"error: lost the storage 'journal:///{journal}' (No space left on device); finished trials are saved there: "
         "run the same command again once it is back")
     assert len(load(f"journal:///{journal}").trials) == 2  # stopped at once, not after trial after trial failed
-    assert "dropped its last 9 bytes, a record cut short" in result.stderr  # before Optuna's state write went on
+    assert "bytes, a record cut short" in result.stderr  # mended before Optuna's state write went on
     monkeypatch.setattr(JournalFileBackend, "append_logs", append)  # space again
     result = runner.invoke(app, [*args, "--trials", "3", "--fail-orphans"])
     assert result.exit_code == 0, result.output
