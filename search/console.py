@@ -50,7 +50,7 @@ class Console:
     def __init__(self, quiet: bool = False, worker: int | None = None) -> None:
         self.quiet = quiet
         self.prefix = f"[w{worker}] " if worker is not None else ""
-        self.live = sys.stderr.isatty() and worker is None
+        self.live = sys.stderr is not None and sys.stderr.isatty() and worker is None  # None: closed (2>&-)
 
     def _write(self, text: str, transient: bool = False) -> None:
         """Write a line; on a terminal an epoch line is overwritten by the next one."""

@@ -14,7 +14,7 @@ import numpy as np
 from search import npzcache
 from search.errors import DataError
 
-EXACT_MAX = 2**53  # the largest integers float64 holds exactly: larger ones may wrap around in the cast to int64
+INT64_MAX = int(np.iinfo(np.int64).max)
 
 if TYPE_CHECKING:
     import pandas as pd  # imported where a CSV is parsed: a study that reads the cache never needs pandas
@@ -60,7 +60,8 @@ def _integers(path: Path, frame: pd.DataFrame, low: int, high: int, what: str) -
         if values.min() >= low and values.max() <= high:
             return values
     numeric = frame.apply(pd.to_numeric, errors="coerce").astype(np.float64)
-    for bad in (numeric.isna(), numeric != np.floor(numeric), numeric < low, numeric > high):
+    # float64 rounds int64's largest value up to 2**63, which would wrap around in the cast to int64: refused too.
+    for bad in (numeric.isna(), numeric != np.floor(numeric), numeric < low, numeric > high, numeric >= 2.0**63):
         if bad.to_numpy().any():
             raise _bad_cell(path, frame, what, bad)
     return numeric.to_numpy(np.int64)
@@ -132,14 +133,14 @@ def _parse(path: Path, raw: bytes, labelled: bool, fingerprint: str) -> Table:
     if frame.empty:
         raise DataError(f"{path}: no data rows")
     _check_short_rows(path, raw, frame)
-    ids = _integers(path, frame[["Id"]], 0, EXACT_MAX, "a non-negative integer Id")[:, 0]
+    ids = _integers(path, frame[["Id"]], 0, INT64_MAX, "a non-negative integer Id")[:, 0]
     duplicated = pd.Series(ids).duplicated()
     if duplicated.any():
         row = int(np.argmax(duplicated.to_numpy()))
         raise DataError(f"{path}: line {row + 2}, column 'Id': duplicate Id {ids[row]}")
     labels = None
     if labelled:
-        labels = _integers(path, frame[[frame.columns[1]]], 0, EXACT_MAX, "a non-negative integer label")[:, 0]
+        labels = _integers(path, frame[[frame.columns[1]]], 0, INT64_MAX, "a non-negative integer label")[:, 0]
         _check_classes(path, labels)
     pixels = _integers(path, frame.iloc[:, len(heads):], 0, 255, "an integer pixel 0-255").astype(np.uint8)
     return Table(ids, pixels, labels, fingerprint)

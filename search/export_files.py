@@ -136,8 +136,16 @@ def staged_in_folder(out: Path, replace: bool, last: str, prefix: str) -> Iterat
     try:
         yield staging
         with signals_ignored():  # all moved or none: an interrupt between two moves left a folder half replaced
-            for entry in sorted(staging.iterdir(), key=lambda entry: (entry.name == last, entry.name)):
-                _move_in(entry, out / entry.name, replace or entry.name == last)
+            moved: list[Path] = []
+            try:
+                for entry in sorted(staging.iterdir(), key=lambda entry: (entry.name == last, entry.name)):
+                    _move_in(entry, out / entry.name, replace or entry.name == last)
+                    moved.append(entry)
+            except FileExistsError as exc:  # all or none here too: what moved in goes back (the finally removes it)
+                for entry in moved:
+                    os.replace(out / entry.name, entry)
+                raise DataError(f"{exc.filename} appeared while this ran (another data prepare into {out}?); pass "
+                                "--force to replace it") from None
     finally:
         with signals_ignored():  # a second Ctrl-C must not leave the staging folder behind
             shutil.rmtree(staging, ignore_errors=True)
@@ -147,19 +155,16 @@ def staged_in_folder(out: Path, replace: bool, last: str, prefix: str) -> Iterat
 
 
 def _move_in(entry: Path, target: Path, replace: bool) -> None:
-    """Move a prepared file or folder to target; without `replace`, refuse a target that appeared meanwhile (two
-    prepares into one folder both found it free: the second replaced the first's files without --force). Both move
-    in the same order, so the one that loses the first target moves nothing."""
-    if replace:
-        os.replace(entry, target)
-        return
-    try:
-        if entry.is_dir():
-            target.mkdir()  # claims the name (rename(2) would replace an empty folder)
-            os.replace(entry, target)
-        else:
-            os.link(entry, target)  # unlike rename(2), refuses an existing target
-            entry.unlink()
-    except FileExistsError:
-        raise DataError(f"{target} appeared while this ran (another data prepare into {target.parent}?); pass "
-                        "--force to replace it") from None
+    """Move a prepared file or folder to target; without `replace`, raise FileExistsError for a target that
+    appeared meanwhile (two prepares into one folder both found it free: the second replaced the first's files
+    without --force)."""
+    if not replace:
+        try:  # claim the name first: rename(2) would replace a file, or an empty folder
+            if entry.is_dir():
+                target.mkdir()
+            else:
+                os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError as exc:
+            exc.filename = str(target)
+            raise
+    os.replace(entry, target)

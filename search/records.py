@@ -68,7 +68,9 @@ class StudyRecord:
             held, fix = attrs[key], "choose another --study-name"
             if key == "data_fingerprint":
                 differs = f"ran on other training data (fingerprint {held}; --data gives {mine[key]})"
-                if attrs.get("data_dir"):
+                if attrs.get("data_dir") == mine["data_dir"]:  # taken, or given, as the study's own folder
+                    fix = f"its folder {attrs['data_dir']} now holds other data: restore that, or {fix}"
+                elif attrs.get("data_dir"):
                     fix = f"pass --data {attrs['data_dir']} (its folder) to resume it, or {fix}"
             elif key == "levers":  # a resume without --no-levers brought them back without a word
                 differs = f"searched {'with' if held else 'without'} the accuracy levers"

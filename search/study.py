@@ -146,6 +146,8 @@ def resumed_settings(url: str, name: str, given: dict[str, Any]) -> tuple[dict[s
             said.append(f"--data {shlex.quote(value)}")
         elif key == "levers" and value != defaults.levers:
             said.append("--no-levers")
+        elif key == "objective" and value != defaults.objective:
+            said.append(f"--objective {value}")
         elif key in StudyRecord.OPTIONS and value != getattr(defaults, key):
             said.append(f"{StudyRecord.OPTIONS[key]} {value}")
     return {**taken, **chosen}, said

@@ -155,6 +155,7 @@ def test_a_rerun_without_objective_resumes_the_study_as_it_began(two_objective: 
                                  str(tiny_data), "--storage", url])
     assert result.exit_code == 0, result.output
     assert "study 'lenet' (accuracy-time: accuracy up, steady seconds down) in" in result.stderr  # said at start
+    assert "with the options it was made with: --objective accuracy-time" in result.stderr
     study = load(url)
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 6
     assert all(len(t.values) == 2 for t in study.get_trials(states=(TrialState.COMPLETE,)))

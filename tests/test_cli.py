@@ -292,3 +292,11 @@ def test_a_rerun_leaving_out_options_resumes_the_study_as_it_was_made(tiny_data:
     result = runner.invoke(app, ["study", "lenet", "--trials", "3", "--epochs", "1", "--storage", url, "-q"])
     assert result.exit_code == 0 and result.stderr == "", result.output  # quiet: nothing said
     assert resumed_settings(url, "new", {"data_dir": None, "subset": 5}) == ({"subset": 5}, [])  # a new study
+    # The study's folder back, with other data in it: said as such (it said to pass --data with that very folder).
+    data.mkdir()
+    (data / "dataset.json").write_bytes((tiny_data / "dataset.json").read_bytes())
+    lines = (tiny_data / "train.csv").read_text().splitlines()
+    (data / "train.csv").write_text("\n".join([*lines[:-1], lines[-1].rsplit(",", 1)[0] + ",7"]) + "\n")
+    result = runner.invoke(app, ["study", "lenet", "--trials", "4", "--epochs", "1", "--storage", url, "-q"])
+    assert result.exit_code == 2 and f"; its folder {data} now holds other data: restore that, or choose another " \
+        "--study-name" in result.stderr, result.stderr

@@ -295,3 +295,12 @@ def test_an_out_that_cannot_be_written_is_named_as_out(tiny_source: Path, tmp_pa
     with pytest.raises(DataError) as raised:
         prepare(tiny_source, tmp_path)
     assert str(raised.value) == f"--out {tmp_path}: cannot write there (Read-only file system)"
+
+
+def test_ids_and_labels_are_exact_up_to_int64(tmp_path: Path) -> None:
+    """Hashed 64-bit Ids load (a bound at 2**53 refused them), and a label past 2**53 is named as written."""
+    csv = _write(tmp_path / "train.csv", "\n".join([HEADER, f"{2**60},0,1,2,3,4", f"{2**63 - 1},1,1,2,3,4"]) + "\n")
+    assert read_table(csv, labelled=True).ids.tolist() == [2**60, 2**63 - 1]
+    csv.write_text("\n".join([HEADER, "0,0,1,2,3,4", f"1,{2**53 + 1},1,2,3,4"]) + "\n")
+    with pytest.raises(DataError, match=f"found 2 classes, 0 to {2**53 + 1}"):
+        read_table(csv, labelled=True)

@@ -259,17 +259,20 @@ def test_export_stopped_by_sigterm_while_writing_leaves_no_staging_folder(lenet_
 
 def test_a_prepare_that_finds_its_files_written_meanwhile_keeps_nothing(tmp_path: Path) -> None:
     """Two `data prepare` into one folder both found it free, and the second replaced the first's files without
-    --force. The target is claimed as it is moved in; the run that loses the first one moves nothing."""
+    --force. Each name is claimed as it is moved in, and the run that finds one taken moves back what it moved:
+    here an image tree's prepare meets a CSV prepare's testY.csv after moving its test/ folder."""
     out = tmp_path / "data"
-    with pytest.raises(UserError, match=f"{out / 'testX.csv'} appeared while this ran"), \
+    with pytest.raises(UserError, match=f"{out / 'testY.csv'} appeared while this ran"), \
             staged_in_folder(out, replace=False, last="dataset.json", prefix=".prepare.") as staging:
-        for name in ("dataset.json", "testX.csv", "train.csv"):
+        for folder in ("test", "train"):
+            (staging / folder / "bags").mkdir(parents=True)
+        for name in ("dataset.json", "testY.csv"):
             (staging / name).write_text("mine")
-        (out / "testX.csv").write_text("the other run's")  # meanwhile
-    assert sorted(p.name for p in out.iterdir()) == ["testX.csv"]
-    assert (out / "testX.csv").read_text() == "the other run's"
+        (out / "testY.csv").write_text("the other run's")  # meanwhile
+    assert sorted(p.name for p in out.iterdir()) == ["testY.csv"]
+    assert (out / "testY.csv").read_text() == "the other run's"
     with staged_in_folder(out, replace=True, last="dataset.json", prefix=".prepare.") as staging:  # --force
-        for name in ("dataset.json", "testX.csv"):
+        for name in ("dataset.json", "testY.csv"):
             (staging / name).write_text("mine")
-    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "testX.csv"]
-    assert (out / "testX.csv").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "testY.csv"]
+    assert (out / "testY.csv").read_text() == "mine"

@@ -79,10 +79,14 @@ def test_study_record_round_trips_and_a_resumed_study_must_match() -> None:
     StudyRecord(**{**vars(record), "data_dir": "/elsewhere"}).attach(study)  # the same data in another folder
     assert StudyRecord.of(study).data_dir == "/srv/fashion"  # the folder it was made with
     resume = "to resume it, or choose another --study-name"
+    with pytest.raises(UserError, match=r"other training data \(fingerprint abc; --data gives xyz\); pass --data "
+                       rf"/srv/fashion \(its folder\) {resume}"):  # from another folder
+        StudyRecord(**{**vars(record), "data_fingerprint": "xyz", "data_dir": "/elsewhere"}).attach(study)
     for field, other, said in (
             ("arch", "lenet", "holds arch 'cnn', not 'lenet'"),
-            ("data_fingerprint", "xyz", r"other training data \(fingerprint abc; --data gives xyz\); "
-             rf"pass --data /srv/fashion \(its folder\) {resume}"),
+            # From its own folder: "pass --data" would name the very folder the run used.
+            ("data_fingerprint", "xyz", r"other training data \(fingerprint abc; --data gives xyz\); its folder "
+             "/srv/fashion now holds other data: restore that, or choose another --study-name"),
             ("subset", None, f"was made with --subset 300, this run has no --subset; pass --subset 300 {resume}"),
             ("subset", 50, "was made with --subset 300, this run has --subset 50; pass --subset 300"),
             ("image_size", "32x32", f"made with --image-size 28x28, this run has --image-size 32x32; pass "

@@ -153,6 +153,8 @@ def test_a_full_disk_under_a_file_or_the_output_is_one_line(tmp_path: Path, monk
     assert exited.value.code == 2
     assert capsys.readouterr().err == "error: cannot write the output: No space left on device\n"
     emit(None, "nowhere")  # stdout closed (`>&-`): nothing to say it to, and no AttributeError
+    monkeypatch.setattr(sys, "stderr", None)  # stderr closed (`2>&-`): Console() itself asked it isatty()
+    Console().warn("nowhere")
 
 
 def test_a_report_file_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
