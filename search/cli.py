@@ -5,7 +5,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -20,6 +20,7 @@ from search.cli_options import (
     Storage,
     StudyDataDir,
     StudyName,
+    resumed_options,
     user_errors,
 )
 from search.cli_results import report, score, trials_table
@@ -51,14 +52,13 @@ def data_prepare(
 ) -> None:
     """Write Fashion-MNIST as Kaggle-format CSVs, or as PNG image folders (--format folders)."""
     from search.data import PREPARE_STAGING, prepare
-    from search.export_files import leftovers, leftovers_note
+    from search.export_files import warn_leftovers
 
     # SIGTERM (`timeout`, kill) as Ctrl-C (user_errors): the staging folder is removed.
     with user_errors("nothing was written; run the same command again"):
         for path in prepare(source, out, labels, fmt, force=force):
             Console().result(f"wrote {path}")
-    if note := leftovers_note(leftovers(out, PREPARE_STAGING), "data prepare"):
-        Console().warn(note)
+    warn_leftovers(out, "data prepare", PREPARE_STAGING)
 
 
 @app.command(short_help="Run or resume a study of ARCH up to --trials finished trials.")
@@ -122,8 +122,9 @@ def study(
     from search.runner import run_study
 
     with user_errors():
-        settings = _resumed(storage, study_name or arch, quiet, data_dir=data, subset=subset, image_size=image_size,
-                            levers=levers, heartbeat_seconds=heartbeat, objective=objective)
+        settings = resumed_options(storage, study_name or arch, quiet, data_dir=data, subset=subset,
+                                   image_size=image_size, levers=levers, heartbeat_seconds=heartbeat,
+                                   objective=objective)
         config = StudyConfig(arch=arch, trials=trials, epochs=epochs, storage=storage, study_name=study_name,
                              sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
                              enqueue_seed_models=enqueue_seed_models, warm_start=warm_start, shuffle=shuffle,
@@ -161,7 +162,7 @@ def replay(
         from spaces._notebook import NOTEBOOK_SETUP
 
         chosen = choose_models(arch, models)
-        settings = _resumed(storage, study_name or replay_name(arch), quiet, data_dir=data, subset=subset)
+        settings = resumed_options(storage, study_name or replay_name(arch), quiet, data_dir=data, subset=subset)
         config = replay_config(arch, chosen, epochs_scale, study_name, storage=storage, backend=backend, quiet=quiet,
                                **settings)
         study_obj = run_replay(config, chosen, epochs_scale)
@@ -169,18 +170,6 @@ def replay(
     console.result(f"study {study_obj.study_name!r} in {display_url(storage)}: the notebook's models measured here "
                    f"vs as the notebook reported them ({NOTEBOOK_SETUP})")
     console.result(replay_table(study_obj, chosen).to_string(index=False, na_rep="-"))
-
-
-def _resumed(storage: str, study_name: str, quiet: bool, **given: Any) -> dict[str, Any]:
-    """The settings of a run of study `study_name` given on the command line (None: left out), the rest taken from
-    the study where it exists (search.study.resumed_settings), with a line that says what was taken."""
-    from search.study import resumed_settings
-
-    data_dir = given["data_dir"]
-    settings, said = resumed_settings(storage, study_name, {**given, "data_dir": data_dir and str(data_dir)})
-    if said:
-        Console(quiet).say(f"resuming study {study_name!r} with the options it was made with: {' '.join(said)}")
-    return settings
 
 
 @app.command(hidden=True)
@@ -242,7 +231,7 @@ def export_best(
     quiet: Quiet = False,
 ) -> None:
     """Retrain the best trial and write submission.csv, model.keras, params.json, history.csv, report.html."""
-    from search.export_files import check_out_dir, default_out_dir, leftovers, leftovers_note, staging_prefixes
+    from search.export_files import check_out_dir, default_out_dir, staging_prefixes, warn_leftovers
 
     with user_errors("nothing was exported (an earlier export is left as it was)"):
         out_dir = out or default_out_dir(study_name or arch)
@@ -261,8 +250,7 @@ def export_best(
                             image_size=image_size, force=force, within=pick[1] if pick else None,
                             ensemble=ensemble, seeds=seeds, mirror=mirror)
     console = Console(quiet)
-    if note := leftovers_note(leftovers(out_dir.parent, *staging_prefixes(out_dir)), "export-best"):
-        console.warn(note)
+    warn_leftovers(out_dir.parent, "export-best", *staging_prefixes(out_dir))
     console.result(f"validation accuracy of the retrained model: {result.val_accuracy:.4f}"
                    + (" (the validation rows were trained on too: --full-train)" if full_train else ""))
     for path in result.files:

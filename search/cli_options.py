@@ -1,11 +1,12 @@
-"""The command line's shared pieces: option types used by several commands, and the one-line error rule."""
+"""The command line's shared pieces: option types used by several commands, the one-line error rule, and the
+options a rerun takes from its study."""
 from __future__ import annotations
 
 import contextlib
 import errno
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -67,3 +68,15 @@ def user_errors(interrupted: str = RESUMABLE) -> Iterator[None]:
     except KeyboardInterrupt:
         Console().warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
         raise typer.Exit(130) from None
+
+
+def resumed_options(storage: str, study_name: str, quiet: bool, **given: Any) -> dict[str, Any]:
+    """The settings of a run of study `study_name` given on the command line (None: left out), the rest taken from
+    the study where it exists (search.study.resumed_settings), with a line that says what was taken."""
+    from search.study import resumed_settings
+
+    data_dir = given["data_dir"]
+    settings, said = resumed_settings(storage, study_name, {**given, "data_dir": data_dir and str(data_dir)})
+    if said:
+        Console(quiet).say(f"resuming study {study_name!r} with the options it was made with: {' '.join(said)}")
+    return settings

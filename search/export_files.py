@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from search.console import Console
 from search.errors import DataError, UserError
 from search.signals import signals_ignored
 
@@ -111,13 +112,14 @@ def leftovers(folder: Path, *prefixes: str) -> list[Path]:
     return sorted(path for prefix in prefixes for path in folder.glob(f"{glob.escape(prefix)}*") if path.is_dir())
 
 
-def leftovers_note(found: list[Path], command: str) -> str | None:
-    """The line that names what killed runs left, or None."""
-    if not found:
-        return None
-    return (f"note: {', '.join(map(str, found))} {'was' if len(found) == 1 else 'were'} left by an interrupted "
-            f"{command} (killed, or still running elsewhere); remove {'it' if len(found) == 1 else 'them'} once "
-            "no such run is going on")
+def warn_leftovers(folder: Path, command: str, *prefixes: str) -> None:
+    """Name on stderr the staging folders in folder (`leftovers`) that killed runs of command left."""
+    found = leftovers(folder, *prefixes)
+    if found:
+        one = len(found) == 1
+        Console().warn(f"note: {', '.join(map(str, found))} {'was' if one else 'were'} left by an interrupted "
+                       f"{command} (killed, or still running elsewhere); remove {'it' if one else 'them'} once no "
+                       "such run is going on")
 
 
 @contextlib.contextmanager

@@ -1,12 +1,12 @@
 """Binary caches of decoded data beside it: .npz files trusted only when their stamp matches, never fatal."""
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from search.export_files import written_whole
 
 # Bump when what a cache holds changes, so caches written by older versions are rebuilt.
 VERSION = 2
@@ -24,15 +24,9 @@ def load(path: Path, stamp: str) -> dict[str, np.ndarray] | None:
 
 
 def save(path: Path, stamp: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write the cache atomically through a temporary file unique to this process (skipped if unwritable)."""
+    """Write the cache whole, through a temporary file unique to this process (skipped if unwritable)."""
     try:
-        handle, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
+        with written_whole(path) as temporary, temporary.open("wb") as out:
+            np.savez(out, version=VERSION, stamp=stamp, **arrays)  # type: ignore[arg-type]
     except OSError:
         return  # a read-only data folder still works, only without the cache
-    try:
-        os.fchmod(handle, 0o644)  # mkstemp makes it private; the data it caches is not
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, version=VERSION, stamp=stamp, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)

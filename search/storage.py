@@ -73,11 +73,13 @@ def redact(text: str, url: str) -> str:
     return PASSWORD_QUERY.sub(r"\1***", text)
 
 
-def first_line(exc: BaseException, url: str) -> str:
-    """The first line of the root cause's message (Optuna wraps driver errors) with the storage's secrets masked."""
-    while (exc.__cause__ or exc.__context__) is not None:
+def first_line(exc: BaseException, url: str, *, root: bool = True) -> str:
+    """The first line of the root cause's message (Optuna wraps driver errors; `root` False: of exc's own) with the
+    storage's secrets masked; an OSError's is its strerror."""
+    while root and (exc.__cause__ or exc.__context__) is not None:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    lines = str(exc).strip().splitlines()
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    lines = text.strip().splitlines()
     return redact(lines[0], url) if lines else type(exc).__name__
 
 
@@ -91,9 +93,7 @@ def lost_reason(exc: BaseException, url: str) -> str | None:
     # the whole chain, which may be what the failed write happened during (a pruned trial's records).
     driver = next((link.orig for link in lost if isinstance(link, DBAPIError) and link.orig is not None), None)
     written = next((link.__cause__ for link in lost if isinstance(link.__cause__, OSError)), None)
-    said: BaseException = driver or written or lost[0]
-    text = (said.strerror if isinstance(said, OSError) and said.strerror else str(said)).strip().splitlines()
-    return redact(text[0], url) if text else type(said).__name__
+    return first_line(driver or written or lost[0], url, root=False)
 
 
 @contextlib.contextmanager

@@ -255,7 +255,8 @@ def test_cache_writes_go_through_unique_temporary_files(tmp_path: Path, monkeypa
     csv = _write(tmp_path / "train.csv", "\n".join(GOOD) + "\n")
     moved: list[str] = []
     real_replace = os.replace
-    monkeypatch.setattr("search.npzcache.os.replace", lambda src, dst: (moved.append(str(src)), real_replace(src, dst)))
+    monkeypatch.setattr("search.export_files.os.replace",  # the cache is written whole, as reports are
+                        lambda src, dst: (moved.append(str(src)), real_replace(src, dst)))
     read_table(csv, labelled=True)
     (tmp_path / ".train.csv.cache.npz").unlink()
     read_table(csv, labelled=True)
