@@ -146,8 +146,8 @@ def staged_in_folder(out: Path, replace: bool, last: str, prefix: str) -> Iterat
             except FileExistsError as exc:  # all or none here too: what moved in goes back (the finally removes it)
                 for entry in moved:
                     os.replace(out / entry.name, entry)
-                raise DataError(f"{exc.filename} appeared while this ran (another data prepare into {out}?); pass "
-                                "--force to replace it") from None
+                raise DataError(f"{exc.filename} appeared while this ran (another data prepare into {out}?); this "
+                                "run wrote nothing") from None
     finally:
         with signals_ignored():  # a second Ctrl-C must not leave the staging folder behind
             shutil.rmtree(staging, ignore_errors=True)
