@@ -66,8 +66,8 @@ def run_kerastuner(args: argparse.Namespace, seed: int, started: float) -> dict[
 
     import spaces
     from search.data import load_dataset, load_test
-    from spaces._common import make_callbacks, make_optimizer
-    from spaces._levers import make_loss, training_steps
+    from spaces._blocks import make_callbacks, make_loss, make_optimizer
+    from spaces._levers import training_steps
 
     arch = spaces.get(args.arch)
     data = load_dataset(args.data, args.subset)

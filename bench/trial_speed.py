@@ -57,8 +57,8 @@ def plain_fit(arch: ModuleType, params: dict, data: Any, epochs: int) -> list[di
     import keras
 
     from search.objective import EpochHistory
-    from spaces._common import make_callbacks, make_optimizer
-    from spaces._levers import make_loss, training_steps
+    from spaces._blocks import make_callbacks, make_loss, make_optimizer
+    from spaces._levers import training_steps
 
     keras.backend.clear_session()
     keras.config.set_dtype_policy("float32")

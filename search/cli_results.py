@@ -45,7 +45,6 @@ def report(
     force: Annotated[bool, typer.Option(help="Replace an existing report (the HTML file and its CSV).")] = False,
 ) -> None:
     """Compare every architecture study in a storage: table, CSV and HTML with curves and timings."""
-    from search.runtime import use_backend
     from search.storage import display_url, load_all, open_storage
 
     with user_errors(""):
@@ -63,7 +62,6 @@ def report(
         if foreign:  # e.g. --out data/train.html would replace the training data's train.csv
             raise UserError(f"{foreign[0]} is not an hpsearch report, which is all --force replaces; "
                             "choose another --out")
-        use_backend(None)  # the notebook's tables live in the architectures' modules, which import Keras
         from search.notebook import glance_lines, replay_studies
         from search.report import arch_studies, write_report
 

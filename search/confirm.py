@@ -1,9 +1,6 @@
 """`hpsearch confirm`: retrain the best configurations with more seeds, so winners are judged by their mean."""
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import keras
 import optuna
 import pandas as pd
@@ -14,7 +11,8 @@ from search.data import Dataset
 from search.errors import UserError
 from search.objective import TrialFailed, check_precision, retrain
 from search.records import confirmations, other_backend_note, retrain_plan, save_confirmation
-from search.winners import trial_by_number, value_of
+from search.tables import confirmation_table
+from search.winners import value_of
 
 
 def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: Console) -> pd.DataFrame:
@@ -47,22 +45,3 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
             # saved after every run, so an interrupted confirm loses at most the run in progress
             save_confirmation(study, trial.number, seed, score)
     return confirmation_table(study)
-
-
-def confirmation_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per confirmed trial: its single-run value, mean and spread over seeds, best mean first."""
-    rows = [{"trial": number, "value": value_of(trial_by_number(study, number)), "mean": round(entry.mean, 4),
-             "std": round(entry.std, 4), "seeds": len(entry.scores), "scores": [round(s, 4) for s in entry.scores]}
-            for number, entry in confirmations(study).items()]
-    frame = pd.DataFrame(rows, columns=["trial", "value", "mean", "std", "seeds", "scores"])
-    return frame.sort_values("mean", ascending=False).reset_index(drop=True)
-
-
-def confirmed_entry(table: pd.DataFrame, number: int) -> dict[str, Any] | None:
-    """A trial's row of the confirmation table as JSON values (params.json), or None if it was not confirmed.
-    One seed's spread is unknown: null, as JSON has no NaN."""
-    rows = table[table["trial"] == number]
-    if not len(rows):
-        return None
-    row = rows.iloc[0].astype(object)
-    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}

@@ -13,7 +13,6 @@ import optuna
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-from search.confirm import confirmation_table, confirmed_entry
 from search.console import Console, counted
 from search.data import DataError, Dataset, has_test, is_image_tree, load_dataset, load_test, parse_image_size
 from search.errors import SubsetOutOfRange, UserError
@@ -21,6 +20,7 @@ from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
 from search.objective import TrialFailed, retrain
 from search.records import RetrainPlan, StudyRecord, TrialRecord, confirmations, other_backend_note, retrain_plan
+from search.tables import confirmation_table, confirmed_entry
 from search.winners import ranked, require_winner, unconfirmed_note, value_of
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")

@@ -29,8 +29,9 @@ from search.data import Dataset
 from search.errors import UserError, exception_chain
 from search.records import RetrainPlan
 from search.runtime import device_name
-from spaces._common import Params, make_callbacks, make_optimizer
-from spaces._levers import make_loss, training_steps
+from spaces._blocks import make_callbacks, make_loss, make_optimizer
+from spaces._common import Params
+from spaces._levers import training_steps
 
 Values = float | tuple[float, float]  # a trial's value, or its (accuracy, steady seconds) in an accuracy-time study
 

@@ -5,7 +5,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import keras
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
@@ -91,6 +90,8 @@ def replay(config: StudyConfig, models: dict[str, NotebookModel], epochs_scale: 
             study.enqueue_trial(stored_params(models[name].params), user_attrs=records.enqueued(
                 seed_model=name, epochs=scaled_epochs(models[name].epochs, epochs_scale)))
     if missing:  # failures count from this run on, as in `hpsearch study`
+        import keras  # here: `report` reads replays (replayed_trials) without Keras
+
         console, backend, device = Console(config.quiet), keras.backend.backend(), device_name()
         console.say(training_line(device, backend))
         this_way = training_way(backend, device, bool(config.device_loop), config.precision)

@@ -13,14 +13,13 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 
 import spaces
-from search.confirm import confirmation_table
 from search.console import format_params
 from search.export_files import written_whole
 from search.figures import Section, confirmed_figure, epoch_ticks, plot_text, write_html
 from search.notebook import glance, glance_figure, glance_lines
 from search.pareto import STEADY_SECONDS
 from search.records import FINISHED, StudyRecord, TrialRecord, is_search
-from search.tables import whole_numbers
+from search.tables import confirmation_table, whole_numbers
 from search.winners import pareto_front, seconds_of, shown_accuracy, value_of, winner
 from spaces.param_names import model_params
 

@@ -1,15 +1,17 @@
 """Tables of trials for the terminal, built from Optuna's trials and hpsearch's trial records."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from search.records import FINISHED, TrialRecord
-from search.winners import pareto_front, seconds_of, shown_accuracy
+from search.records import FINISHED, TrialRecord, confirmations
+from search.winners import pareto_front, seconds_of, shown_accuracy, trial_by_number, value_of
 from spaces.param_names import model_params
 
 # The trial record's fields a table shows, beside Optuna's number, state, value, duration and params.
@@ -72,3 +74,22 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     # Blank where a trial has no value: as objects first (pandas will stop filling a float column with text).
     gaps = [column for column in out if out[column].isna().any()]
     return out.astype(dict.fromkeys(gaps, object)).fillna("")
+
+
+def confirmation_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per confirmed trial: its single-run value, mean and spread over seeds, best mean first."""
+    rows = [{"trial": number, "value": value_of(trial_by_number(study, number)), "mean": round(entry.mean, 4),
+             "std": round(entry.std, 4), "seeds": len(entry.scores), "scores": [round(s, 4) for s in entry.scores]}
+            for number, entry in confirmations(study).items()]
+    frame = pd.DataFrame(rows, columns=["trial", "value", "mean", "std", "seeds", "scores"])
+    return frame.sort_values("mean", ascending=False).reset_index(drop=True)
+
+
+def confirmed_entry(table: pd.DataFrame, number: int) -> dict[str, Any] | None:
+    """A trial's row of the confirmation table as JSON values (params.json), or None if it was not confirmed.
+    One seed's spread is unknown: null, as JSON has no NaN."""
+    rows = table[table["trial"] == number]
+    if not len(rows):
+        return None
+    row = rows.iloc[0].astype(object)
+    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}

@@ -38,11 +38,9 @@ def load_model(path: str | os.PathLike[str], *, compile: bool = True) -> keras.M
     """An exported model.keras, after registering hpsearch's own Keras classes (the notebook's decayed SGD, the
     smoothed loss), which keras.saving.load_model alone cannot find. The model takes float32 pixels / 255, shaped
     (N, height, width, channels)."""
-    for module in ("spaces._keras2", "spaces._levers"):
-        importlib.import_module(module)  # their classes register themselves with Keras on import
     import keras
 
-    from spaces._levers import compilable_on_jax
+    from spaces._blocks import compilable_on_jax  # its module and spaces._keras2 register their classes on import
 
     with warnings.catch_warnings():
         # A model saved compiled with XLA and an augmentation layer: compiling it while loading warns that the

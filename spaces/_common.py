@@ -1,26 +1,18 @@
-"""Shared pieces of every architecture: the training search space, optimizers, callbacks and layer blocks."""
+"""Shared pieces of every architecture's search space: optimizers and their learning rates, batch sizes,
+activations, dropout and batch normalization. Their Keras side (layers, optimizers) is spaces._blocks."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import keras
-from keras import layers
-
-from spaces._keras2 import DecayedSGD
-from spaces._levers import CONSTANT, WEIGHT_DECAYS, augmentation, learning_rate, suggest_levers, suggest_schedule
+from spaces._levers import WEIGHT_DECAYS, suggest_levers, suggest_schedule
 from spaces.param_names import stored_name
 
 Params = dict[str, Any]
 
-# The notebook's optimizers by name: (Keras class, fixed arguments). "sgd_nesterov" is the notebook's SGD-N,
-# SGD(lr, decay=1e-6, momentum=0.9, nesterov=True) in Keras 2; its `decay` lives on in DecayedSGD.
-OPTIMIZER_TABLE: dict[str, tuple[type[keras.optimizers.Optimizer], dict[str, Any]]] = {
-    "sgd": (keras.optimizers.SGD, {}),
-    "sgd_nesterov": (DecayedSGD, {"momentum": 0.9, "nesterov": True, "decay": 1e-6}),
-    "adam": (keras.optimizers.Adam, {}),
-    "adadelta": (keras.optimizers.Adadelta, {}),
-}
+# The notebook's optimizers by name (their Keras classes: spaces._blocks.OPTIMIZER_TABLE). "sgd_nesterov" is the
+# notebook's SGD-N, SGD(lr, decay=1e-6, momentum=0.9, nesterov=True) in Keras 2.
+OPTIMIZERS = ("sgd", "sgd_nesterov", "adam", "adadelta")
 BATCH_SIZES = (32, 64, 128, 256)
 ACTIVATIONS = ("relu", "leaky_relu")
 # Batch normalization's momentum. Keras' default (0.99, Keras 2's too, so the notebook's models keep it)
@@ -40,12 +32,8 @@ PLATEAU = {"monitor": "val_accuracy", "mode": "max", "patience": 3, "factor": 0.
 LEARNING_RATES: dict[str, tuple[float, float]] = {
     "sgd": (0.01, 0.15), "sgd_nesterov": (0.002, 0.05), "adam": (2e-4, 5e-3), "adadelta": (0.1, 3.0),
 }
-OPTIMIZERS = tuple(OPTIMIZER_TABLE)
 assert set(LEARNING_RATES) == set(OPTIMIZERS), "every optimizer needs a learning-rate range"
 assert set(WEIGHT_DECAYS) == set(OPTIMIZERS), "every optimizer needs a weight-decay range"
-# Keras 3's AdamW is Adam with weight decay (every Keras optimizer decays decoupled); the class is swapped so that
-# saved models and reports name it.
-WITH_WEIGHT_DECAY: dict[str, type[keras.optimizers.Optimizer]] = {"adam": keras.optimizers.AdamW}
 
 
 def suggest_training(trial: Any, levers: bool = True) -> Params:
@@ -84,79 +72,3 @@ def suggest_batch_norm(trial: Any) -> Params:
     """Sample whether convolutions are followed by batch normalization, and its momentum when they are."""
     params: Params = {"batch_norm": trial.suggest_categorical("batch_norm", (False, True))}
     return {**params, **suggest_bn_momentum(trial)} if params["batch_norm"] else params
-
-
-def make_optimizer(params: Params, steps: int | None = None) -> keras.optimizers.Optimizer:
-    """Build the Keras optimizer named by params (see OPTIMIZER_TABLE) at its learning rate, or its schedule over
-    `steps` training steps (spaces._levers.training_steps), with weight decay where params ask for it."""
-    if params["optimizer"] not in OPTIMIZER_TABLE:
-        raise ValueError(f"unknown optimizer {params['optimizer']!r}; expected one of {', '.join(OPTIMIZERS)}")
-    optimizer_class, arguments = OPTIMIZER_TABLE[params["optimizer"]]
-    if params.get("weight_decay"):
-        optimizer_class = WITH_WEIGHT_DECAY.get(params["optimizer"], optimizer_class)
-        arguments = {**arguments, "weight_decay": float(params["weight_decay"])}
-    return optimizer_class(learning_rate=learning_rate(params, steps), **arguments)
-
-
-def make_callbacks(params: Params) -> list[keras.callbacks.Callback]:
-    """Training callbacks that params switch on (ReduceLROnPlateau as in the notebook)."""
-    if not params.get("reduce_lr"):
-        return []
-    if params.get("lr_schedule", CONSTANT) != CONSTANT:
-        raise ValueError("ReduceLROnPlateau cannot lower a scheduled learning rate; choose one of the two")
-    return [keras.callbacks.ReduceLROnPlateau(**PLATEAU, verbose=0)]
-
-
-def model_input(input_shape: Sequence[int], size: int,
-                params: Params) -> tuple[keras.KerasTensor, keras.KerasTensor]:
-    """The model's (height, width, channels) input, augmented in training as params ask, then upscaled inside
-    the model to at least size x size.
-
-    `size` is the smallest side the architecture's layers take (its INPUT_SIZE): a smaller height or
-    width is resized up to it, larger ones are kept (pass --image-size to shrink big images). Augmentation
-    runs before the upscaling, on fewer pixels."""
-    height, width, _ = input_shape
-    inputs = keras.Input(tuple(input_shape))
-    x = inputs
-    for layer in augmentation(params):
-        x = layer(x)
-    target = (max(height, size), max(width, size))
-    x = x if target == (height, width) else layers.Resizing(*target)(x)
-    return inputs, x
-
-
-def activation(params: Params) -> layers.Layer:
-    """The activation layer params ask for: ReLU, tanh, or LeakyReLU with its slope."""
-    if params["activation"] == "leaky_relu":
-        return layers.LeakyReLU(negative_slope=params["leaky_slope"])
-    return layers.Activation(params["activation"])
-
-
-def conv_block(x: keras.KerasTensor, filters: int, kernel: int, params: Params, *,
-               strides: int = 1, padding: str = "same", batch_norm: bool | None = None,
-               act: bool = True) -> keras.KerasTensor:
-    """Conv2D, then batch normalization if asked, then the activation."""
-    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding)(x)
-    if params.get("batch_norm", False) if batch_norm is None else batch_norm:
-        x = batch_normalization(params)(x)
-    return activation(params)(x) if act else x
-
-
-def batch_normalization(params: Params) -> layers.Layer:
-    """A BatchNormalization layer with the params' momentum (the notebook's models leave it at Keras')."""
-    return layers.BatchNormalization(momentum=params.get("bn_momentum", NOTEBOOK_BN_MOMENTUM))
-
-
-def classifier_head(x: keras.KerasTensor, dense_units: Sequence[int], params: Params, num_classes: int, *,
-                    dropout: float | None = None, leaky_after: float | None = None) -> keras.KerasTensor:
-    """Dense layers with activation and dropout (params' unless given), then the softmax output (float32).
-
-    `leaky_after` adds a LeakyReLU with that slope after each dense layer's activation, as the notebook's
-    CNN model 4 did after its relu Dense(256)."""
-    for units in dense_units:
-        x = layers.Dense(units)(x)
-        x = activation(params)(x)
-        if leaky_after is not None:
-            x = layers.LeakyReLU(negative_slope=leaky_after)(x)
-        x = layers.Dropout(params["dropout"] if dropout is None else dropout)(x)
-    return layers.Dense(num_classes, activation="softmax", dtype="float32")(x)

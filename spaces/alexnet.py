@@ -1,22 +1,19 @@
 """AlexNet: five convolutions (96@11x11 first) with overlapping max-pools, on images resized to 48x48."""
 from __future__ import annotations
 
-from typing import Any
-
-import keras
-from keras import layers
+from typing import TYPE_CHECKING, Any
 
 from spaces._common import (
     Params,
-    classifier_head,
-    conv_block,
-    model_input,
     suggest_activation,
     suggest_batch_norm,
     suggest_dropout,
     suggest_training,
 )
 from spaces._notebook import NotebookModel, Reported, seed_params
+
+if TYPE_CHECKING:
+    import keras  # imported by build(): the tables and the space above are read without Keras
 
 NAME = "alexnet"
 INPUT_SIZE = 48
@@ -59,6 +56,11 @@ def suggest(trial: Any, levers: bool = True) -> Params:
 
 def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build the AlexNet described by params (uncompiled); the input is resized to 48x48 inside."""
+    import keras
+    from keras import layers
+
+    from spaces._blocks import classifier_head, conv_block, model_input
+
     inputs, x = model_input(input_shape, INPUT_SIZE, params)
     for filters, kernel, padding, pool in LAYERS:
         x = conv_block(x, filters, kernel, params, padding=padding)

@@ -1,24 +1,20 @@
 """The notebook's custom CNN: two blocks of two convolutions, max-pooling and dropout, then a dense head."""
 from __future__ import annotations
 
-from typing import Any
-
-import keras
-from keras import layers
+from typing import TYPE_CHECKING, Any
 
 from spaces._common import (
     NOTEBOOK_BN_MOMENTUM,
     Params,
-    batch_normalization,
-    classifier_head,
-    conv_block,
-    model_input,
     suggest_activation,
     suggest_batch_norm,
     suggest_dropout,
     suggest_training,
 )
 from spaces._notebook import NotebookModel, Reported, seed_params
+
+if TYPE_CHECKING:
+    import keras  # imported by build(): the tables and the space above are read without Keras
 
 NAME = "cnn"
 INPUT_SIZE = 28
@@ -97,6 +93,11 @@ def _suggest_batch_norm_layout(trial: Any) -> Params:
 
 def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build the CNN described by params (uncompiled)."""
+    import keras
+    from keras import layers
+
+    from spaces._blocks import batch_normalization, classifier_head, conv_block, model_input
+
     inputs, x = model_input(input_shape, INPUT_SIZE, params)
     notebook_bn = params["batch_norm"] and params["batch_norm_layout"] == "notebook"
     blocks = ((params["filters1"], params["kernel1"]), (params["filters2"], params["kernel2"]))

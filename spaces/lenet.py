@@ -1,22 +1,19 @@
 """LeNet-5: two 5x5 convolutions with pooling and a two-layer dense head, classic or modern."""
 from __future__ import annotations
 
-from typing import Any
-
-import keras
-from keras import layers
+from typing import TYPE_CHECKING, Any
 
 from spaces._common import (
     Params,
-    classifier_head,
-    conv_block,
-    model_input,
     suggest_activation,
     suggest_batch_norm,
     suggest_dropout,
     suggest_training,
 )
 from spaces._notebook import NotebookModel, Reported, seed_params
+
+if TYPE_CHECKING:
+    import keras  # imported by build(): the tables and the space above are read without Keras
 
 NAME = "lenet"
 INPUT_SIZE = 28
@@ -27,7 +24,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "classic": {"filters": (6, 16), "dense": (120, 84), "first_pool_strides": 1},
     "modern": {"filters": (32, 48), "dense": (256, 84), "first_pool_strides": 2},
 }
-_POOLING = {"avg": layers.AveragePooling2D, "max": layers.MaxPooling2D}
+_POOLING = {"avg": "AveragePooling2D", "max": "MaxPooling2D"}  # Keras layer classes
 
 # None of the notebook's LeNets used dropout, batch norm or ReduceLROnPlateau. Seconds are its timers.
 _MODERN: Params = {"variant": "modern", "pooling": "max", "activation": "relu", "dropout": 0.0,
@@ -65,8 +62,13 @@ def suggest(trial: Any, levers: bool = True) -> Params:
 
 def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build the LeNet described by params (uncompiled)."""
+    import keras
+    from keras import layers
+
+    from spaces._blocks import classifier_head, conv_block, model_input
+
     layout = VARIANTS[params["variant"]]
-    pool = _POOLING[params["pooling"]]
+    pool = getattr(layers, _POOLING[params["pooling"]])
     inputs, x = model_input(input_shape, INPUT_SIZE, params)
     first, second = layout["filters"]
     x = conv_block(x, first, 5, params, padding="same")

@@ -1,18 +1,11 @@
 """ResNet: a 7x7/2 stem (or, as a lever, 3x3/1), stages of two-convolution residual blocks, pooling, softmax."""
 from __future__ import annotations
 
-from typing import Any
-
-import keras
-from keras import layers
+from typing import TYPE_CHECKING, Any
 
 from spaces._common import (
     NOTEBOOK_BN_MOMENTUM,
     Params,
-    activation,
-    classifier_head,
-    conv_block,
-    model_input,
     suggest_activation,
     suggest_bn_momentum,
     suggest_dropout,
@@ -20,6 +13,9 @@ from spaces._common import (
 )
 from spaces._levers import asks
 from spaces._notebook import NotebookModel, Reported, seed_params
+
+if TYPE_CHECKING:
+    import keras  # imported by build(): the tables and the space above are read without Keras
 
 NAME = "resnet"
 INPUT_SIZE = 28
@@ -74,6 +70,10 @@ def _suggest_stem(trial: Any, levers: bool) -> Params:
 
 def _residual_block(x: keras.KerasTensor, filters: int, strides: int, params: Params) -> keras.KerasTensor:
     """Two 3x3 convolutions with batch norm, added to the input (projected when its shape changes)."""
+    from keras import layers
+
+    from spaces._blocks import activation, conv_block
+
     y = conv_block(x, filters, 3, params, strides=strides, batch_norm=True)
     y = conv_block(y, filters, 3, params, batch_norm=True, act=False)
     shortcut = x
@@ -84,6 +84,11 @@ def _residual_block(x: keras.KerasTensor, filters: int, strides: int, params: Pa
 
 def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build the ResNet described by params (uncompiled)."""
+    import keras
+    from keras import layers
+
+    from spaces._blocks import classifier_head, conv_block, model_input
+
     inputs, x = model_input(input_shape, INPUT_SIZE, params)
     kernel, strides = STEMS[params.get("stem", "notebook")]
     x = conv_block(x, params["base_filters"], kernel, params, strides=strides, batch_norm=True)

@@ -1,22 +1,19 @@
 """VGG: stacks of 3x3 convolutions between max-pools, on images resized to 48x48; depth from a table."""
 from __future__ import annotations
 
-from typing import Any
-
-import keras
-from keras import layers
+from typing import TYPE_CHECKING, Any
 
 from spaces._common import (
     Params,
-    classifier_head,
-    conv_block,
-    model_input,
     suggest_activation,
     suggest_batch_norm,
     suggest_dropout,
     suggest_training,
 )
 from spaces._notebook import NotebookModel, Reported, seed_params
+
+if TYPE_CHECKING:
+    import keras  # imported by build(): the tables and the space above are read without Keras
 
 NAME = "vgg16"
 INPUT_SIZE = 48
@@ -60,6 +57,11 @@ def suggest(trial: Any, levers: bool = True) -> Params:
 
 def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build the VGG described by params (uncompiled); the input is resized to 48x48 inside."""
+    import keras
+    from keras import layers
+
+    from spaces._blocks import classifier_head, conv_block, model_input
+
     inputs, x = model_input(input_shape, INPUT_SIZE, params)
     for item in CFGS[params["depth"]]:
         x = layers.MaxPooling2D()(x) if item == "M" else conv_block(x, int(item), 3, params)

@@ -13,11 +13,11 @@ import search.confirm
 import search.export
 import search.objective
 from search.cli import app
-from search.confirm import confirmation_table, confirmed_entry
 from search.errors import UserError
 from search.objective import TrialFailed
 from search.records import confirmations as confirmed
 from search.report import comparison
+from search.tables import confirmation_table, confirmed_entry
 from tests.conftest import load, study_in
 
 runner = CliRunner()

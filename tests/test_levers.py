@@ -18,16 +18,10 @@ import spaces
 from search.cli import app
 from search.data import load_dataset
 from search.objective import train
-from spaces._common import LEARNING_RATES, OPTIMIZERS, make_callbacks, make_optimizer
+from spaces._blocks import SmoothedSparseCrossentropy, augmentation, make_callbacks, make_loss, make_optimizer
+from spaces._common import LEARNING_RATES, OPTIMIZERS
 from spaces._keras2 import DecayedSGD
-from spaces._levers import (
-    AUGMENTATIONS,
-    LR_SCHEDULES,
-    SmoothedSparseCrossentropy,
-    augmentation,
-    make_loss,
-    training_steps,
-)
+from spaces._levers import AUGMENTATIONS, LR_SCHEDULES, training_steps
 from spaces.param_names import model_params, stored_params
 from tests.conftest import load
 
@@ -138,7 +132,7 @@ def test_augmentation_changes_training_images() -> None:
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).random((8, 28, 28, 1), np.float32)
     for name in AUGMENTATIONS:
-        params = {name: True if AUGMENTATIONS[name][0] is None else AUGMENTATIONS[name][0][1]}
+        params = {name: True if AUGMENTATIONS[name] is None else AUGMENTATIONS[name][1]}
         (layer,) = augmentation(params)
         assert not np.array_equal(keras.ops.convert_to_numpy(layer(x, training=True)), x), name
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import optuna
@@ -83,15 +86,29 @@ def test_report_shows_notebook_replay_and_search_side_by_side(tiny_data: Path, s
                                         "--data", str(tiny_data), "--storage", sqlite_url, "--quiet"])
     assert searched.exit_code == 0, searched.output
     out = tmp_path / "report.html"
-    result = CliRunner().invoke(app, ["report", "--storage", sqlite_url, "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    # In a process of its own: the report (the notebook's tables, replays, confirmations) and the trials table
+    # import no Keras, which took seconds of their start.
+    code = textwrap.dedent("""
+        import sys
+        from search.cli import app
+        for command in (["report", "--storage", sys.argv[1], "--out", sys.argv[2]],
+                        ["trials", "lenet", "--storage", sys.argv[1]]):
+            try:
+                app(command)
+            except SystemExit as exit:
+                print("exit", exit.code, "keras imported:", "keras" in sys.modules)
+    """)
+    result = subprocess.run([sys.executable, "-c", code, sqlite_url, str(out)], capture_output=True, text=True,
+                            timeout=300)
+    exits = [line for line in result.stdout.splitlines() if line.startswith("exit ")]
+    assert exits == ["exit 0 keras imported: False"] * 2, result.stdout + result.stderr
     table = pd.read_csv(out.with_suffix(".csv"))
     assert list(table["study"]) == ["lenet"]  # the replay study is not a search study
     row = table.iloc[0]
     assert (row["notebook_model"], row["notebook_val_accuracy"], row["notebook_params"]) == ("model4", 0.8721, 368_749)
     assert row["replay_model"] == "model1" and row["replay_epochs"] == 1 and row["replay_params"] == 245_601
     assert row["search_vs_notebook"].startswith("search LOSES to the notebook by")  # 60 images, 1 epoch
-    assert "lenet: search LOSES to the notebook by" in result.output
+    assert "lenet: search LOSES to the notebook by" in result.stdout
     assert "The notebook at a glance: accuracy vs seconds" in out.read_text()
     # The verdict is a sentence above the table, not its 15th column, off-screen in a browser.
     assert "<li>lenet: search LOSES to the notebook by" in out.read_text()

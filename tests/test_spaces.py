@@ -9,7 +9,8 @@ import optuna
 import pytest
 
 import spaces
-from spaces._common import LEARNING_RATES, make_callbacks, make_optimizer, suggest_training
+from spaces._blocks import make_callbacks, make_optimizer
+from spaces._common import LEARNING_RATES, suggest_training
 from spaces._keras2 import DecayedSGD
 from spaces.param_names import stored_params
 
