@@ -156,7 +156,7 @@ def replay(
 
     with user_errors("finished models are saved; run the same command again to resume"):
         spaces.require(arch)
-        use_backend(backend)  # before the architecture's module imports Keras
+        use_backend(backend)  # Keras on the chosen backend, before the replay trains with it
         from search.replay import choose_models, replay_config, replay_name, replay_table
         from search.replay import replay as run_replay
         from spaces._notebook import NOTEBOOK_SETUP
