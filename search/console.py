@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:  # Optuna is imported by the commands that run trials; the console itself is light
@@ -23,6 +24,12 @@ def format_params(params: dict) -> str:
 def counted(number: int, noun: str, plural: str = "") -> str:
     """"1 trial", "2 trials", "0 trials": a count and its noun (`plural` where it is not noun + "s")."""
     return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
+def listed(items: Sequence[object], limit: int, total: int | None = None) -> str:
+    """The first `limit` items, comma-separated, and "and N more" for the rest of `total` (default: all items)."""
+    rest = (len(items) if total is None else total) - min(len(items), limit)
+    return ", ".join(map(str, items[:limit])) + (f" and {rest} more" if rest > 0 else "")
 
 
 def emit(stream: TextIO | None, text: str) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from search import npzcache
+from search.console import listed
 from search.errors import DataError
 
 INT64_MAX = int(np.iinfo(np.int64).max)
@@ -93,7 +94,7 @@ def _check_classes(path: Path, labels: np.ndarray) -> None:
         labels_present = present.tolist()
         for below, label in zip([-1, *labels_present[:-1]], labels_present, strict=True):
             missing += range(below + 1, min(label, below + 1 + 5 - len(missing)))  # up to 5 in all
-        shown = ", ".join(map(str, missing)) + (f" and {count - len(missing)} more" if count > len(missing) else "")
+        shown = listed(missing, len(missing), total=count)
         raise DataError(f"{path}: labels must be 0..K-1 with every class present; no row has label {shown} "
                         f"(found {len(present)} classes, {int(present[0])} to {int(present[-1])})")
 

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from search.console import Console
+from search.console import Console, listed
 from search.errors import DataError, UserError
 from search.signals import signals_ignored
 
@@ -35,7 +35,7 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
     present = {path.name for path in out_dir.iterdir()}
     others = sorted(present - set(EXPORT_FILES))
     if others:  # --force replaces the folder whole, so it must not hold anything of the user's
-        raise UserError(f"--out {out_dir}: holds other files ({', '.join(others[:3])}); choose a new folder")
+        raise UserError(f"--out {out_dir}: holds other files ({listed(others, 3)}); choose a new folder")
     if present and not force:
         raise UserError(f"--out {out_dir}: holds an earlier export{_made_by(out_dir)}; pass --force to replace it")
 

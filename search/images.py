@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from search import npzcache
-from search.console import Console, counted
+from search.console import Console, counted, listed
 from search.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # Pillow decodes them all
@@ -59,7 +59,7 @@ def _skip_others(folder: Path, entries: list[os.DirEntry[str]]) -> None:
     image_dataset_from_directory does, they are ignored rather than refused, but never silently."""
     others = [entry.name for entry in entries if not entry.is_dir() and not _is_image(entry)]
     if others:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        shown = listed(others, 3)
         Console().warn(f"note: {folder}: skipping {counted(len(others), 'file')} that "
                        f"{'are' if len(others) > 1 else 'is'} not an image ({shown}; images: {', '.join(EXTENSIONS)})")
 

@@ -150,6 +150,11 @@ def test_export_best_never_replaces_a_folder_of_other_files(lenet_study: str, ti
                                  "--out", str(tmp_path), "--force"])
     _one_line_error(result, "holds other files (notes.txt)")
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    for name in ("a.csv", "b.csv", "train.csv"):  # more than it names: it says how many more (it named 3 of 4)
+        (tmp_path / name).write_text("mine")
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", lenet_study, "--data", str(tiny_data),
+                                 "--out", str(tmp_path), "--force"])
+    _one_line_error(result, "holds other files (a.csv, b.csv, notes.txt and 1 more)")
 
 
 def test_prepare_csv_refuses_a_folder_holding_an_image_tree(tiny_source: Path, tmp_path: Path) -> None:
