@@ -13,6 +13,7 @@ import spaces
 from search.cli_options import (
     Arch,
     Backend,
+    ConfirmBackend,
     DataDir,
     ImageSize,
     Quiet,
@@ -266,7 +267,7 @@ def confirm(
     study_name: StudyName = None,
     data: StudyDataDir = None,
     image_size: ImageSize = None,
-    backend: RetrainBackend = None,
+    backend: ConfirmBackend = None,
     quiet: Quiet = False,
 ) -> None:
     """Retrain the best configurations with more seeds; export-best then picks the best mean."""

@@ -38,6 +38,9 @@ Backend = Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow 
 RetrainBackend = Annotated[Optional[str], typer.Option(
     help="Keras backend: tensorflow or jax (default: the one the study's trials trained on, or its best trial "
     "where they differ, if installed; another one retrains them as other models).")]
+ConfirmBackend = Annotated[Optional[str], typer.Option(
+    help="Keras backend: tensorflow or jax (default: the one the study's trials trained on, or its best trial's "
+    "where they differ, if installed). A trial is confirmed only on the backend it trained on.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 

@@ -10,7 +10,7 @@ from search.console import Console, counted
 from search.data import Dataset
 from search.errors import UserError
 from search.objective import TrialFailed, check_precision, retrain
-from search.records import confirmations, other_backend_note, retrain_plan, save_confirmation
+from search.records import TrialRecord, confirmations, other_backend_note, retrain_plan, save_confirmation
 from search.tables import confirmation_table
 from search.winners import value_of
 
@@ -22,10 +22,21 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
     chosen = sorted(complete, key=value_of, reverse=True)[:top]
     if len(complete) < top:
         console.warn(f"--top {top}: the study has {counted(len(complete), 'complete trial')}; confirming those")
-    plans = [retrain_plan(study, trial, keras.backend.backend()) for trial in chosen]
-    for trial in chosen:  # seeds on another backend would mix two sets of random draws into the trial's mean
-        if note := other_backend_note(trial, keras.backend.backend()):
-            raise UserError(f"{note}. confirm adds seeds to the trial's own run, so it needs that backend")
+    backend = keras.backend.backend()
+    # Seeds on another backend would mix two sets of random draws into a trial's mean: a trial is confirmed on the
+    # backend it trained on. Where the best trials trained on several (a study resumed with another --backend), this
+    # process confirms those of its own, and says how to confirm the others.
+    elsewhere = [trial for trial in chosen if other_backend_note(trial, backend)]
+    if elsewhere and len(elsewhere) == len(chosen):
+        raise UserError(f"{other_backend_note(chosen[0], backend)}. confirm adds seeds to the trial's own run, so it "
+                        "needs that backend")
+    for trial in elsewhere:
+        trained_on = TrialRecord.of(trial).backend
+        console.warn(f"trial {trial.number} trained on {trained_on}: not confirmed here, as confirm adds seeds on a "
+                     f"trial's own backend (this run is on {backend}); the same command with --backend "
+                     f"{trained_on} confirms it")
+    chosen = [trial for trial in chosen if trial.number not in {other.number for other in elsewhere}]
+    plans = [retrain_plan(study, trial, backend) for trial in chosen]
     # A precision this device computes wrongly is refused before any score is stored (once one is, the winner
     # is the best confirmed mean).
     for precision in {plan.precision for plan in plans}:

@@ -21,7 +21,7 @@ from search.figures import Section, confirmed_figure, confusion_figure, run_figu
 from search.objective import TrialFailed, retrain
 from search.records import RetrainPlan, StudyRecord, TrialRecord, confirmations, other_backend_note, retrain_plan
 from search.tables import confirmation_table, confirmed_entry
-from search.winners import ranked, require_winner, unconfirmed_note, value_of
+from search.winners import accuracy_text, ranked, require_winner, unconfirmed_note, value_of
 
 PACKAGES = ("keras", "tensorflow-cpu", "tensorflow", "jax", "optuna", "numpy", "pandas", "scikit-learn", "plotly")
 
@@ -141,11 +141,10 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
         if note := other_backend_note(trial, keras.backend.backend()):
             console.warn(note)
     for trial, plan in zip(run_trials, plans, strict=True):
-        # After `confirm`, the winner is chosen by its mean over seeds: say so beside its single run.
-        chosen_by = (f"confirmed mean {confirmed[trial.number].mean:.4f} over {len(confirmed[trial.number].seeds)} "
-                     "seeds, " if trial.number in confirmed and within is None else "")
-        console.say(f"retraining trial {trial.number} of {study.study_name!r} ({chosen_by}val_accuracy "
-                    f"{value_of(trial):.4f}) "
+        # After `confirm`, the winner is chosen by its mean over seeds: say so beside its single run (a Pareto
+        # pick, --within, is chosen by its single run).
+        console.say(f"retraining trial {trial.number} of {study.study_name!r} "
+                    f"({accuracy_text(trial, confirmed if within is None else {})}) "
                     f"with seed {plan.seed} for {counted(plan.epochs, 'epoch')}"
                     f"{' on all labelled rows' if full_train else ''}")
         try:
@@ -181,7 +180,8 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
                   "class_names": list(data.class_names), "input_shape": list(data.input_shape),
                   "input_scaling": "float32 pixels / 255, channels last",
                   "image_size": record.image_size, "subset": record.subset, "objective": record.objective,
-                  "backend": keras.backend.backend(), "versions": versions()}
+                  "backend": keras.backend.backend(), "precision": plan.precision, "device_loop": plan.device_loop,
+                  "versions": versions()}
         params["test_time_mirror"] = mirror
         if mirror:
             params["val_accuracy_without_mirror"] = val_accuracy_of(one_view, data)
@@ -191,7 +191,8 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
             params["pick"] = f"fastest-within {within} points of accuracy on the Pareto front"
         if len(runs) > 1:
             params["ensemble"] = [{"trial": t.number, "value": value_of(t), "params": p.params, "seed": p.seed,
-                                   "epochs": p.epochs, "val_accuracy": val_accuracy_of(r.model, data)}
+                                   "epochs": p.epochs, "precision": p.precision, "device_loop": p.device_loop,
+                                   "val_accuracy": val_accuracy_of(r.model, data)}
                                   for t, p, r in zip(run_trials, plans, runs, strict=True)]
         confirmed_table = confirmation_table(study)
         if (entry := confirmed_entry(confirmed_table, trial.number)) is not None:

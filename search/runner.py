@@ -19,12 +19,12 @@ from search.console import Console, counted, format_params
 from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
 from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
-from search.records import searched_epochs, seconds_with_compilation, trained_ways, training_way
+from search.records import confirmations, searched_epochs, seconds_with_compilation, trained_ways, training_way
 from search.runtime import device_name, training_details, training_line, use_backend
 from search.signals import sigterm_as_interrupt
 from search.storage import GRACE_PERIODS, JOURNAL_PREFIX, display_url, storage_loss_said
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
-from search.winners import unconfirmed_note, value_of, winner
+from search.winners import accuracy_text, unconfirmed_note, winner
 from search.workers import STOPPED_ON_FAILURES, default_workers, run_workers
 from spaces.param_names import model_params
 
@@ -194,7 +194,7 @@ def _run_study(config: StudyConfig) -> int:
                    f"({states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} pruned), "
                    f"{states[TrialState.FAIL]} failed")
     if best is not None:
-        console.result(f"best: trial {best.number}, val_accuracy {value_of(best):.4f}, "
+        console.result(f"best: trial {best.number}, {accuracy_text(best, confirmations(study))}, "
                        f"params {format_params(model_params(best.params))}")
         if note := unconfirmed_note(study):
             console.warn(note)

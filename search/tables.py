@@ -10,6 +10,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from search.console import counted
 from search.records import FINISHED, TrialRecord, confirmations
 from search.winners import pareto_front, seconds_of, shown_accuracy, trial_by_number, value_of
 from spaces.param_names import model_params
@@ -33,7 +34,8 @@ def whole_numbers(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, seconds, size, best epoch, failure reason and params; in an
     accuracy-time study, `pareto` marks the trials of the Pareto front with a *, beside their steady seconds; in a
-    study whose trials trained more than one way, `trained` says how each did."""
+    study whose trials trained more than one way, `trained` says how each did; after `confirm`, `confirmed` gives
+    a confirmed trial's mean over its seeds (the best mean wins the study)."""
     # One read of the storage: every column comes from the same trials, even while workers add more.
     trials = study.get_trials(deepcopy=False)
     if not trials:
@@ -44,6 +46,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         front = {t.number for t in pareto_front(study)}
         out.insert(0, "pareto", ["*" if t.number in front else "" for t in trials])
         out["steady_seconds"] = [seconds_of(t) if t.state in FINISHED else None for t in trials]  # not a failed one
+    if confirmed := confirmations(study):
+        out["confirmed"] = [f"{confirmed[t.number].mean:.4f} ({counted(len(confirmed[t.number].seeds), 'seed')})"
+                            if t.number in confirmed else None for t in trials]
     # A running or waiting trial has no duration yet.
     out["seconds"] = [None if t.duration is None else round(t.duration.total_seconds(), 1) for t in trials]
     recorded = [TrialRecord.of(trial) for trial in trials]

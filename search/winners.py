@@ -8,8 +8,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import pareto
+from search.console import counted, listed
 from search.errors import UserError
-from search.records import FINISHED, StudyRecord, TrialRecord, confirmations, replay_scale
+from search.records import FINISHED, Confirmation, StudyRecord, TrialRecord, confirmations, replay_scale
 
 
 def value_of(trial: FrozenTrial) -> float:
@@ -89,6 +90,15 @@ def last_val_accuracy(trial: FrozenTrial) -> float:
     return float(history[-1].get("val_accuracy", float("nan"))) if history else float("nan")
 
 
+def accuracy_text(trial: FrozenTrial, confirmed: dict[int, Confirmation]) -> str:
+    """A trial's validation accuracy as the lines naming a winner say it: after `confirm`, its mean over seeds
+    (which chose it) before its single run, which may be below another trial's."""
+    single = f"val_accuracy {value_of(trial):.4f}"
+    if (entry := confirmed.get(trial.number)) is None:
+        return single
+    return f"confirmed mean {entry.mean:.4f} over {counted(len(entry.seeds), 'seed')}, {single}"
+
+
 def unconfirmed_note(study: optuna.Study) -> str:
     """A line naming the complete trials no `confirm` has run whose single run beats the confirmed winner's
     mean (they ran after the last confirm, or below its --top): the winner stays a confirmed one, so say so."""
@@ -102,7 +112,7 @@ def unconfirmed_note(study: optuna.Study) -> str:
         return ""
     arch = StudyRecord.of(study).arch
     where = "" if study.study_name == arch else f" --study-name {shlex.quote(study.study_name)}"
-    shown = ", ".join(map(str, ahead[:5])) + (f" and {len(ahead) - 5} more" if len(ahead) > 5 else "")
+    shown = listed(ahead, 5)
     many = len(ahead) > 1
     return (f"note: the winner is the best confirmed mean ({best_mean:.4f}); trial{'s' * many} {shown} "
             f"beat it in a single run but {'are' if many else 'is'} not confirmed: run `hpsearch confirm "

@@ -161,7 +161,8 @@ def test_jax_backend_runs_a_study_in_bfloat16_and_export_retrains_on_it(tiny_dat
     export = subprocess.run([*hpsearch, "export-best", "lenet", "--storage", url, "--out", str(tmp_path / "best")],
                             capture_output=True, text=True, timeout=300)
     assert export.returncode == 0 and "trained on" not in export.stderr, export.stderr[-2000:]
-    assert json.loads((tmp_path / "best" / "params.json").read_text())["backend"] == "jax"
+    exported = json.loads((tmp_path / "best" / "params.json").read_text())
+    assert (exported["backend"], exported["precision"], exported["device_loop"]) == ("jax", "bfloat16", False)
     retrained = float(re.search(r"retrained model: ([\d.]+)", export.stdout).group(1))
     assert retrained == pytest.approx(trial.value, abs=1e-4)  # same backend, seed, precision, order: the same run
     mixed = subprocess.run([*hpsearch, "confirm", "lenet", "--storage", url, "--backend", "tensorflow"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,39 @@ def test_export_best_uses_the_best_mean_and_report_draws_error_bars(study_url: s
     assert runner.invoke(app, ["report", "--storage", study_url, "--out", str(out)]).exit_code == 0
     # best curves, accuracy vs time, the notebook at a glance, confirmed configurations
     assert out.read_text().count("Plotly.newPlot(") == 4
+
+
+def test_best_trials_of_two_backends_confirm_those_of_this_one_and_name_the_other(
+        study_url: str, tiny_data: Path, tmp_path: Path) -> None:
+    """A study resumed on another backend: the best two trained on tensorflow and jax. confirm refused the whole
+    run on either backend, each error naming the other; it confirms this backend's and says how to do the rest."""
+    copy = tmp_path / "copy.sqlite"
+    shutil.copyfile(study_url.removeprefix("sqlite:///"), copy)
+    url = f"sqlite:///{copy}"
+    first, second = sorted(load(url).trials, key=lambda t: t.value, reverse=True)[:2]
+    with sqlite3.connect(copy) as connection:  # as if the runner-up trained on JAX (Optuna keeps finished trials)
+        connection.execute("DELETE FROM study_user_attributes WHERE key LIKE 'confirmed%'")
+        updated = connection.execute(
+            "UPDATE trial_user_attributes SET value_json = '\"jax\"' WHERE key = 'backend' AND trial_id = "
+            "(SELECT trial_id FROM trials WHERE number = ?)", (second.number,)).rowcount
+    assert updated == 1 and not confirmed(load(url))
+    result = runner.invoke(app, ["confirm", "lenet", "--top", "2", "--seeds", "2", "--storage", url,
+                                 "--data", str(tiny_data), "--backend", "tensorflow"])
+    assert result.exit_code == 0, result.output
+    assert (f"trial {second.number} trained on jax: not confirmed here, as confirm adds seeds on a trial's own "
+            "backend (this run is on tensorflow); the same command with --backend jax confirms it") in result.stderr
+    entries = confirmed(load(url))
+    assert list(entries) == [first.number] and entries[first.number].seeds == [1337, 1338]
+    # The study's closing line and `trials` say the confirmed mean that chose the winner beside its single run.
+    mean = entries[first.number].mean
+    resumed = runner.invoke(app, ["study", "lenet", "--trials", "3", "--storage", url, "--data", str(tiny_data)])
+    assert resumed.exit_code == 0, resumed.output
+    assert (f"best: trial {first.number}, confirmed mean {mean:.4f} over 2 seeds, val_accuracy "
+            f"{first.value:.4f}, params") in resumed.stdout
+    rows = runner.invoke(app, ["trials", "lenet", "--storage", url]).stdout.splitlines()
+    assert rows[0].split()[:4] == ["number", "state", "val_accuracy", "confirmed"]
+    assert rows[1 + first.number].split()[3:5] == [f"{mean:.4f}", "(2"], rows
+    assert "seed" not in rows[1 + second.number]  # blank where a trial is not confirmed
 
 
 def test_confirm_needs_positive_counts(study_url: str) -> None:
