@@ -27,7 +27,7 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
     # backend it trained on. Where the best trials trained on several (a study resumed with another --backend), this
     # process confirms those of its own, and says how to confirm the others.
     elsewhere = [trial for trial in chosen if other_backend_note(trial, backend)]
-    if elsewhere and len(elsewhere) == len(chosen):
+    if elsewhere and elsewhere == chosen:
         raise UserError(f"{other_backend_note(chosen[0], backend)}. confirm adds seeds to the trial's own run, so it "
                         "needs that backend")
     for trial in elsewhere:
@@ -35,7 +35,7 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
         console.warn(f"trial {trial.number} trained on {trained_on}: not confirmed here, as confirm adds seeds on a "
                      f"trial's own backend (this run is on {backend}); the same command with --backend "
                      f"{trained_on} confirms it")
-    chosen = [trial for trial in chosen if trial.number not in {other.number for other in elsewhere}]
+    chosen = [trial for trial in chosen if trial not in elsewhere]
     plans = [retrain_plan(study, trial, backend) for trial in chosen]
     # A precision this device computes wrongly is refused before any score is stored (once one is, the winner
     # is the best confirmed mean).
