@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 
 from search.records import TrialRecord
-from search.study import make_pruner
+from search.sampling import make_pruner
 from spaces.param_names import stored_params
 
 SamplerFn = Callable[[int], optuna.samplers.BaseSampler]

@@ -1,4 +1,4 @@
-"""Creating and resuming studies, choosing sampler and pruner, and running trials in one or K workers."""
+"""Creating and resuming studies and running trials in one or K workers (sampler and pruner: search.sampling)."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,47 +19,15 @@ from search.console import Console
 from search.data import Dataset, image_size_text, load_dataset, parse_image_size
 from search.errors import NoStudies, UserError
 from search.records import FINISHED, StudyRecord, TrialRecord, replay_scale, require_made_here
+from search.sampling import FirstTrialSeeded, make_pruner
 from search.storage import lost_reason, open_storage, storage_loss_said
 from spaces.param_names import stored_params
 
 if TYPE_CHECKING:
     from search.objective import Values  # imports Keras
 
-# Chosen from bench/sampler_settings.py and bench/peers.py (see make_sampler and make_pruner).
-TPE_STARTUP_TRIALS = 3
-REDUCTION_FACTOR = 3  # successive halving's and Hyperband's: a third of the trials goes on at each rung
 
-
-def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
-    """The sampler by name, seeded. TPE is multivariate over groups of parameters that occur together (the
-    spaces are conditional: a learning-rate range per optimizer, a slope only for LeakyReLU) and starts
-    modelling after 3 random trials instead of 10: in bench/sampler_settings.py (LeNet, 3,000 images, 24 trials,
-    3 seeds) it matched 10 start-up trials and random search up to 48 epochs of budget and led at 96; over 60
-    trials (2,000 images, 2 seeds) it led both by 2-4 points from 32 to 240 epochs."""
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS, multivariate=True, group=True)
-
-
-def make_pruner(kind: str, epochs: int) -> optuna.pruners.BasePruner:
-    """The pruner by name (Hyperband's budget is the epoch count), with a reduction factor of 3 and rungs from
-    one epoch. Successive halving is the default: Hyperband spreads the first trials over its brackets, where
-    each is alone and runs to its last epoch, so a large, poor draw could take most of a short search (CNN,
-    3,000 images, 100 s, bench/peers.py: 2-5 trials with Hyperband, 7-10 and 0.8-2.5 points more with
-    successive halving); over 60 LeNet trials (bench/sampler_settings.py) it was within 2 points of Hyperband
-    at every budget of epochs and ahead at 16 and from 128. Factor 2 and the median pruner were within 0.5 points
-    of Hyperband with factor 3 on 24 trials."""
-    if kind == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
-                                              reduction_factor=REDUCTION_FACTOR)
-    if kind == "successive-halving":  # one bracket: a trial must rank in the top third at 1, 3, 9... epochs
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=REDUCTION_FACTOR)
-    if kind == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-    return optuna.pruners.NopPruner()
-
-
-def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, checked: bool = False,
+def open_study(config: StudyConfig, data: Dataset, *, checked: bool = False,
                replay: bool = False) -> optuna.Study:
     """Create or resume the study; a resumed one must have searched this architecture and dataset, in the same
     direction(s), and be a search (or with `replay`, a notebook replay or new).
@@ -91,9 +59,7 @@ def open_study(config: StudyConfig, data: Dataset, seed_offset: int = 0, *, chec
                 objective=config.objective, levers=config.levers,
                 data_dir=str(Path(config.data_dir).resolve()), heartbeat_seconds=config.heartbeat_seconds).attach(study)
     optuna.storages.fail_stale_trials(study)
-    # A resumed study must not replay the sampler's first draws: offset the seed by the trials so far.
-    trials_so_far = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(config.sampler, config.seed + trials_so_far + 1000 * seed_offset)
+    study.sampler = FirstTrialSeeded(config.sampler, config.seed)
     return study
 
 
@@ -228,7 +194,7 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
     from search.objective import interrupted, make_objective  # imports Keras: only once the backend is chosen
 
     data = data or load_dataset(Path(config.data_dir), config.subset, parse_image_size(config.image_size))
-    study = study or open_study(config, data, seed_offset=worker)
+    study = study or open_study(config, data)
     console = Console(config.quiet, worker if config.worker_count > 1 else None)
     objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,
                                shuffle=config.shuffle, show=console.epoch, device_loop=bool(config.device_loop),

@@ -9,7 +9,8 @@ import pytest
 
 import spaces
 from search.records import enqueued, retrain_plan
-from search.study import enqueue_seed_models, make_sampler
+from search.sampling import make_sampler
+from search.study import enqueue_seed_models
 from spaces._common import LEARNING_RATES, suggest_training
 from spaces.param_names import PER_OPTIMIZER, model_params, stored_name, stored_params
 

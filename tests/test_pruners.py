@@ -5,7 +5,7 @@ import optuna
 import pytest
 
 from search.config import PRUNERS
-from search.study import make_pruner
+from search.sampling import make_pruner
 
 
 def _study(pruner: str, epochs: int = 9) -> optuna.Study:
