@@ -276,11 +276,13 @@ def confirm(
         study_obj = _study_for_training(arch, storage, study_name, backend, writes=True)  # it stores the scores
         from search.confirm import confirm as run_confirm
         from search.export import study_data
+        from search.storage import storage_loss_said
         from search.winners import require_winner
 
         require_winner(study_obj)  # a clear error when nothing is complete yet
         console = Console(quiet)
-        table = run_confirm(study_obj, study_data(study_obj, data, image_size), top, seeds, console)
+        with storage_loss_said(storage):  # it writes a score after every run
+            table = run_confirm(study_obj, study_data(study_obj, data, image_size), top, seeds, console)
     console.result(table.to_string(index=False, na_rep="-"))  # one seed: no spread to show
 
 

@@ -84,22 +84,33 @@ def first_line(exc: BaseException, url: str, *, root: bool = True) -> str:
 
 
 def lost_reason(exc: BaseException, url: str) -> str | None:
-    """Why the storage was lost (a server stopped, a full disk), where an error in exc's chain says so; else None."""
-    lost = [link for link in exception_chain(exc)
+    """Why the storage can no longer be written (a server stopped, a full disk, a write refused), where an error in
+    exc's chain says so; else None."""
+    chain = list(exception_chain(exc))
+    lost = [link for link in chain
             if isinstance(link, (OperationalError, InterfaceError, optuna.exceptions.StorageInternalError))]
     if not lost:
         return None
     # The database driver's own words (SQLAlchemy keeps them as .orig), or a journal's failed write; not the root of
-    # the whole chain, which may be what the failed write happened during (a pruned trial's records).
-    driver = next((link.orig for link in lost if isinstance(link, DBAPIError) and link.orig is not None), None)
+    # the whole chain, which may be what the failed write happened during (a pruned trial's records). Optuna's
+    # StorageInternalError says only "An exception is raised during the commit ... e.g. exceeding max length".
+    driver = next((link.orig for link in chain if isinstance(link, DBAPIError) and link.orig is not None), None)
     written = next((link.__cause__ for link in lost if isinstance(link.__cause__, OSError)), None)
     return first_line(driver or written or lost[0], url, root=False)
 
 
+def _refused(exc: BaseException) -> bool:
+    """Whether the database refused a statement (e.g. "permission denied for table ...": a role that may only
+    read) rather than went away: an error of the driver other than a lost connection or a full disk."""
+    return any(isinstance(link, DBAPIError) and not isinstance(link, (OperationalError, InterfaceError))
+               for link in exception_chain(exc))
+
+
 @contextlib.contextmanager
 def storage_loss_said(url: str) -> Iterator[None]:
-    """Turn losing the storage mid-run (a server stopped, a network cut), seen anywhere in an error's chain, into
-    one line that says what is kept: Optuna's tracebacks ran to hundreds of lines, one set per worker."""
+    """Turn losing the storage mid-run (a server stopped, a network cut), or a write it refuses, seen anywhere in an
+    error's chain, into one line that says what is kept: Optuna's tracebacks ran to hundreds of lines, one set per
+    worker."""
     try:
         yield
     except UserError:  # already one line (e.g. "cannot open"), whatever database error it came from
@@ -108,6 +119,9 @@ def storage_loss_said(url: str) -> Iterator[None]:
         reason = lost_reason(exc, url)
         if reason is None:
             raise
+        if _refused(exc):  # waiting for the server would not help
+            raise UserError(f"the storage {display_url(url)!r} refused a statement ({reason}); what finished before "
+                            "is saved there: run the same command again once the database allows it") from None
         raise UserError(f"lost the storage {display_url(url)!r} ({reason}); finished trials are saved there: run "
                         "the same command again once it is back") from None
 

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import gzip
+import os
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
+import sqlalchemy
 from typer.testing import CliRunner
 
 from search.data import DEFAULT_SOURCE, IDX_FILES, prepare, read_idx
@@ -73,6 +76,24 @@ def study_in(folder: Path, data: Path, *args: str) -> str:
 def load(url: str, name: str = "lenet") -> optuna.Study:
     """A study of a storage URL, by name (the architecture's, unless the test named it)."""
     return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[sqlalchemy.URL]:
+    """A fresh database on the test server ($HPSEARCH_TEST_POSTGRES, which `source .ci/postgres.sh` sets; skipped
+    without it), as a URL; dropped afterwards."""
+    base = os.environ.get("HPSEARCH_TEST_POSTGRES")
+    if not base:
+        pytest.skip("HPSEARCH_TEST_POSTGRES is not set")
+    url = sqlalchemy.engine.make_url(base)
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    yield url.set(database=name)
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -98,20 +96,9 @@ def test_hpsearch_storage_sets_the_default_and_storage_wins(tmp_path: Path, sqli
 
 
 @pytest.fixture
-def secret_postgres() -> Iterator[str]:
+def secret_postgres(postgres_database: sqlalchemy.URL) -> str:
     """A fresh database on the test server, as a URL carrying a password (the server trusts local users)."""
-    base = os.environ.get("HPSEARCH_TEST_POSTGRES")
-    if not base:
-        pytest.skip("HPSEARCH_TEST_POSTGRES is not set")
-    url = sqlalchemy.engine.make_url(base).set(password=PASSWORD)
-    name = f"secrets_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
-    admin.dispose()
+    return postgres_database.set(password=PASSWORD).render_as_string(hide_password=False)
 
 
 def _watch_command_lines(proc: subprocess.Popen, seen: list[bytes]) -> None:

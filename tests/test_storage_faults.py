@@ -25,6 +25,7 @@ from search.console import Console, emit
 from search.errors import UserError
 from search.export_files import current_umask, written_whole
 from search.journal import TAIL_BYTES, RepairingJournalBackend, RepairingLock, broken_tail
+from search.records import confirmations
 from search.storage import open_storage, storage_loss_said
 from tests.conftest import load
 
@@ -108,6 +109,37 @@ def test_a_full_disk_stops_the_study_in_one_line_and_the_journal_stays_readable(
     states = [t.state for t in load(f"journal:///{journal}").trials]
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 3
     assert journal.read_bytes().endswith(b"\n")
+
+
+def test_a_database_role_that_may_only_read_is_said_so_by_study_and_confirm(postgres_database: sqlalchemy.URL,
+                                                                           tiny_data: Path) -> None:
+    """A PostgreSQL role with SELECT alone: `study` said "lost the storage (An exception is raised during the commit
+    ... e.g. exceeding max length); ... once it is back", and `confirm` printed a traceback."""
+    owner = postgres_database.render_as_string(hide_password=False)
+    data = ["--data", str(tiny_data)]
+    made = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "50", "--storage",
+                               owner, "-q", *data])
+    assert made.exit_code == 0, made.output
+    role = f"reader_{postgres_database.database}"
+    admin = sqlalchemy.create_engine(postgres_database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE ROLE {role} LOGIN"))
+        connection.execute(sqlalchemy.text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+    reader = postgres_database.set(username=role).render_as_string(hide_password=False)
+    try:
+        for command in (["study", "lenet", "--study-name", "new", "--trials", "1", "--epochs", "1"],
+                        ["confirm", "lenet", "--top", "1", "--seeds", "2"]):
+            result = runner.invoke(app, [*command, "--storage", reader, *data])
+            assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+            assert result.stderr.startswith(f"error: the storage '{reader}' refused a statement (permission denied "
+                                            "for table "), result.stderr
+            assert "once the database allows it" in result.stderr
+        assert not confirmations(load(owner))
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"DROP OWNED BY {role}"))
+            connection.execute(sqlalchemy.text(f"DROP ROLE {role}"))
+        admin.dispose()
 
 
 def test_a_lost_database_is_said_in_its_driver_s_words_not_in_those_of_the_error_it_interrupted() -> None:
