@@ -26,9 +26,25 @@ StudyDataDir = Annotated[Optional[Path], typer.Option("--data", help="Data folde
 ImageSize = Annotated[Optional[str], typer.Option("--image-size", help="HEIGHTxWIDTH every image of an image "
                                                   "folder is resized to (default: a resumed or retrained "
                                                   "study's, else the most common size).")]
+
+
+def _password_typed(context: typer.Context, parameter: typer.CallbackParam, url: str) -> str:
+    """--storage as given; where a password was typed in it on the command line, a note of where it belongs."""
+    from search.storage import display_url
+
+    # By the name of click's ParameterSource member: typer vendors click, so its module path is typer's own.
+    typed = getattr(context.get_parameter_source(parameter.name or ""), "name", None) == "COMMANDLINE"
+    if typed and display_url(url) != url:
+        Console().warn("note: --storage holds a password, which `ps` shows to every user of this machine while "
+                       "hpsearch runs, and shell history keeps; put the URL in $HPSEARCH_STORAGE instead, or the "
+                       "password in ~/.pgpass (README: many machines)")
+    return url
+
+
 # The default storage may come from $HPSEARCH_STORAGE, so a password need not be typed on a command line;
 # show_envvar only names the variable in --help, never its value.
 Storage = Annotated[str, typer.Option("--storage", envvar="HPSEARCH_STORAGE", show_envvar=True,
+                                      callback=_password_typed,
                                       help="Optuna storage URL (sqlite:///..., postgresql+psycopg://..., "
                                       "journal:///path); $HPSEARCH_STORAGE sets the default.")]
 Arch = Annotated[str, typer.Argument(help=f"Architecture: {', '.join(spaces.names())}.")]
