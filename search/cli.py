@@ -184,8 +184,10 @@ def worker() -> None:
     from search.workers import worker_main
 
     payload = sys.stdin.readline()  # not argv: the storage URL may hold a password, and `ps` shows argv
-    with user_errors():
-        use_backend(json.loads(payload).get("backend"))
+    fields = json.loads(payload)
+    # Its lines say which worker it is where there are several; what an interrupt leaves, the parent says once.
+    with user_errors("", Console(worker=fields["worker"] if (fields.get("workers") or 1) > 1 else None)):
+        use_backend(fields.get("backend"))
         raise typer.Exit(worker_main(payload))
 
 

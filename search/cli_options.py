@@ -67,25 +67,26 @@ RESUMABLE = "finished trials are saved; run the same command again to resume"
 
 
 @contextlib.contextmanager
-def user_errors(interrupted: str = RESUMABLE) -> Iterator[None]:
+def user_errors(interrupted: str = RESUMABLE, console: Console | None = None) -> Iterator[None]:
     """Turn a user's mistake into one line on stderr and exit code 2; Ctrl-C, and SIGTERM (`timeout`, `kill`,
     a batch scheduler) taken as one, into exit code 130 and a line saying what it left (`interrupted`; "" for a
-    command that writes nothing)."""
+    command that writes nothing). `console`: a worker's, whose lines say which worker it is."""
+    console = console or Console()
     try:
         with sigterm_as_interrupt():  # cleaned up or recorded as on Ctrl-C (a replay left its trial RUNNING)
             yield
     except (UserError, spaces.UnknownArchitecture) as exc:
-        Console().warn(f"error: {exc}")
+        console.warn(f"error: {exc}")
         raise typer.Exit(2) from None
     except OSError as exc:
         # Not about a file the user named, nor the disk (a bug, or the network): keep the traceback.
         if exc.filename is None and exc.errno not in DISK_ERRORS:
             raise
         # e.g. a folder without write permission, or a full disk while a file was written
-        Console().warn(f"error: {exc.filename}: {exc.strerror}" if exc.filename else f"error: {exc.strerror}")
+        console.warn(f"error: {exc.filename}: {exc.strerror}" if exc.filename else f"error: {exc.strerror}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        Console().warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
+        console.warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
         raise typer.Exit(130) from None
 
 
