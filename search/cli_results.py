@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+import spaces
 from search.cli_options import Arch, Storage, StudyName, user_errors
 from search.config import DEFAULT_STORAGE
 from search.console import Console
@@ -19,7 +20,12 @@ def trials_table(arch: Arch, storage: Storage = DEFAULT_STORAGE, study_name: Stu
     from search.tables import trials_frame
 
     with user_errors(""):
-        found = load_study(open_storage(storage, readonly=True), study_name or arch)
+        opened = open_storage(storage, readonly=True)
+        try:
+            found = load_study(opened, study_name or arch)
+        except UserError:
+            spaces.require(arch)  # a mistyped architecture is said as one, not as "no study 'cnnn'"
+            raise
         require_arch(found, arch)
         frame = trials_frame(found)
     console, classes = Console(), StudyRecord.of(found).class_names

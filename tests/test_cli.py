@@ -84,6 +84,7 @@ def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
     (["study", "cnn", "--backend", "theano"], "unknown backend 'theano'"),
     (["study", "cnn", "--backend", ""], "unknown backend ''; valid"),  # an unset variable: not the default
     (["trials", "cnn"], "no study 'cnn' in this storage"),
+    (["trials", "cnnn"], "unknown architecture 'cnnn'; valid: cnn"),  # it said "no study 'cnnn'"
     (["trials", "cnn", "--storage", "sqlite:///missing/nothing.db"], "no such database file"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(args: list[str], message: str, tiny_data: Path,
