@@ -263,7 +263,10 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
             if readonly and _no_table(reason, "version_info"):
                 raise NoStudies(f"no hpsearch studies in {shown} (no Optuna tables yet); run `hpsearch study ARCH` "
                                 "first") from None
-            raise UserError(f"storage {shown!r}: cannot open ({reason})") from None
+            # The URL names no password and the server asks for one: where hpsearch expects it.
+            hint = ("; give the password in $HPSEARCH_STORAGE's URL or in ~/.pgpass (README: many machines)"
+                    if "no password supplied" in reason else "")
+            raise UserError(f"storage {shown!r}: cannot open ({reason}){hint}") from None
     if storage.engine.dialect.name == "sqlite" and not readonly:  # a reader takes no lock: it may not write
         event.listen(storage.engine, "begin", _begin_immediate)
     if readonly:

@@ -212,3 +212,21 @@ def test_losing_the_storage_mid_run_is_one_masked_line() -> None:
         with pytest.raises(type(other)) as kept, storage_loss_said(url):
             raise other
         assert kept.value is other
+
+
+def test_a_server_that_asks_for_a_password_the_url_lacks_says_where_it_goes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpq's own words, "fe_sendauth: no password supplied", said nothing of where hpsearch takes a password from.
+    The driver's error as psycopg raises it from a server that asks for one (the test server trusts everyone)."""
+    import search.storage
+
+    def asks_for_a_password(url: str, **kwargs: object) -> None:
+        raise sqlalchemy.exc.OperationalError("connect", {}, Exception(
+            'connection failed: connection to server at "127.0.0.1", port 5432 failed: fe_sendauth: no password '
+            "supplied"))
+
+    monkeypatch.setattr(search.storage, "RDBStorage", asks_for_a_password)
+    result = runner.invoke(app, ["trials", "lenet"], env={"HPSEARCH_STORAGE": "postgresql+psycopg://hp@db-host/x"})
+    assert result.exit_code == 2 and result.stderr.strip().endswith(
+        "fe_sendauth: no password supplied); give the password in $HPSEARCH_STORAGE's URL or in ~/.pgpass "
+        "(README: many machines)"), result.output
