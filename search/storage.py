@@ -139,8 +139,11 @@ def check_url(url: str) -> None:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
+        # A password's '@' or ':' can make the rest unreadable (a port of ''): say how to write them.
+        encoded = ("; percent-encode the password's special characters (@ as %40, : as %3A, / as %2F, % as %25)"
+                   if shown != url else "")
         raise UserError(f"storage {shown!r}: not a storage URL; expected e.g. {DEFAULT_STORAGE}, "
-                        "postgresql+psycopg://user:pw@host/db or journal:///path/file.log") from None
+                        f"postgresql+psycopg://user:pw@host/db or journal:///path/file.log{encoded}") from None
     span = _password_span(url)
     if span is not None and "@" in url[slice(*span)]:  # SQLAlchemy would cut the password at it
         raise UserError(f"storage {shown!r}: its password holds an '@'; write it as %40, e.g. "

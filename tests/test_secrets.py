@@ -73,6 +73,16 @@ def test_driver_errors_keep_their_words_when_the_url_has_a_user_alone() -> None:
     assert redact(f"no host {PASSWORD}", f"postgresql://hp:{PASSWORD}@h/x") == "no host ***"
 
 
+def test_a_url_a_password_makes_unreadable_says_how_to_write_one() -> None:
+    with pytest.raises(UserError, match="not a storage URL") as refused:
+        check_url(f"postgresql+psycopg://hp:{PASSWORD}@:/%ss@h/db")  # SQLAlchemy reads a port of ''
+    assert str(refused.value).endswith("percent-encode the password's special characters (@ as %40, : as %3A, / as "
+                                       "%2F, % as %25)") and PASSWORD not in str(refused.value)
+    with pytest.raises(UserError) as plain:
+        check_url("postgresql+psycopg://h:5x/db")  # no password: no such hint
+    assert "percent-encode" not in str(plain.value)
+
+
 def test_a_password_with_an_unencoded_at_sign_is_refused_before_connecting() -> None:
     with pytest.raises(UserError, match="holds an '@'; write it as %40") as refused:
         check_url(f"postgresql+psycopg://hp:p@{PASSWORD}@db-host/x")
