@@ -5,7 +5,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,15 +22,13 @@ from search.cli_options import (
     StudyDataDir,
     StudyName,
     resumed_options,
+    study_for_training,
     user_errors,
 )
 from search.cli_results import report, score, trials_table
 from search.config import DEFAULT_STORAGE, StudyConfig
 from search.console import Console
 from search.errors import UserError, require_positive
-
-if TYPE_CHECKING:
-    import optuna
 
 # Plain help (rich_markup_mode None): rich's boxes squeezed the help text of an 80-column terminal into a
 # narrow column and cut defaults short ("sqlite:///studies/h…").
@@ -191,23 +189,6 @@ def worker() -> None:
         raise typer.Exit(worker_main(payload))
 
 
-def _study_for_training(arch: str, storage: str, study_name: str | None, backend: str | None, *,
-                        writes: bool = False) -> optuna.Study:
-    """Check the architecture, load an existing study to retrain from, and start the Keras backend: --backend, else
-    the one its trials (or its winner) trained on where it is installed, so a trial is retrained as it trained
-    (`writes`: opened for writing too, once it is known to exist, so no storage is created where there was none)."""
-    from search.records import require_arch
-    from search.runtime import installed_backend, use_backend
-    from search.storage import load_study, open_storage
-    from search.winners import trained_backend
-
-    spaces.require(arch)
-    study = load_study(open_storage(storage, readonly=True), study_name or arch)
-    require_arch(study, arch)  # the retraining would build the study's architecture, not ARCH's
-    use_backend(backend if backend is not None else installed_backend(trained_backend(study)))
-    return load_study(open_storage(storage), study.study_name) if writes else study
-
-
 @app.command("export-best", short_help="Retrain the best trial: model, submission.csv, report.")
 def export_best(
     arch: Arch,
@@ -244,7 +225,7 @@ def export_best(
         if pick is not None and ensemble > 1:  # the other members, the most accurate, undid the fast pick
             raise UserError("--pick exports one fast trial and --ensemble averages the most accurate ones; use one")
         # The study first: a storage that is down or empty is the problem to name, not an earlier export.
-        study_obj = _study_for_training(arch, storage, study_name, backend)
+        study_obj = study_for_training(arch, storage, study_name, backend)
         check_out_dir(out_dir, force)  # before hours of retraining, not after
         from search.export import export_best as run_export
 
@@ -275,7 +256,7 @@ def confirm(
     """Retrain the best configurations with more seeds; export-best then picks the best mean."""
     with user_errors("finished seed runs are saved; run the same command again to resume"):
         require_positive(("--top", top), ("--seeds", seeds))
-        study_obj = _study_for_training(arch, storage, study_name, backend, writes=True)  # it stores the scores
+        study_obj = study_for_training(arch, storage, study_name, backend, writes=True)  # it stores the scores
         from search.confirm import confirm as run_confirm
         from search.export import study_data
         from search.storage import storage_loss_said

@@ -1,12 +1,12 @@
-"""The command line's shared pieces: option types used by several commands, the one-line error rule, and the
-options a rerun takes from its study."""
+"""The command line's shared pieces: option types used by several commands, the one-line error rule, the
+options a rerun takes from its study, and the study export-best and confirm retrain from."""
 from __future__ import annotations
 
 import contextlib
 import errno
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -14,6 +14,9 @@ import spaces
 from search.console import Console
 from search.errors import UserError
 from search.signals import sigterm_as_interrupt
+
+if TYPE_CHECKING:
+    import optuna
 
 # study and replay: a rerun takes a resumed study's own folder (search.study.resumed_settings).
 DataDir = Annotated[Optional[Path], typer.Option("--data", help="Folder with train.csv and testX.csv, or with "
@@ -100,3 +103,20 @@ def resumed_options(storage: str, study_name: str, quiet: bool, **given: Any) ->
     if said:
         Console(quiet).say(f"resuming study {study_name!r} with the options it was made with: {' '.join(said)}")
     return settings
+
+
+def study_for_training(arch: str, storage: str, study_name: str | None, backend: str | None, *,
+                       writes: bool = False) -> optuna.Study:
+    """Check the architecture, load an existing study to retrain from, and start the Keras backend: --backend, else
+    the one its trials (or its winner) trained on where it is installed, so a trial is retrained as it trained
+    (`writes`: opened for writing too, once it is known to exist, so no storage is created where there was none)."""
+    from search.records import require_arch
+    from search.runtime import installed_backend, use_backend
+    from search.storage import load_study, open_storage
+    from search.winners import trained_backend
+
+    spaces.require(arch)
+    study = load_study(open_storage(storage, readonly=True), study_name or arch)
+    require_arch(study, arch)  # the retraining would build the study's architecture, not ARCH's
+    use_backend(backend if backend is not None else installed_backend(trained_backend(study)))
+    return load_study(open_storage(storage), study.study_name) if writes else study
