@@ -42,7 +42,6 @@ def make_pruner(kind: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-
 class FirstTrialSeeded(optuna.samplers.BaseSampler):
     """The named sampler (make_sampler), made at this process's first trial and seeded with `seed` plus that
     trial's number.
