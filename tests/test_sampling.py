@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 import spaces
-from search.sampling import FirstTrialSeeded, make_sampler
+from search.sampling import TPE_STARTUP_TRIALS, FirstTrialSeeded, make_sampler
 from spaces.param_names import model_params
 
 
@@ -73,3 +73,17 @@ def test_the_sampler_is_made_at_the_first_trial() -> None:
     study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=3)
     assert isinstance(sampler.sampler, optuna.samplers.RandomSampler)
     assert study.trials[0].params == {"x": 0.5} and len({t.params["x"] for t in study.trials}) == 3
+
+
+def test_tpe_counts_a_trial_still_running_elsewhere() -> None:
+    """Optuna's constant liar: a trial asked while another still trains is drawn knowing that one (with it off, the
+    same seed and history draw otherwise)."""
+    draws = []
+    for sampler in (make_sampler("tpe", 5), optuna.samplers.TPESampler(
+            seed=5, n_startup_trials=TPE_STARTUP_TRIALS, multivariate=True, group=True, constant_liar=False)):
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        for turn in range(TPE_STARTUP_TRIALS + 2):  # past the random start-up
+            _draw(study, 0.5 + 0.01 * turn)
+        spaces.get("lenet").suggest(study.ask())  # still training when the next is asked
+        draws.append(_draw(study, 0.6))
+    assert draws[0] != draws[1]
