@@ -1,6 +1,7 @@
 """The sampler a study runs with: seeded at a process's first trial, so processes that open a study together (the
-same command on several machines) draw different trials, while one process's draws follow from --seed. Plain
-Optuna studies on a real SQLite storage, LeNet's search space (no Keras)."""
+same command on several machines) draw different trials, while one process's draws follow from --seed; TPE draws
+knowing the trials still running. Plain Optuna studies (on a real SQLite storage where processes share one), LeNet's
+search space (no Keras)."""
 from __future__ import annotations
 
 from collections.abc import Callable
