@@ -1,7 +1,6 @@
 """The hpsearch command line: thin typer commands over the data, study, export and report modules."""
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from pathlib import Path
@@ -179,14 +178,14 @@ def worker() -> None:
     # after Keras' import, a SIGINT sent meanwhile was lost and the worker ran its whole share.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from search.runtime import use_backend
-    from search.workers import worker_main
+    from search.workers import read_share, worker_main
 
-    payload = sys.stdin.readline()  # not argv: the storage URL may hold a password, and `ps` shows argv
-    fields = json.loads(payload)
+    # Not argv: the storage URL may hold a password, and `ps` shows argv.
+    config, quota, index = read_share(sys.stdin.readline())
     # Its lines say which worker it is where there are several; what an interrupt leaves, the parent says once.
-    with user_errors("", Console(worker=fields["worker"] if (fields.get("workers") or 1) > 1 else None)):
-        use_backend(fields.get("backend"))
-        raise typer.Exit(worker_main(payload))
+    with user_errors("", Console(worker=index if config.worker_count > 1 else None)):
+        use_backend(config.backend)
+        raise typer.Exit(worker_main(config, quota, index))
 
 
 @app.command("export-best", short_help="Retrain the best trial: model, submission.csv, report.")

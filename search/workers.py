@@ -119,11 +119,15 @@ def _watch_parent() -> None:
     os._exit(130)
 
 
-def worker_main(payload: str) -> int:
-    """Entry point of a worker process: run its quota; exit STOPPED_ON_FAILURES if it stopped on failures."""
+def read_share(payload: str) -> tuple[StudyConfig, int, int]:
+    """A worker's settings as run_workers sends them on stdin: the study's config, its quota of trials, its index."""
     fields: dict[str, Any] = json.loads(payload)
     quota, worker = fields.pop("quota"), fields.pop("worker")
-    config = StudyConfig(**fields)
+    return StudyConfig(**fields), quota, worker
+
+
+def worker_main(config: StudyConfig, quota: int, worker: int) -> int:
+    """Entry point of a worker process: run its quota; exit STOPPED_ON_FAILURES if it stopped on failures."""
     threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
     with sigterm_as_interrupt():
         budget = run_worker(config, quota, worker=worker)
