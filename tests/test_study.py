@@ -155,7 +155,7 @@ def test_a_trial_that_trained_all_its_epochs_is_complete_whatever_the_pruner(tin
 
 
 def test_the_default_pruner_prunes_in_a_real_study(tiny_data: Path, sqlite_url: str) -> None:
-    run_study(_config(tiny_data, sqlite_url, trials=8, epochs=3, subset=100, sampler="random"))
+    run_study(_config(tiny_data, sqlite_url, trials=5, epochs=3, subset=100, sampler="random"))
     states = [t.state for t in _study(sqlite_url, "lenet").trials]
     assert states.count(TrialState.PRUNED) >= 1 and states.count(TrialState.COMPLETE) >= 1
 
