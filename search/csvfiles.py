@@ -134,7 +134,7 @@ def _parse(path: Path, raw: bytes, labelled: bool, fingerprint: str) -> Table:
     if frame.empty:
         raise DataError(f"{path}: no data rows")
     _check_short_rows(path, raw, frame)
-    ids = _integers(path, frame[["Id"]], 0, INT64_MAX, "a non-negative integer Id")[:, 0]
+    ids = _integers(path, frame.iloc[:, [0]], 0, INT64_MAX, "a non-negative integer Id")[:, 0]
     duplicated = pd.Series(ids).duplicated()
     if duplicated.any():
         row = int(np.argmax(duplicated.to_numpy()))

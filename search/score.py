@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-from search.data import DataError, describe
+from search.data import META_FILE, DataError, describe
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,14 @@ def _read_id_label(path: Path) -> pd.DataFrame:
     return frame
 
 
+def _names_in(meta: Path) -> tuple[str, ...]:
+    """The class names a params.json or dataset.json holds (none if it is missing or not hpsearch's)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        names = json.loads(meta.read_text()).get("class_names")
+        return tuple(map(str, names)) if isinstance(names, list) else ()
+    return ()
+
+
 def _export_label_set(submission: Path) -> str:
     """The label set an export's submission.csv was predicted for, from the params.json beside it ("" if none)."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -74,15 +82,26 @@ def score(submission: Path, labels: Path) -> Score:
         raise DataError(f"{submission}: no prediction for Id {merged['Id'][missing].iloc[0]} "
                         f"({int(missing.sum())} Ids of {labels} missing)")
     y_true, y_pred = merged["Label_true"].to_numpy(), merged["Label_pred"].astype(int).to_numpy()
-    n_classes = int(y_true.max()) + 1
+    # The data's class count as its dataset.json or the export's params.json names it: a small test set may lack
+    # the last class's rows, so that its labels alone undercount.
+    exported = _names_in(submission.parent / "params.json")
+    n_classes = len(_names_in(labels.parent / META_FILE)) or len(exported) or int(y_true.max()) + 1
+    if y_true.max() >= n_classes:
+        raise DataError(f"{labels}: has label {y_true.max()}, but its data has {n_classes} classes; score a "
+                        "submission against the labels of the same data")
     if y_pred.max() >= n_classes:  # a model of another label set (e.g. 10 classes scored against 5)
         raise DataError(f"{submission}: predicts label {y_pred.max()}, but {labels} has labels 0..{n_classes - 1}; "
                         "score a submission against the labels of the same data")
     label_set, names = describe(labels.parent, n_classes)
+    if label_set == "custom" and len(exported) == n_classes:  # the names the model was trained with
+        names = exported
     predicted_for = _export_label_set(submission)
     if predicted_for and label_set != "custom" and predicted_for != label_set:  # both named: compare them
         raise DataError(f"{submission}: predicted for {predicted_for} (its params.json), but {labels} holds "
                         f"{label_set} labels; score a submission against the labels of the same data")
+    if exported and len(exported) != n_classes:
+        raise DataError(f"{submission}: predicted for {len(exported)} classes (its params.json), but {labels} has "
+                        f"{n_classes}; score a submission against the labels of the same data")
     matrix = confusion_matrix(y_true, y_pred, labels=range(n_classes))
     support = matrix.sum(axis=1)
     per_class = pd.DataFrame({"class": names, "support": support,

@@ -187,6 +187,14 @@ def test_bad_train_csv_gives_one_line_naming_the_place(case: str, tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv"]  # no cache written
 
 
+def test_header_names_are_read_in_any_case(tmp_path: Path) -> None:
+    """The header check ignores case and spaces ("id", " Label"); reading the Ids by the name 'Id' then raised a
+    KeyError with a traceback."""
+    csv = _write(tmp_path / "train.csv", "\n".join([HEADER.replace("Id,Label", " id,label ")] + GOOD[1:]) + "\n")
+    table = read_table(csv, labelled=True)
+    assert table.ids.tolist() == [0, 1, 2] and table.labels.tolist() == [0, 1, 1]
+
+
 def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="file not found"):
         read_table(tmp_path / "train.csv", labelled=True)

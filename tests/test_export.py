@@ -138,6 +138,29 @@ def test_score_refuses_mismatched_submissions(change, message: str, tiny_data: P
     assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_score_counts_the_exports_classes_when_the_labels_lack_the_last(exported: Path, tiny_data: Path,
+                                                                        tmp_path: Path) -> None:
+    """With the last class's rows left out of testY.csv (and no dataset.json beside it), a prediction of that class
+    was refused: the class count came from the true labels alone."""
+    truth = pd.read_csv(tiny_data / "testY.csv")
+    kept = truth[truth["Label"] < 4]
+    (tmp_path / "labels").mkdir(), shutil.copytree(exported, tmp_path / "export")
+    kept.to_csv(tmp_path / "labels" / "testY.csv", index=False)
+    predicted = kept.assign(Label=kept["Label"].where(kept.index != kept.index[0], 4))  # one wrong: class 4
+    predicted.to_csv(tmp_path / "export" / "submission.csv", index=False)
+    result = runner.invoke(app, ["score", str(tmp_path / "export" / "submission.csv"), "--labels",
+                                 str(tmp_path / "labels" / "testY.csv")])
+    assert result.exit_code == 0, result.output
+    assert f"accuracy: {(len(kept) - 1) / len(kept):.4f} on {len(kept)} rows" in result.stdout
+    assert "footwear" in result.stdout  # the export's five class names, the last one with no rows
+    # Labels whose dataset.json names four classes: not the data the five-class model was trained on.
+    kept.to_csv(tmp_path / "export" / "submission.csv", index=False)
+    (tmp_path / "labels" / "dataset.json").write_text(json.dumps({"label_set": "custom", "class_names": list("abcd")}))
+    result = runner.invoke(app, ["score", str(tmp_path / "export" / "submission.csv"), "--labels",
+                                 str(tmp_path / "labels" / "testY.csv")])
+    assert result.exit_code == 2 and "predicted for 5 classes (its params.json), but" in result.stderr, result.output
+
+
 def test_comparison_data_step(studies: str) -> None:
     storage = open_storage(studies)
     loaded = [optuna.load_study(study_name=n, storage=storage) for n in ("lenet", "cnn")]
