@@ -15,6 +15,7 @@ from search.cli_options import (
     ConfirmBackend,
     DataDir,
     ImageSize,
+    MaskedGroup,
     Quiet,
     RetrainBackend,
     Storage,
@@ -32,7 +33,8 @@ from search.errors import UserError, require_positive
 # Plain help (rich_markup_mode None): rich's boxes squeezed the help text of an 80-column terminal into a
 # narrow column and cut defaults short ("sqlite:///studies/h…").
 app = typer.Typer(help="Find the best hyperparameters for Keras image classifiers with Optuna.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None,
+                  cls=MaskedGroup)
 data_app = typer.Typer(help="Prepare the built-in Fashion-MNIST data.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
 import spaces
 from search.console import Console
@@ -91,6 +92,45 @@ def user_errors(interrupted: str = RESUMABLE, console: Console | None = None) ->
     except KeyboardInterrupt:
         console.warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
         raise typer.Exit(130) from None
+
+
+# click's base of the errors it shows as "Usage: ... Error: ...", found from a public subclass: typer vendors click
+# (typer._click), older typers use click itself.
+_USAGE_ERROR: type[Exception] = next(base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException")
+
+
+@contextlib.contextmanager
+def _passwords_masked(typed: list[str]) -> Iterator[None]:
+    """Mask the passwords of the URLs among the arguments `typed` in click's usage errors, which quote what was
+    typed: a storage URL given without --storage (`hpsearch trials cnn "$URL"`) was shown whole."""
+    try:
+        yield
+    except _USAGE_ERROR as exc:
+        from search.storage import PASSWORD_QUERY, display_url, redact
+
+        message = str(getattr(exc, "message", ""))  # what click shows after "Error: "
+        for arg in typed:
+            if ("://" in arg or PASSWORD_QUERY.search(arg)) and display_url(arg) != arg:
+                message = redact(message, arg)
+        exc.message = message  # type: ignore[attr-defined]
+        raise
+
+
+class MaskedGroup(TyperGroup):
+    """typer's command group, with no password shown in its usage errors (_passwords_masked)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        """Parse the command line, keeping what was typed for the subcommand's errors."""
+        typed = list(args)
+        with _passwords_masked(typed):
+            context = super().make_context(info_name, args, parent, **extra)
+        context.meta["hpsearch.typed"] = typed  # shared with the subcommands' contexts
+        return context
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the subcommand: its name is resolved and its own arguments parsed here."""
+        with _passwords_masked(ctx.meta.get("hpsearch.typed", [])):
+            return super().invoke(ctx)
 
 
 def resumed_options(storage: str, study_name: str, quiet: bool, **given: Any) -> dict[str, Any]:

@@ -67,6 +67,20 @@ def test_unreachable_server_error_hides_the_password(args: list[str], tiny_data:
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+@pytest.mark.parametrize("args, said", [
+    (["trials", "lenet", UNREACHABLE], "Got unexpected extra argument(s)"),  # the URL without --storage
+    (["data", "prepare", "--out", "x", f"postgresql://hp@h/db?password={PASSWORD}"],
+     "Got unexpected extra argument(s)"),
+    ([UNREACHABLE, "trials"], "No such command"),
+    (["study", "lenet", f"--{UNREACHABLE}"], "No such option"),
+])
+def test_usage_errors_quoting_a_url_hide_its_password(args: list[str], said: str) -> None:
+    """click's usage errors quote what was typed: a URL typed in the wrong place was shown whole."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and said in result.stderr and PASSWORD not in result.output, result.output
+    assert "hp:***@127.0.0.1:1/x" in result.stderr or "password=***" in result.stderr
+
+
 def test_driver_errors_keep_their_words_when_the_url_has_a_user_alone() -> None:
     message = 'connection to server at "127.0.0.1", port 1 failed: password authentication failed for user "a"'
     assert redact(message, "postgresql://a@127.0.0.1:1/x") == message
