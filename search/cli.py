@@ -151,8 +151,8 @@ def replay(
     quiet: Quiet = False,
 ) -> None:
     """Train the notebook's models of ARCH with their own settings and epochs; compare with what it reported."""
+    from search.masking import display_url
     from search.runtime import use_backend
-    from search.storage import display_url
 
     with user_errors("finished models are saved; run the same command again to resume"):
         spaces.require(arch)

@@ -34,7 +34,7 @@ ImageSize = Annotated[Optional[str], typer.Option("--image-size", help="HEIGHTxW
 
 def _password_typed(context: typer.Context, parameter: typer.CallbackParam, url: str) -> str:
     """--storage as given; where a password was typed in it on the command line, a note of where it belongs."""
-    from search.storage import display_url
+    from search.masking import display_url
 
     # By the name of click's ParameterSource member: typer vendors click, so its module path is typer's own.
     typed = getattr(context.get_parameter_source(parameter.name or ""), "name", None) == "COMMANDLINE"
@@ -106,7 +106,7 @@ def _passwords_masked(typed: list[str]) -> Iterator[None]:
     try:
         yield
     except _USAGE_ERROR as exc:
-        from search.storage import PASSWORD_QUERY, display_url, redact
+        from search.masking import PASSWORD_QUERY, display_url, redact
 
         message = str(getattr(exc, "message", ""))  # what click shows after "Error: "
         for arg in typed:

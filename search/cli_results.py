@@ -51,7 +51,8 @@ def report(
     force: Annotated[bool, typer.Option(help="Replace an existing report (the HTML file and its CSV).")] = False,
 ) -> None:
     """Compare every architecture study in a storage: table, CSV and HTML with curves and timings."""
-    from search.storage import display_url, load_all, open_storage
+    from search.masking import display_url
+    from search.storage import load_all, open_storage
 
     with user_errors(""):
         every_study = load_all(open_storage(storage, readonly=True))  # a bad storage is said first

@@ -9,6 +9,7 @@ import spaces
 from search.errors import UserError, require_positive
 
 DEFAULT_STORAGE = "sqlite:///studies/hpsearch.db"
+JOURNAL_PREFIX = "journal:///"  # Optuna's journal file: a path, which holds no password
 DEFAULT_SEED = 1337  # the notebook's seed; the sampler's and every model's unless --seed says otherwise
 # A worker that stops beating for this long is dead: its trial is failed and retried once.
 HEARTBEAT_SECONDS = 10

@@ -14,15 +14,16 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.config import DEFAULT_STORAGE, StudyConfig
+from search.config import DEFAULT_STORAGE, JOURNAL_PREFIX, StudyConfig
 from search.console import Console, counted, format_params
 from search.data import Dataset, has_test, load_dataset, load_test, parse_image_size
+from search.masking import display_url
 from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
 from search.records import confirmations, searched_epochs, seconds_with_compilation, trained_ways, training_way
 from search.runtime import device_name, training_details, training_line, use_backend
 from search.signals import sigterm_as_interrupt
-from search.storage import GRACE_PERIODS, JOURNAL_PREFIX, display_url, storage_loss_said
+from search.storage import GRACE_PERIODS, storage_loss_said
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
 from search.winners import accuracy_text, unconfirmed_note, winner
 from search.workers import STOPPED_ON_FAILURES, default_workers, run_workers

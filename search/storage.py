@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sqlite3
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -16,63 +14,19 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
-from search.config import DEFAULT_STORAGE, HEARTBEAT_SECONDS
+from search.config import DEFAULT_STORAGE, HEARTBEAT_SECONDS, JOURNAL_PREFIX
 from search.errors import NoStudies, UserError, exception_chain
 from search.journal import RepairingJournalBackend
+from search.masking import display_url, password_span, redact
 
 # Heartbeats and stale-trial retries are marked experimental in Optuna; we rely on them knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 DEFAULT_FOLDER = Path("studies")  # the only storage folder hpsearch creates by itself
-JOURNAL_PREFIX = "journal:///"
 GRACE_PERIODS = 3
 SQLITE_WAIT_SECONDS = 60  # how long an SQLite reader or writer waits for another process's lock
 CREATION_ATTEMPTS = 3  # opening a new RDB storage: tries while other machines create its tables at the same moment
-# Query parameters that carry a password (libpq accepts ?password=...); the value runs on over any '&...' piece
-# without '=' (an unencoded '&' in the password), so that no part of it shows.
-PASSWORD_QUERY = re.compile(r"(?i)(pass(?:word|wd)?=)([^&]*(?:&[^&=]*(?=&|$))*)")
-
-
-def _password_span(url: str) -> tuple[int, int] | None:
-    """Where url's password lies, as (start, end); None when it has none. SQLAlchemy ends a password at its first
-    '@'; the span runs on to the last '@' before the query, so that a password holding an unencoded '@' (which
-    check_url refuses) is hidden whole. Without a scheme, all before the last '@' may be a secret."""
-    scheme_end = url.find("://")
-    if scheme_end < 0:
-        at = url.rfind("@")
-        return (0, at) if at >= 0 else None
-    # SQLAlchemy's user name runs up to a ':' (a password follows) or a '/'.
-    user_end = min((i for i in (url.find(":", scheme_end + 3), url.find("/", scheme_end + 3)) if i >= 0),
-                   default=len(url))
-    first_at = url.find("@", user_end)
-    if not url.startswith(":", user_end) or first_at < 0:  # a user name alone, or host:port
-        return None
-    query = url.find("?", first_at)
-    return user_end + 1, url.rfind("@", first_at, query if query >= 0 else len(url))
-
-
-def display_url(url: str) -> str:
-    """The URL with any password masked, for printing; also for URLs that do not parse."""
-    if url.startswith(JOURNAL_PREFIX):
-        return url
-    span = _password_span(url)
-    if span is not None:
-        url = url[:span[0]] + "***" + url[span[1]:]
-    return PASSWORD_QUERY.sub(r"\1***", url)
-
-
-def redact(text: str, url: str) -> str:
-    """text with the URL and its passwords masked (driver errors may quote either)."""
-    text = text.replace(url, display_url(url))
-    span = _password_span(url)
-    secrets = [match.group(2) for match in PASSWORD_QUERY.finditer(url)] + ([url[slice(*span)]] if span else [])
-    for value in sorted({form for secret in secrets for form in (secret, unquote(secret))} - {""}, key=len,
-                        reverse=True):  # the longest first: a shorter secret may be part of a longer one
-        text = text.replace(value, "***")
-    return PASSWORD_QUERY.sub(r"\1***", text)
-
-
 def first_line(exc: BaseException, url: str, *, root: bool = True) -> str:
     """The first line of the root cause's message (Optuna wraps driver errors; `root` False: of exc's own) with the
     storage's secrets masked; an OSError's is its strerror."""
@@ -144,7 +98,7 @@ def check_url(url: str) -> None:
                    if shown != url else "")
         raise UserError(f"storage {shown!r}: not a storage URL; expected e.g. {DEFAULT_STORAGE}, "
                         f"postgresql+psycopg://user:pw@host/db or journal:///path/file.log{encoded}") from None
-    span = _password_span(url)
+    span = password_span(url)
     if span is not None and "@" in url[slice(*span)]:  # SQLAlchemy would cut the password at it
         raise UserError(f"storage {shown!r}: its password holds an '@'; write it as %40, e.g. "
                         "postgresql+psycopg://user:p%40ss@host/db")

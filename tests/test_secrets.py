@@ -19,8 +19,9 @@ from search.cli import app
 from search.config import StudyConfig
 from search.errors import UserError
 from search.export_files import EXPORT_FILES
+from search.masking import display_url, redact
 from search.runner import _same_study_options
-from search.storage import check_url, display_url, redact, storage_loss_said
+from search.storage import check_url, storage_loss_said
 from search.study import stored_record
 from tests.conftest import load
 from tests.test_processes import children

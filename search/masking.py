@@ -1,0 +1,50 @@
+"""Storage URLs with their passwords masked, for every message and file: no Optuna or database driver needed."""
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from search.config import JOURNAL_PREFIX
+
+# Query parameters that carry a password (libpq accepts ?password=...); the value runs on over any '&...' piece
+# without '=' (an unencoded '&' in the password), so that no part of it shows.
+PASSWORD_QUERY = re.compile(r"(?i)(pass(?:word|wd)?=)([^&]*(?:&[^&=]*(?=&|$))*)")
+
+
+def password_span(url: str) -> tuple[int, int] | None:
+    """Where url's password lies, as (start, end); None when it has none. SQLAlchemy ends a password at its first
+    '@'; the span runs on to the last '@' before the query, so that a password holding an unencoded '@' (which
+    check_url refuses) is hidden whole. Without a scheme, all before the last '@' may be a secret."""
+    scheme_end = url.find("://")
+    if scheme_end < 0:
+        at = url.rfind("@")
+        return (0, at) if at >= 0 else None
+    # SQLAlchemy's user name runs up to a ':' (a password follows) or a '/'.
+    user_end = min((i for i in (url.find(":", scheme_end + 3), url.find("/", scheme_end + 3)) if i >= 0),
+                   default=len(url))
+    first_at = url.find("@", user_end)
+    if not url.startswith(":", user_end) or first_at < 0:  # a user name alone, or host:port
+        return None
+    query = url.find("?", first_at)
+    return user_end + 1, url.rfind("@", first_at, query if query >= 0 else len(url))
+
+
+def display_url(url: str) -> str:
+    """The URL with any password masked, for printing; also for URLs that do not parse."""
+    if url.startswith(JOURNAL_PREFIX):
+        return url
+    span = password_span(url)
+    if span is not None:
+        url = url[:span[0]] + "***" + url[span[1]:]
+    return PASSWORD_QUERY.sub(r"\1***", url)
+
+
+def redact(text: str, url: str) -> str:
+    """text with the URL and its passwords masked (driver errors may quote either)."""
+    text = text.replace(url, display_url(url))
+    span = password_span(url)
+    secrets = [match.group(2) for match in PASSWORD_QUERY.finditer(url)] + ([url[slice(*span)]] if span else [])
+    for value in sorted({form for secret in secrets for form in (secret, unquote(secret))} - {""}, key=len,
+                        reverse=True):  # the longest first: a shorter secret may be part of a longer one
+        text = text.replace(value, "***")
+    return PASSWORD_QUERY.sub(r"\1***", text)
