@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
 from search.config import DEFAULT_STORAGE, HEARTBEAT_SECONDS, JOURNAL_PREFIX
+from search.console import Console
 from search.errors import NoStudies, UserError, exception_chain
 from search.journal import RepairingJournalBackend
 from search.masking import display_url, password_span, redact
@@ -173,6 +174,23 @@ def _begin_immediate(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class SteadyHeartbeatStorage(RDBStorage):
+    """Optuna's RDBStorage, whose heartbeat outlives a failed beat.
+
+    Optuna's heartbeat thread catches nothing: one failed write (a dropped connection, a lock held past the wait)
+    ended it with a traceback, the trial trained on without beats, and another process failed it as stale and
+    retried it, throwing its training away. A failed beat is said in one line and tried again an interval later; a
+    storage that stays lost is said by the trial's next write."""
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """Record a beat of a running trial; a failure is a warning, not the end of its heartbeat thread."""
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception as exc:  # noqa: BLE001 - each driver raises its own errors
+            Console().warn(f"warning: a heartbeat of a running trial was not recorded ({first_line(exc, self.url)});"
+                           f" the next is tried in {self.heartbeat_interval} s")
+
+
 def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readonly: bool = False,
                  checked: bool = False) -> BaseStorage:
     """The storage behind url; RDB storages get heartbeats so a killed worker's trial is failed and retried.
@@ -194,7 +212,9 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
         except Exception:  # noqa: BLE001 - its lines are not journal records (JSON of Optuna's operations)
             raise UserError(f"storage {shown!r}: {path} is not an Optuna journal file") from None
     parsed = make_url(url)
-    engine_kwargs: dict = {}
+    # A server's connection that sat idle through a long trial may have been dropped (idle_session_timeout, a NAT):
+    # tested before use, as Optuna does for MySQL only.
+    engine_kwargs: dict = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
         path = Path(parsed.database or "")  # check_url refused an SQLite URL without a file
         _storage_file(shown, path, readonly)
@@ -203,7 +223,7 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
         engine_kwargs = {"connect_args": {"timeout": SQLITE_WAIT_SECONDS, "isolation_level": None}}
     for attempt in range(CREATION_ATTEMPTS):
         try:
-            storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
+            storage = SteadyHeartbeatStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds,
                                  grace_period=heartbeat_seconds * GRACE_PERIODS,
                                  skip_table_creation=readonly or checked, skip_compatibility_check=checked,
                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))

@@ -201,3 +201,56 @@ def test_a_report_file_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
         temporary.write_text("new")
     assert report.read_text() == "new" and list(tmp_path.iterdir()) == [report]
     assert report.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # an ordinary file, not mkstemp's private one
+
+
+def test_a_failed_heartbeat_is_one_line_and_the_next_beat_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Optuna's heartbeat thread ended at the first failed beat (a dropped connection), with a traceback: the trial
+    trained on without beats, and another process failed it as stale and retried it, its training lost."""
+    from optuna.storages._heartbeat import HeartbeatThread  # the loop each running trial's thread runs
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    storage = open_storage(url, heartbeat_seconds=1)
+    trial = optuna.create_study(storage=storage).ask()
+    beats: list[int] = []
+    record = optuna.storages.RDBStorage.record_heartbeat
+
+    def dropped_once(self: optuna.storages.RDBStorage, trial_id: int) -> None:
+        beats.append(trial_id)
+        if len(beats) == 1:
+            driver = Exception("server closed the connection unexpectedly")
+            raise sqlalchemy.exc.OperationalError("UPDATE", {}, driver) from driver  # as SQLAlchemy wraps them
+        record(self, trial_id)
+
+    class TwoIntervals:
+        """The thread's stop event, set after its second interval (no waiting)."""
+
+        waits = 0
+
+        def wait(self, timeout: float) -> bool:
+            self.waits += 1
+            return self.waits == 2
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "record_heartbeat", dropped_once)
+    HeartbeatThread._record_heartbeat(trial._trial_id, storage, TwoIntervals())  # type: ignore[arg-type]
+    assert beats == [trial._trial_id] * 2
+    assert capsys.readouterr().err == ("warning: a heartbeat of a running trial was not recorded (server closed the "
+                                       "connection unexpectedly); the next is tried in 1 s\n")
+    with storage.engine.connect() as connection:  # the second beat is in the storage
+        assert connection.execute(sqlalchemy.text("SELECT count(*) FROM trial_heartbeats")).scalar_one() == 1
+
+
+def test_a_database_connection_dropped_while_idle_is_opened_again(postgres_database: sqlalchemy.URL) -> None:
+    """A server that drops an idle connection (idle_session_timeout, a NAT) while the workers of a round train: the
+    parent's next count of the study said "lost the storage", though the database was there."""
+    url = postgres_database.render_as_string(hide_password=False)
+    storage = open_storage(url)
+    optuna.create_study(storage=storage, study_name="s")
+    admin = sqlalchemy.create_engine(postgres_database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:  # every connection to the test database but this one ends, as on a timeout
+        ended = connection.execute(sqlalchemy.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :name AND pid <> "
+            "pg_backend_pid()"), {"name": postgres_database.database}).scalar_one()
+    admin.dispose()
+    assert ended >= 1  # the storage's pooled connection was among them
+    assert optuna.get_all_study_names(storage) == ["s"]
