@@ -10,11 +10,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from search.config import StudyConfig
-from search.signals import signals_ignored, sigterm_as_interrupt
+from search.console import Console
+from search.signals import interrupted_once, signals_ignored
 from search.study import run_worker
 
 # After its parent is gone, a worker gets this long to record its interrupted trial before it is ended. Longer
@@ -94,13 +96,10 @@ def run_workers(config: StudyConfig, remaining: int) -> list[int]:
         codes = [proc.wait() for proc in procs]
     except KeyboardInterrupt:
         with signals_ignored():  # a second Ctrl-C must not land in a worker's save
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-            # Their stdin stays open until they are done: its end of file would interrupt them a second time,
-            # while they record the first (seen in CI: an interrupted trial without its fail_reason).
-            for proc in procs:
-                proc.wait()
+            killed = stop_workers(procs, ORPHAN_GRACE_SECONDS)
+        if killed:
+            Console().warn(f"{', '.join(f'[w{index}]' for index in killed)}: did not stop within {ORPHAN_GRACE_SECONDS}"
+                           " s of the interrupt, so killed; a trial it ran stays RUNNING until a rerun fails it")
         raise
     finally:
         for proc in procs:
@@ -108,6 +107,25 @@ def run_workers(config: StudyConfig, remaining: int) -> list[int]:
                 with contextlib.suppress(BrokenPipeError):
                     proc.stdin.close()
     return codes
+
+
+def stop_workers(procs: list[subprocess.Popen], grace: float) -> list[int]:
+    """Interrupt each running worker once, wait up to `grace` seconds for them all to record what they ran, and kill
+    any still running then (one whose storage hangs kept the parent waiting for ever); the indexes of those killed.
+    Their stdin stays open until they are done: its end of file would interrupt them a second time, while they
+    record the first (seen in CI: an interrupted trial without its fail_reason)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline, killed = time.monotonic() + grace, []
+    for index, proc in enumerate(procs):
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            killed.append(index)
+    return killed
 
 
 def _watch_parent() -> None:
@@ -129,6 +147,6 @@ def read_share(payload: str) -> tuple[StudyConfig, int, int]:
 def worker_main(config: StudyConfig, quota: int, worker: int) -> int:
     """Entry point of a worker process: run its quota; exit STOPPED_ON_FAILURES if it stopped on failures."""
     threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
-    with sigterm_as_interrupt():
+    with interrupted_once():
         budget = run_worker(config, quota, worker=worker)
     return STOPPED_ON_FAILURES if budget.stopped_on_failures else 0

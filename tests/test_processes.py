@@ -250,3 +250,43 @@ def test_an_orphan_on_a_storage_with_heartbeats_is_said_to_be_retried_too(tiny_d
         f"(trial {orphan.number}): it does not count toward --trials; run the same command with --fail-orphans to "
         "mark it failed (on this storage, a trial whose worker's heartbeats stopped is also failed and retried by a "
         "run from 15 s after its last beat)"), result.stderr
+
+
+def test_a_worker_that_does_not_stop_is_killed_after_the_grace_period() -> None:
+    """The parent waited for ever on a worker that could not record its interrupt (a storage that hangs), with
+    Ctrl-C and SIGTERM ignored: only SIGKILL ended it."""
+    from search.workers import stop_workers
+
+    # A worker stops on SIGINT (set as the worker sets it: it may be inherited ignored); a hung one ignores it.
+    # Both say when their handler is set, then wait on their open stdin, as workers do.
+    code = "import signal, sys; signal.signal(signal.SIGINT, signal.{}); print(flush=True); sys.stdin.read()"
+    procs = [subprocess.Popen([sys.executable, "-c", code.format(handler)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE) for handler in ("default_int_handler", "SIG_IGN")]
+    assert all(proc.stdout is not None and proc.stdout.readline() == b"\n" for proc in procs)
+    assert stop_workers(procs, grace=1.0) == [1]
+    assert procs[0].returncode == -signal.SIGINT  # Python's exit on an uncaught KeyboardInterrupt
+    assert procs[1].returncode == -signal.SIGKILL
+    for proc in procs:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close(), proc.stdout.close()
+
+
+def test_a_worker_takes_one_interrupt_and_ignores_the_next_while_it_records() -> None:
+    """A batch scheduler signals every process of a job, and the parent passes its own signal on: the second one
+    landed in the worker's recording of the first (its fail_reason lost, or its trial left RUNNING)."""
+    code = """if True:
+        import os, signal
+        from search.signals import interrupted_once
+        before = signal.getsignal(signal.SIGINT)  # ignored where inherited so
+        with interrupted_once():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)  # the scheduler's
+                raise SystemExit("not interrupted")
+            except KeyboardInterrupt:
+                os.kill(os.getpid(), signal.SIGINT)  # the parent's, passed on; then another
+                os.kill(os.getpid(), signal.SIGTERM)
+                print("recorded")
+        print(signal.getsignal(signal.SIGINT) == before)  # restored after the block
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.split() == ["recorded", "True"], done.stderr
