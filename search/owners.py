@@ -2,11 +2,12 @@
 
 The journal storage has no heartbeats: a worker killed there leaves its trial RUNNING for ever. Each trial
 records its worker (machine and pid); a RUNNING trial is an orphan when that worker was on this machine and is
-gone, or when no hpsearch worker recorded itself. A machine is a host name and a PID namespace: containers that
-share the host's name (host networking) number their processes apart, and one cannot see another's. Orphans
-never count toward --trials, and `study --fail-orphans` marks them failed."""
+gone, or when no hpsearch worker recorded itself within five minutes of its start. A machine is a host name and a
+PID namespace: containers that share the host's name (host networking) number their processes apart, and one
+cannot see another's. Orphans never count toward --trials, and `study --fail-orphans` marks them failed."""
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 from pathlib import Path
@@ -18,6 +19,7 @@ from search import records
 from search.records import TrialRecord
 
 ORPHAN_REASON = "orphaned: its worker process was gone (marked by --fail-orphans)"
+UNCLAIMED_SECONDS = 300  # how long a RUNNING trial may go without its worker's record before it is an orphan
 
 
 def machine() -> str:
@@ -51,8 +53,10 @@ def _alive(pid: int) -> bool:
 def is_orphan(trial: FrozenTrial) -> bool:
     """A RUNNING trial whose worker is known to be gone (trials of other machines are taken as live)."""
     where, _, pid = TrialRecord.of(trial).worker.rpartition(":")
-    if not pid.isdigit():
-        return True  # no hpsearch worker ever ran it
+    if not pid.isdigit():  # no hpsearch worker recorded itself: not one, or one that died before it could
+        # A new trial is RUNNING from Optuna's ask, before its worker's first write (sampling may take seconds).
+        started = trial.datetime_start or datetime.datetime.now()
+        return datetime.datetime.now() - started > datetime.timedelta(seconds=UNCLAIMED_SECONDS)
     # A bare host name is a record of an hpsearch that did not note the PID namespace: judged as it judged them.
     return where in (machine(), socket.gethostname()) and not _alive(int(pid))
 

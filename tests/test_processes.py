@@ -2,6 +2,7 @@
 RUNNING trial does not count, and --timeout must be positive."""
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import socket
@@ -206,7 +207,10 @@ def test_a_dead_worker_is_an_orphan_only_on_its_own_machine_and_pid_namespace() 
     assert not owners.is_orphan(running_trial(f"{socket.gethostname()}/pidns1:{finished.pid}"))
     assert not owners.is_orphan(running_trial(f"elsewhere/pidns1:{finished.pid}"))
     assert owners.is_orphan(running_trial(f"{socket.gethostname()}:{finished.pid}"))  # recorded before namespaces
-    assert owners.is_orphan(running_trial(""))  # no hpsearch worker ever ran it
+    unclaimed = running_trial("")  # no hpsearch worker recorded itself
+    assert not owners.is_orphan(unclaimed)  # yet: Optuna's ask made it RUNNING, and its worker writes next
+    unclaimed.datetime_start -= datetime.timedelta(seconds=owners.UNCLAIMED_SECONDS + 1)
+    assert owners.is_orphan(unclaimed)  # a worker that died before its first write, or not an hpsearch one
 
 
 def test_a_worker_honours_sigint_from_its_first_line_even_when_inherited_ignored() -> None:
@@ -237,7 +241,8 @@ def test_a_reader_that_goes_away_stops_the_output_not_the_search(tiny_data: Path
     assert trials[0].user_attrs.get("warm_start")  # the default configuration ran, as the first trial
 
 
-def test_an_orphan_on_a_storage_with_heartbeats_is_said_to_be_retried_too(tiny_data: Path, tmp_path: Path) -> None:
+def test_an_orphan_on_a_storage_with_heartbeats_is_said_to_be_retried_too(tiny_data: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """On SQLite a killed worker's trial is also failed and retried once its heartbeats are stale: the line named
     only --fail-orphans, which the README gives as the journal's way (a rerun within the grace period)."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
@@ -245,6 +250,7 @@ def test_an_orphan_on_a_storage_with_heartbeats_is_said_to_be_retried_too(tiny_d
              "--storage", url, "--heartbeat", "5"]
     assert runner.invoke(app, rerun).exit_code == 0
     orphan = load(url).ask()  # RUNNING, and no hpsearch worker recorded itself
+    monkeypatch.setattr(owners, "UNCLAIMED_SECONDS", 0)  # as if it had been so for five minutes
     result = runner.invoke(app, rerun)
     assert result.exit_code == 0 and result.stderr.strip().endswith(
         f"(trial {orphan.number}): it does not count toward --trials; run the same command with --fail-orphans to "
