@@ -95,7 +95,12 @@ def test_an_interrupted_prepare_leaves_nothing_half_written(fmt: str, tiny_sourc
 
     move_in = search.export_files._move_in
     monkeypatch.setattr(search.export_files, "_move_in", interrupted_move)
-    written = prepare(tiny_source, mine, "fashion5", fmt)  # the same command runs, and its moves are not cut
+    # SIGINT as at a terminal: inherited ignored (a CI runner's background job), it would prove nothing here.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        written = prepare(tiny_source, mine, "fashion5", fmt)  # the same command runs, and its moves are not cut
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert len(moves) == 4 and all(path.exists() for path in written) and (mine / "dataset.json").exists()
 
 
