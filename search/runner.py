@@ -1,12 +1,10 @@
 """`hpsearch study` from start to summary: check, load data, open the study, run workers, report."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
 import shlex
-import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,7 +24,7 @@ from search.signals import sigterm_as_interrupt
 from search.storage import GRACE_PERIODS, storage_loss_said
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
 from search.winners import accuracy_text, unconfirmed_note, winner
-from search.workers import STOPPED_ON_FAILURES, default_workers, run_workers
+from search.workers import STOPPED_ON_FAILURES, default_workers, ending, run_workers
 from spaces.param_names import model_params
 
 # TensorFlow keeps ~13 MB per fitted model even after clear_session (measured: 803 -> 1064 MB over 20 tiny
@@ -70,17 +68,6 @@ def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> str 
             break  # a round that finished nothing (e.g. workers killed): don't spin
         remaining = config.trials - count(study)
     return None
-
-
-def ending(code: int) -> str:
-    """How a worker process ended, from its exit code: killed by a signal, interrupted, or an error."""
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-        return f"killed by signal {-code}"
-    if code == 130:  # Ctrl-C or SIGTERM, taken as an interrupt: its trial is recorded as interrupted
-        return "interrupted"
-    return f"exit code {code}: an error, see the output above"
 
 
 def _same_study_options(config: StudyConfig) -> str:

@@ -97,9 +97,11 @@ def run_workers(config: StudyConfig, remaining: int) -> list[int]:
     except KeyboardInterrupt:
         with signals_ignored():  # a second Ctrl-C must not land in a worker's save
             killed = stop_workers(procs, ORPHAN_GRACE_SECONDS)
-        if killed:
-            Console().warn(f"{', '.join(f'[w{index}]' for index in killed)}: did not stop within {ORPHAN_GRACE_SECONDS}"
-                           " s of the interrupt, so killed; a trial it ran stays RUNNING until a rerun fails it")
+        for index, proc in enumerate(procs):
+            if proc.returncode not in (0, 130):  # not stopped as asked: a trial it ran may stay RUNNING
+                late = f" as it had not stopped {ORPHAN_GRACE_SECONDS} s after the interrupt" if index in killed else ""
+                Console().warn(f"[w{index}] {ending(proc.returncode)}{late}; a trial it ran stays RUNNING until a "
+                               "rerun fails it")
         raise
     finally:
         for proc in procs:
@@ -107,6 +109,17 @@ def run_workers(config: StudyConfig, remaining: int) -> list[int]:
                 with contextlib.suppress(BrokenPipeError):
                     proc.stdin.close()
     return codes
+
+
+def ending(code: int) -> str:
+    """How a worker process ended, from its exit code: killed by a signal, interrupted, or an error."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    if code == 130:  # Ctrl-C or SIGTERM, taken as an interrupt: its trial is recorded as interrupted
+        return "interrupted"
+    return f"exit code {code}: an error, see the output above"
 
 
 def stop_workers(procs: list[subprocess.Popen], grace: float) -> list[int]:
