@@ -250,7 +250,7 @@ def test_a_server_that_asks_for_a_password_the_url_lacks_says_where_it_goes(
             'connection failed: connection to server at "127.0.0.1", port 5432 failed: fe_sendauth: no password '
             "supplied"))
 
-    monkeypatch.setattr(search.storage, "RDBStorage", asks_for_a_password)
+    monkeypatch.setattr(search.storage, "SteadyHeartbeatStorage", asks_for_a_password)
     result = runner.invoke(app, ["trials", "lenet"], env={"HPSEARCH_STORAGE": "postgresql+psycopg://hp@db-host/x"})
     assert result.exit_code == 2 and result.stderr.strip().endswith(
         "fe_sendauth: no password supplied); give the password in $HPSEARCH_STORAGE's URL or in ~/.pgpass "
