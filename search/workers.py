@@ -19,9 +19,10 @@ from search.console import Console
 from search.signals import interrupted_once, signals_ignored
 from search.study import run_worker
 
-# After its parent is gone, a worker gets this long to record its interrupted trial before it is ended. Longer
-# than the 30 s after which Optuna's journal storage breaks a lock file left behind: a sibling worker interrupted
-# while taking the lock can leave one, and the trial must still be recorded once it is broken.
+# After its parent is gone, or its parent passed an interrupt on, a worker gets this long to record its interrupted
+# trial before it is ended. Longer than the 30 s after which Optuna's journal storage breaks a lock file left
+# behind: a sibling worker interrupted while taking the lock can leave one, and the trial must still be recorded
+# once it is broken.
 ORPHAN_GRACE_SECONDS = 45
 # A worker's exit code when it gave up after --max-failures failed trials (1 is Python's for a crash).
 STOPPED_ON_FAILURES = 3
