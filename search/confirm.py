@@ -49,7 +49,9 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
                 continue  # done before (or by another confirm meanwhile): a rerun only adds what is missing
             console.say(f"trial {trial.number}: seed {seed}, {counted(plan.epochs, 'epoch')}")
             try:
-                score = retrain(plan, data, seed=seed, show=console.epoch).history.best_epoch()[1]
+                # After its last epoch: export-best ships those weights (the trial's best epoch is the last of
+                # the plan), not those of an earlier, better epoch this seed may have had.
+                score = float(retrain(plan, data, seed=seed, show=console.epoch).history.rows[-1]["val_accuracy"])
             except TrialFailed as exc:  # a configuration that diverges with some seeds is not one to export
                 console.warn(f"trial {trial.number}, seed {seed}: {exc}; scored 0 (export-best would fail)")
                 score = 0.0

@@ -175,6 +175,12 @@ class Confirmation:
         """Sample standard deviation over the seeds; NaN for one run, whose spread is unknown (not 0)."""
         return statistics.stdev(self.scores) if len(self.scores) > 1 else math.nan
 
+    @property
+    def judged(self) -> bool:
+        """Whether a winner may be chosen by this mean: one run (the trial's own, after `confirm --seeds 1` or an
+        interrupted confirm) is the single, perhaps lucky, run that confirm exists to discount."""
+        return len(self.scores) > 1
+
 
 # Each confirmation run is one study attribute, "confirmed:TRIAL:SEED" -> its score, so that two `confirm` runs
 # on one study (two machines) add their runs side by side: when all of them lived in one attribute, each run

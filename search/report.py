@@ -43,7 +43,7 @@ def summary_row(study: optuna.Study) -> dict:
     if best is None:
         return row
     chosen = confirmation_table(study)
-    if len(chosen):
+    if len(chosen) and chosen["seeds"][0] > 1:  # a mean the winner was chosen by (Confirmation.judged)
         row.update(confirmed_trial=int(chosen["trial"][0]), confirmed_mean=chosen["mean"][0],
                    confirmed_std=chosen["std"][0], confirmed_seeds=int(chosen["seeds"][0]))
     trial = TrialRecord.of(best)

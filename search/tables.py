@@ -83,11 +83,13 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 def confirmation_table(study: optuna.Study) -> pd.DataFrame:
     """One row per confirmed trial: its single-run value, mean and spread over seeds, best mean first."""
+    # In the winner's order (search.winners): a mean over seeds before one run alone, by the exact mean (rounded,
+    # a tie could put another trial first than the winner).
+    entries = sorted(confirmations(study).items(), key=lambda item: (item[1].judged, item[1].mean), reverse=True)
     rows = [{"trial": number, "value": value_of(trial_by_number(study, number)), "mean": round(entry.mean, 4),
              "std": round(entry.std, 4), "seeds": len(entry.scores), "scores": [round(s, 4) for s in entry.scores]}
-            for number, entry in confirmations(study).items()]
-    frame = pd.DataFrame(rows, columns=["trial", "value", "mean", "std", "seeds", "scores"])
-    return frame.sort_values("mean", ascending=False).reset_index(drop=True)
+            for number, entry in entries]
+    return pd.DataFrame(rows, columns=["trial", "value", "mean", "std", "seeds", "scores"])
 
 
 def confirmed_entry(table: pd.DataFrame, number: int) -> dict[str, Any] | None:

@@ -49,6 +49,11 @@ def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
         return []
 
 
+def judged_confirmations(study: optuna.Study) -> dict[int, Confirmation]:
+    """The confirmations a winner is chosen by: those of more than one seed (Confirmation.judged)."""
+    return {number: entry for number, entry in confirmations(study).items() if entry.judged}
+
+
 def winner(study: optuna.Study, within: float | None = None) -> FrozenTrial | None:
     """The study's best configuration; None before any trial completes. After `hpsearch confirm`, the best mean
     over seeds (a lucky single run does not win). Else Optuna's best trial, or in an accuracy-time study the
@@ -58,7 +63,7 @@ def winner(study: optuna.Study, within: float | None = None) -> FrozenTrial | No
     if within is not None and not two_objectives:
         raise UserError(f"--pick fastest-within needs a study made with --objective accuracy-time; "
                         f"{study.study_name!r} optimizes accuracy alone")
-    confirmed = confirmations(study)
+    confirmed = judged_confirmations(study)
     if confirmed and within is None:
         return trial_by_number(study, max(confirmed, key=lambda number: confirmed[number].mean))
     front = pareto_front(study)
@@ -75,7 +80,7 @@ def ranked(study: optuna.Study, within: float | None = None) -> list[FrozenTrial
     first = winner(study, within)
     if first is None:
         return []
-    confirmed = confirmations(study)
+    confirmed = judged_confirmations(study)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     rest = sorted((t for t in complete if t.number != first.number),
                   key=lambda t: (t.number in confirmed, confirmed[t.number].mean if t.number in confirmed
@@ -102,7 +107,7 @@ def accuracy_text(trial: FrozenTrial, confirmed: dict[int, Confirmation]) -> str
 def unconfirmed_note(study: optuna.Study) -> str:
     """A line naming the complete trials no `confirm` has run whose single run beats the confirmed winner's
     mean (they ran after the last confirm, or below its --top): the winner stays a confirmed one, so say so."""
-    confirmed = confirmations(study)
+    confirmed = judged_confirmations(study)
     if not confirmed:
         return ""
     best_mean = max(entry.mean for entry in confirmed.values())

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import optuna
 import pytest
 from typer.testing import CliRunner
 
@@ -17,8 +18,10 @@ from search.cli import app
 from search.errors import UserError
 from search.objective import TrialFailed
 from search.records import confirmations as confirmed
+from search.records import save_confirmation
 from search.report import comparison
 from search.tables import confirmation_table, confirmed_entry
+from search.winners import ranked, unconfirmed_note, winner
 from tests.conftest import load, study_in
 
 runner = CliRunner()
@@ -174,3 +177,46 @@ def test_a_refused_precision_stores_no_score(study_url: str, tiny_data: Path, tm
                                  "--data", str(tiny_data)])
     assert result.exit_code == 2 and "computed wrongly here" in result.stderr
     assert confirmed(load(f"sqlite:///{copy}")) == before
+
+
+def test_one_run_alone_does_not_win_over_means_of_several_seeds() -> None:
+    """After `confirm --top 2 --seeds 3`, then `--top 3 --seeds 1` (or a confirm interrupted after a trial's own
+    run was saved), the third trial's single run was its "mean" and won: the lucky run confirm exists to discount."""
+    study = optuna.create_study(direction="maximize", study_name="lenet")
+    for value in (0.91, 0.90, 0.89):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    for number, scores in ((0, (0.91, 0.86, 0.87)), (1, (0.90, 0.88, 0.875))):  # means 0.88 and 0.885
+        for seed, score in enumerate(scores, 1337):
+            save_confirmation(study, number, seed, score)
+    save_confirmation(study, 2, 1337, 0.89)  # its own run alone
+    best = winner(study)
+    assert best is not None and best.number == 1
+    assert [trial.number for trial in ranked(study)] == [1, 0, 2]
+    assert list(confirmation_table(study)["trial"]) == [1, 0, 2]  # the report's confirmed trial is the winner
+    assert "trial 2 beat it in a single run but is not confirmed" in unconfirmed_note(study)
+
+
+def test_a_seed_scores_its_last_epoch_the_weights_export_ships(study_url: str, tiny_data: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A seed was scored by its best epoch up to the trial's best epoch, while export-best retrains to that epoch
+    and ships its last weights: a confirmed mean above what the export delivers."""
+    copy = tmp_path / "copy.db"  # the module's study stays as the other tests expect it
+    shutil.copy(study_url.removeprefix("sqlite:///"), copy)
+
+    class Run:
+        """A retrained seed whose first epoch was its best."""
+
+        class history:  # noqa: N801 - the attribute of a retrain's result
+            rows = [{"epoch": 1, "val_accuracy": 0.95}, {"epoch": 2, "val_accuracy": 0.5}]
+
+            @staticmethod
+            def best_epoch() -> tuple[int, float]:
+                """As EpochHistory says it: epoch 1, at 0.95."""
+                return 1, 0.95
+
+    monkeypatch.setattr(search.confirm, "retrain", lambda *args, **kwargs: Run)
+    result = runner.invoke(app, ["confirm", "lenet", "--top", "1", "--seeds", "6", "--storage", f"sqlite:///{copy}",
+                                 "--data", str(tiny_data), "-q"])
+    assert result.exit_code == 0, result.output
+    entry = max(confirmed(load(f"sqlite:///{copy}")).values(), key=lambda entry: len(entry.seeds))
+    assert len(entry.seeds) == 6 and entry.scores[-1] == 0.5
