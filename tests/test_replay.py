@@ -231,3 +231,17 @@ def test_an_empty_replay_study_is_filled_by_replay_not_study() -> None:
             records.mark_replay(study, 1.0)
         with pytest.raises(UserError, match=f"has no complete trial yet; run `hpsearch {command}` first"):
             require_winner(study)
+
+
+def test_the_glance_says_the_search_winner_s_accuracy_with_the_epochs_and_seconds_to_its_best_epoch() -> None:
+    """A winner that peaked at epoch 2 of 3 was said as "0.9000 after 3 epochs" with the seconds of all three."""
+    study = optuna.create_study(study_name="lenet", direction="maximize")
+    study.set_user_attr("arch", "lenet")
+    study.set_user_attr("label_set", "fashion5")
+    history = [{"epoch": epoch, "val_accuracy": accuracy, "seconds": 2.0}
+               for epoch, accuracy in ((1, 0.8), (2, 0.9), (3, 0.85))]
+    study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={"history": history, "train_seconds": 6.0,
+                                                                        "best_epoch": 2}))
+    row = glance([study], {}).iloc[0]
+    assert (row["search_val_accuracy"], row["search_epochs"], row["search_seconds"]) == (0.9, 2, 4.0)
+    assert "search trial 0: 0.9000 after 2 epochs" in glance_lines(glance([study], {}))[0]
