@@ -20,12 +20,13 @@ def value_of(trial: FrozenTrial) -> float:
 
 
 def shown_accuracy(trial: FrozenTrial) -> float | None:
-    """The accuracy tables and charts show for a trial: its value, or for a trial pruned in a two-objective study
-    (Optuna keeps no values there) the best validation accuracy it reached before it was stopped; None for none."""
-    if trial.values:
-        return value_of(trial)
+    """The accuracy tables and charts show for a trial: its best epoch's validation accuracy (None for none). A
+    complete trial's value is that; a pruned one keeps the last epoch's it reported (one objective) or none (two),
+    so its history says the best it reached before it was stopped."""
     history = TrialRecord.of(trial).history
-    return pareto.objectives(history)[0] if trial.state == TrialState.PRUNED and history else None
+    if trial.state == TrialState.PRUNED and history:
+        return pareto.objectives(history)[0]
+    return value_of(trial) if trial.values else None
 
 
 def seconds_of(trial: FrozenTrial) -> float:

@@ -241,3 +241,15 @@ def test_the_trial_line_gives_the_steady_seconds_beside_the_wall_clock(capsys: p
     Console().trial(single, single.trials[0])
     first, second = capsys.readouterr().err.splitlines()
     assert "val_acc 0.5000    4.0s (steady 3.0s)" in first and "steady" not in second
+
+
+def test_a_pruned_trial_shows_its_best_epoch_like_a_complete_one() -> None:
+    """Optuna keeps a pruned trial's last reported value: in a one-objective study `trials` and the report showed a
+    pruned trial's last epoch beside complete trials' best, one column meaning two things."""
+    study = optuna.create_study(direction="maximize")
+    history = [{"epoch": 1, "val_accuracy": 0.7, "seconds": 1.0}, {"epoch": 2, "val_accuracy": 0.6, "seconds": 1.0}]
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, value=0.6, intermediate_values={1: 0.7, 2: 0.6},
+                                              user_attrs={"history": history}))
+    complete = [{**history[0], "val_accuracy": 0.65}]
+    study.add_trial(optuna.trial.create_trial(value=0.65, user_attrs={"history": complete}))
+    assert list(trials_frame(study)["val_accuracy"]) == [0.7, 0.65]
