@@ -130,11 +130,15 @@ def write_report(studies: list[optuna.Study], out: Path, replays: dict[str, optu
     table, notebook = comparison(studies), glance(studies, replays or {})
     csv_path = out.with_suffix(".csv")
     out.parent.mkdir(parents=True, exist_ok=True)
-    notebook_columns = notebook.drop(columns=[c for c in notebook if c.startswith("search_") and
-                                              c != "search_vs_notebook"])
-    # Outer: an architecture with only a replay still gets its row (the notebook's and replay's columns). No row at
-    # all where no study ran on Fashion-MNIST (one's own images do not compare with the notebook).
+    notebook_columns = notebook.drop(columns=[c for c in notebook if c.startswith("search_") and c not in (
+        "search_vs_notebook", "search_study")]).assign(search_study=notebook.get("search_study"))  # none: replays
+    # Outer: an architecture with only a replay still gets its row (the notebook's and replay's columns).
     merged = table.merge(notebook_columns, on="arch", how="outer") if len(notebook) else table
+    if len(notebook):  # not beside another study of the architecture than the one the glance compared (one on
+        # one's own images, or another Fashion-MNIST study, showed a verdict computed from another study's winner)
+        other = merged["search_study"].notna() & (merged["study"] != merged["search_study"])
+        merged.loc[other, [c for c in notebook_columns if c not in ("arch", "search_study")]] = None
+        merged = merged.drop(columns="search_study")
     with written_whole(csv_path) as temporary:
         whole_numbers(merged, WHOLE_COLUMNS).to_csv(temporary, index=False)
     if studies:

@@ -332,3 +332,24 @@ def test_epoch_axes_show_whole_epochs(last: int, step: int) -> None:
             comparison_sections(history.assign(study="s"), trial_points([]), pd.DataFrame())[0].figure.layout.xaxis]
     for axis in axes:
         assert axis.dtick == step and axis.tick0 == (1 if step == 1 else 0)
+
+
+def test_the_report_csv_gives_the_notebook_verdict_only_beside_the_study_it_compared(studies: str,
+                                                                                     tmp_path: Path) -> None:
+    """The notebook's columns were joined on the architecture: a study of one's own images beside the Fashion-MNIST
+    one got the verdict computed from the other's winner."""
+    db = tmp_path / "db.sqlite"
+    shutil.copy(studies.removeprefix("sqlite:///"), db)
+    url = f"sqlite:///{db}"
+    lenet = optuna.load_study(study_name="lenet", storage=url)
+    own = optuna.create_study(study_name="lenet-own", storage=url, direction="maximize")
+    for key, value in {**lenet.user_attrs, "label_set": "custom"}.items():
+        own.set_user_attr(key, value)
+    own.add_trial(lenet.best_trial)
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", "--storage", url, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out.with_suffix(".csv"), dtype=str, keep_default_na=False).set_index("study")
+    assert table.loc["lenet", "search_vs_notebook"].startswith("search ")
+    assert table.loc["lenet", "notebook_model"] == "model4"
+    assert table.loc["lenet-own", "search_vs_notebook"] == table.loc["lenet-own", "notebook_model"] == ""
