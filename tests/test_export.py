@@ -268,15 +268,22 @@ def test_export_with_the_other_mirror_choice(exported: Path, studies: str, tiny_
     assert ("each image averaged with its mirror image" in report) is (flag == "--mirror")
 
 
-def test_report_keeps_whole_numbers_whole_beside_a_study_without_a_result(studies: str, tmp_path: Path) -> None:
-    """A study with no finished trial (e.g. interrupted in its first) turned every count into a float: 2.0."""
+def _beside_lenet(studies: str, tmp_path: Path, name: str, **changed: str) -> tuple[str, optuna.Study, optuna.Study]:
+    """A copy of the module's storage with a new, empty study `name` holding lenet's study attributes, some changed:
+    its URL, the lenet study and the new one."""
     db = tmp_path / "db.sqlite"
     shutil.copy(studies.removeprefix("sqlite:///"), db)
     url = f"sqlite:///{db}"
     lenet = optuna.load_study(study_name="lenet", storage=url)
-    empty = optuna.create_study(study_name="vgg16", storage=url, direction="maximize")
-    for key, value in {**lenet.user_attrs, "arch": "vgg16"}.items():
-        empty.set_user_attr(key, value)
+    new = optuna.create_study(study_name=name, storage=url, direction="maximize")
+    for key, value in {**lenet.user_attrs, **changed}.items():
+        new.set_user_attr(key, value)
+    return url, lenet, new
+
+
+def test_report_keeps_whole_numbers_whole_beside_a_study_without_a_result(studies: str, tmp_path: Path) -> None:
+    """A study with no finished trial (e.g. interrupted in its first) turned every count into a float: 2.0."""
+    url, lenet, _ = _beside_lenet(studies, tmp_path, "vgg16", arch="vgg16")
     replay = optuna.create_study(study_name="alexnet-notebook", storage=url, direction="maximize")
     replay.set_user_attr("arch", "alexnet")
     mark_replay(replay, 0.5)  # a replay alone: its row of the CSV has no search columns
@@ -338,13 +345,7 @@ def test_the_report_csv_gives_the_notebook_verdict_only_beside_the_study_it_comp
                                                                                      tmp_path: Path) -> None:
     """The notebook's columns were joined on the architecture: a study of one's own images beside the Fashion-MNIST
     one got the verdict computed from the other's winner."""
-    db = tmp_path / "db.sqlite"
-    shutil.copy(studies.removeprefix("sqlite:///"), db)
-    url = f"sqlite:///{db}"
-    lenet = optuna.load_study(study_name="lenet", storage=url)
-    own = optuna.create_study(study_name="lenet-own", storage=url, direction="maximize")
-    for key, value in {**lenet.user_attrs, "label_set": "custom"}.items():
-        own.set_user_attr(key, value)
+    url, lenet, own = _beside_lenet(studies, tmp_path, "lenet-own", label_set="custom")
     own.add_trial(lenet.best_trial)
     out = tmp_path / "report.html"
     result = runner.invoke(app, ["report", "--storage", url, "--out", str(out)])
