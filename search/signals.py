@@ -36,25 +36,3 @@ def signals_ignored() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-
-@contextlib.contextmanager
-def interrupted_once() -> Iterator[None]:
-    """Within the block, SIGINT or SIGTERM stops the process the way Ctrl-C does, once: both are ignored from then
-    on. For a worker, whose parent passes a signal on that may have reached the worker too (a batch scheduler or
-    systemd signals every process of a job): a second interrupt landed in the recording of the first."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        """Raise KeyboardInterrupt, and ignore every later signal of either kind."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -16,7 +16,7 @@ from typing import Any
 
 from search.config import StudyConfig
 from search.console import Console
-from search.signals import interrupted_once, signals_ignored
+from search.signals import signals_ignored, sigterm_as_interrupt
 from search.study import run_worker
 
 # After its parent is gone, or its parent passed an interrupt on, a worker gets this long to record its interrupted
@@ -161,6 +161,6 @@ def read_share(payload: str) -> tuple[StudyConfig, int, int]:
 def worker_main(config: StudyConfig, quota: int, worker: int) -> int:
     """Entry point of a worker process: run its quota; exit STOPPED_ON_FAILURES if it stopped on failures."""
     threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
-    with interrupted_once():
+    with sigterm_as_interrupt():
         budget = run_worker(config, quota, worker=worker)
     return STOPPED_ON_FAILURES if budget.stopped_on_failures else 0
