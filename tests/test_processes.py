@@ -275,4 +275,3 @@ def test_a_worker_that_does_not_stop_is_killed_after_the_grace_period() -> None:
     for proc in procs:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.close(), proc.stdout.close()
-
