@@ -51,19 +51,18 @@ def _read_id_label(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _names_in(meta: Path) -> tuple[str, ...]:
-    """The class names a params.json or dataset.json holds (none if it is missing or not hpsearch's)."""
-    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
-        names = json.loads(meta.read_text()).get("class_names")
-        return tuple(map(str, names)) if isinstance(names, list) else ()
-    return ()
+def _meta(path: Path) -> dict:
+    """A params.json or dataset.json as a dict ({} if it is missing or not a JSON object)."""
+    with contextlib.suppress(OSError, ValueError):
+        found = json.loads(path.read_text())
+        return found if isinstance(found, dict) else {}
+    return {}
 
 
-def _export_label_set(submission: Path) -> str:
-    """The label set an export's submission.csv was predicted for, from the params.json beside it ("" if none)."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        return str(json.loads((submission.parent / "params.json").read_text()).get("label_set") or "")
-    return ""
+def _names_in(meta: dict) -> tuple[str, ...]:
+    """The class names a params.json or dataset.json holds (none where it holds no list of them)."""
+    names = meta.get("class_names")
+    return tuple(map(str, names)) if isinstance(names, list) else ()
 
 
 def score(submission: Path, labels: Path) -> Score:
@@ -84,8 +83,9 @@ def score(submission: Path, labels: Path) -> Score:
     y_true, y_pred = merged["Label_true"].to_numpy(), merged["Label_pred"].astype(int).to_numpy()
     # The data's class count as its dataset.json or the export's params.json names it: a small test set may lack
     # the last class's rows, so that its labels alone undercount.
-    exported = _names_in(submission.parent / "params.json")
-    n_classes = len(_names_in(labels.parent / META_FILE)) or len(exported) or int(y_true.max()) + 1
+    export = _meta(submission.parent / "params.json")  # what an export-best submission was predicted for
+    exported = _names_in(export)
+    n_classes = len(_names_in(_meta(labels.parent / META_FILE))) or len(exported) or int(y_true.max()) + 1
     if y_true.max() >= n_classes:
         raise DataError(f"{labels}: has label {y_true.max()}, but its data has {n_classes} classes; score a "
                         "submission against the labels of the same data")
@@ -95,7 +95,7 @@ def score(submission: Path, labels: Path) -> Score:
     label_set, names = describe(labels.parent, n_classes)
     if label_set == "custom" and len(exported) == n_classes:  # the names the model was trained with
         names = exported
-    predicted_for = _export_label_set(submission)
+    predicted_for = str(export.get("label_set") or "")
     if predicted_for and label_set != "custom" and predicted_for != label_set:  # both named: compare them
         raise DataError(f"{submission}: predicted for {predicted_for} (its params.json), but {labels} holds "
                         f"{label_set} labels; score a submission against the labels of the same data")
