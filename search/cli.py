@@ -185,9 +185,10 @@ def worker() -> None:
     # Not argv: the storage URL may hold a password, and `ps` shows argv.
     config, quota, index = read_share(sys.stdin.readline())
     # Its lines say which worker it is where there are several; what an interrupt leaves, the parent says once.
-    with user_errors("", Console(worker=index if config.worker_count > 1 else None)):
+    Console.worker = index if config.worker_count > 1 else None
+    with user_errors("", Console()):
         use_backend(config.backend)
-        raise typer.Exit(worker_main(config, quota, index))
+        raise typer.Exit(worker_main(config, quota))
 
 
 @app.command("export-best", short_help="Retrain the best trial: model, submission.csv, report.")

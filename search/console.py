@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, ClassVar, TextIO
 
 if TYPE_CHECKING:  # Optuna is imported by the commands that run trials; the console itself is light
     import optuna
@@ -54,8 +54,14 @@ class Console:
     """Writes results to stdout, and status and progress to stderr unless quiet; in a worker, each stderr line
     starts with [wN]."""
 
-    def __init__(self, quiet: bool = False, worker: int | None = None) -> None:
+    # This process's worker number where a study runs in several (set once, by the worker command): every line
+    # written here carries it, also those of code that makes its own Console (a storage's heartbeat warning, a
+    # journal's repair note), which showed without it, so that no one could tell which worker had said them.
+    worker: ClassVar[int | None] = None
+
+    def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
+        worker = Console.worker
         self.prefix = f"[w{worker}] " if worker is not None else ""
         self.live = sys.stderr is not None and sys.stderr.isatty() and worker is None  # None: closed (2>&-)
 

@@ -186,7 +186,7 @@ def stop_when_queue_empty(study: optuna.Study, trial: FrozenTrial) -> None:
         study.stop()
 
 
-def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, worker: int = 0,
+def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None,
                callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
                study: optuna.Study | None = None) -> WorkerQuota:
     """Run trials in this process until `quota` of them finish (or the failure/time limit, or a callback);
@@ -195,7 +195,7 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None, wor
 
     data = data or load_dataset(Path(config.data_dir), config.subset, parse_image_size(config.image_size))
     study = study or open_study(config, data)
-    console = Console(config.quiet, worker if config.worker_count > 1 else None)
+    console = Console(config.quiet)
     objective = make_objective(spaces.get(config.arch), data, config.epochs, config.seed,
                                shuffle=config.shuffle, show=console.epoch, device_loop=bool(config.device_loop),
                                levers=config.levers, accuracy_time=config.accuracy_time,

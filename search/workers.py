@@ -158,9 +158,9 @@ def read_share(payload: str) -> tuple[StudyConfig, int, int]:
     return StudyConfig(**fields), quota, worker
 
 
-def worker_main(config: StudyConfig, quota: int, worker: int) -> int:
+def worker_main(config: StudyConfig, quota: int) -> int:
     """Entry point of a worker process: run its quota; exit STOPPED_ON_FAILURES if it stopped on failures."""
     threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
     with sigterm_as_interrupt():
-        budget = run_worker(config, quota, worker=worker)
+        budget = run_worker(config, quota)
     return STOPPED_ON_FAILURES if budget.stopped_on_failures else 0

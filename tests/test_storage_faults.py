@@ -203,11 +203,16 @@ def test_a_report_file_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
     assert report.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # an ordinary file, not mkstemp's private one
 
 
-def test_a_failed_heartbeat_is_one_line_and_the_next_beat_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("worker", [None, 3])
+def test_a_failed_heartbeat_is_one_line_and_the_next_beat_is_recorded(worker: int | None, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """Optuna's heartbeat thread ended at the first failed beat (a dropped connection), with a traceback: the trial
-    trained on without beats, and another process failed it as stale and retried it, its training lost."""
+    trained on without beats, and another process failed it as stale and retried it, its training lost. In one of
+    several workers the line says which (it showed without [wN], as no one passed the number to the storage)."""
     from optuna.storages._heartbeat import HeartbeatThread  # the loop each running trial's thread runs
+
+    monkeypatch.setattr(Console, "worker", worker)  # as the worker command sets it
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     storage = open_storage(url, heartbeat_seconds=1)
@@ -234,7 +239,7 @@ def test_a_failed_heartbeat_is_one_line_and_the_next_beat_is_recorded(tmp_path: 
     monkeypatch.setattr(optuna.storages.RDBStorage, "record_heartbeat", dropped_once)
     HeartbeatThread._record_heartbeat(trial._trial_id, storage, TwoIntervals())  # type: ignore[arg-type]
     assert beats == [trial._trial_id] * 2
-    assert capsys.readouterr().err == ("warning: a heartbeat of a running trial was not recorded (server closed the "
+    assert capsys.readouterr().err == (("" if worker is None else f"[w{worker}] ") + "warning: a heartbeat of a running trial was not recorded (server closed the "
                                        "connection unexpectedly); the next is tried in 1 s\n")
     with storage.engine.connect() as connection:  # the second beat is in the storage
         assert connection.execute(sqlalchemy.text("SELECT count(*) FROM trial_heartbeats")).scalar_one() == 1
