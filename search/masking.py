@@ -10,6 +10,8 @@ from search.config import JOURNAL_PREFIX
 # without '=' (an unencoded '&' in the password), so that no part of it shows.
 PASSWORD_QUERY = re.compile(r"(?i)(pass(?:word|wd)?=)([^&]*(?:&[^&=]*(?=&|$))*)")
 
+_MASKED = re.compile(r"\*\*\*(?:[\s'\"),;]|$)")  # a value masked whole, where the text goes on after it
+
 
 def password_span(url: str) -> tuple[int, int] | None:
     """Where url's password lies, as (start, end); None when it has none. SQLAlchemy ends a password at its first
@@ -47,4 +49,6 @@ def redact(text: str, url: str) -> str:
     for value in sorted({form for secret in secrets for form in (secret, unquote(secret))} - {""}, key=len,
                         reverse=True):  # the longest first: a shorter secret may be part of a longer one
         text = text.replace(value, "***")
-    return PASSWORD_QUERY.sub(r"\1***", text)
+    # Any other password=... is masked up to the next '&' (its end unknown); one masked above, "***" and then a
+    # word's end, is left as it is, or the words after it went too (a URL quoted mid-sentence lost the sentence).
+    return PASSWORD_QUERY.sub(lambda found: found[0] if _MASKED.match(found[2]) else found[1] + "***", text)

@@ -86,6 +86,13 @@ def test_driver_errors_keep_their_words_when_the_url_has_a_user_alone() -> None:
     message = 'connection to server at "127.0.0.1", port 1 failed: password authentication failed for user "a"'
     assert redact(message, "postgresql://a@127.0.0.1:1/x") == message
     assert redact(f"no host {PASSWORD}", f"postgresql://hp:{PASSWORD}@h/x") == "no host ***"
+    # The words after a masked query password stay (they went, up to the end of the message); a password not in
+    # the URL is masked up to the next '&', where its end is not known.
+    url = f"postgresql://hp@h/x?password={PASSWORD}"
+    assert redact(f"bad {url} (see the docs)", url) == "bad postgresql://hp@h/x?password=*** (see the docs)"
+    assert redact(f"dsn: password={PASSWORD} host=h) failed", url) == "dsn: password=*** host=h) failed"
+    assert redact("dsn: password=other host=h&port=1", url) == "dsn: password=***&port=1"
+    assert redact(f"dsn: password={PASSWORD}tail", url) == "dsn: password=***"  # not the secret alone: all hidden
 
 
 def test_a_url_a_password_makes_unreadable_says_how_to_write_one() -> None:

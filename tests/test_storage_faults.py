@@ -239,8 +239,9 @@ def test_a_failed_heartbeat_is_one_line_and_the_next_beat_is_recorded(worker: in
     monkeypatch.setattr(optuna.storages.RDBStorage, "record_heartbeat", dropped_once)
     HeartbeatThread._record_heartbeat(trial._trial_id, storage, TwoIntervals())  # type: ignore[arg-type]
     assert beats == [trial._trial_id] * 2
-    assert capsys.readouterr().err == (("" if worker is None else f"[w{worker}] ") + "warning: a heartbeat of a running trial was not recorded (server closed the "
-                                       "connection unexpectedly); the next is tried in 1 s\n")
+    prefix = "" if worker is None else f"[w{worker}] "
+    assert capsys.readouterr().err == (f"{prefix}warning: a heartbeat of a running trial was not recorded (server "
+                                       "closed the connection unexpectedly); the next is tried in 1 s\n")
     with storage.engine.connect() as connection:  # the second beat is in the storage
         assert connection.execute(sqlalchemy.text("SELECT count(*) FROM trial_heartbeats")).scalar_one() == 1
 
