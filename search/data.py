@@ -63,6 +63,23 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a gzipped IDX file of Fashion-MNIST ({exc})") from None
 
 
+def _checked_idx(src: Path) -> dict[str, np.ndarray]:
+    """The four IDX files of src read, refused unless they are Fashion-MNIST's: 28x28 images, as many labels as
+    images, labels 0-9 (other IDX sets, such as EMNIST's letters, ended in a traceback halfway through writing)."""
+    arrays = {key: read_idx(src / name) for key, name in IDX_FILES.items()}
+    for part in ("train", "test"):
+        images, labels = arrays[f"{part}_x"], arrays[f"{part}_y"]
+        images_file, labels_file = src / IDX_FILES[f"{part}_x"], src / IDX_FILES[f"{part}_y"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise DataError(f"{images_file}: images of shape {'x'.join(map(str, images.shape[1:])) or 'none'}; "
+                            "Fashion-MNIST's are 28x28")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DataError(f"{labels_file}: {labels.size} labels for the {len(images)} images of {images_file.name}")
+        if labels.size and labels.max() >= len(FASHION10):
+            raise DataError(f"{labels_file}: label {labels.max()}; Fashion-MNIST's are 0-{len(FASHION10) - 1}")
+    return arrays
+
+
 def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str = "csv", *,
             force: bool = False) -> list[Path]:
     """Write Fashion-MNIST from its IDX files as train.csv, testX.csv and testY.csv (Kaggle format),
@@ -91,7 +108,7 @@ def prepare(source: Path | None, out: Path, labels: str = "fashion5", fmt: str =
         hint = "" if source else "apt-get install dataset-fashion-mnist, or "
         raise DataError(f"no Fashion-MNIST in {src} (missing {missing[0]}): {hint}pass --source DIR")
     names, mapping = LABEL_SETS[labels]
-    arrays = {key: read_idx(src / name) for key, name in IDX_FILES.items()}
+    arrays = _checked_idx(src)
     relabel = np.asarray(mapping, np.int64)
     with staged_in_folder(out, replace=force, last=META_FILE, prefix=PREPARE_STAGING) as staging:
         if fmt == "folders":

@@ -7,6 +7,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ from typer.testing import CliRunner
 
 import search.export_files
 from search.cli import app
-from search.data import IDX_FILES, DataError, describe, has_test, load_dataset, load_test, prepare, read_table
+from search.data import IDX_FILES, DataError, describe, has_test, load_dataset, load_test, prepare, read_idx, read_table
+from tests.conftest import write_idx
 
 
 def test_prepare_writes_kaggle_format_with_fashion5_labels(tiny_source: Path, tmp_path: Path) -> None:
@@ -60,6 +62,26 @@ def test_prepare_names_a_damaged_idx_file_and_an_out_it_cannot_make(tiny_source:
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: --out {tmp_path / 'a-file'}: a file, not a folder"
     assert (tmp_path / "a-file").read_text() == "mine"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "folders"])
+@pytest.mark.parametrize("key, change, said", [
+    ("train_y", lambda a: a[:-5], "495 labels for the 500 images of train-images-idx3-ubyte.gz"),
+    ("test_y", lambda a: a + 16, "label 25; Fashion-MNIST's are 0-9"),  # EMNIST letters: 26 classes
+    ("test_x", lambda a: np.pad(a, ((0, 0), (2, 2), (2, 2))), "images of shape 32x32; Fashion-MNIST's are 28x28"),
+], ids=["fewer-labels", "letters", "32x32"])
+def test_prepare_refuses_idx_files_that_are_not_fashion_mnist(fmt: str, key: str, change: Callable, said: str,
+                                                              tiny_source: Path, tmp_path: Path) -> None:
+    """Well-formed IDX files of another shape ended in a traceback halfway through (a pandas length error, an
+    index out of bounds, a reshape to 784 columns); the folders format wrote 32x32 images under Fashion's names."""
+    other = tmp_path / "idx"
+    shutil.copytree(tiny_source, other)
+    write_idx(other / IDX_FILES[key], change(read_idx(tiny_source / IDX_FILES[key])))
+    result = CliRunner().invoke(app, ["data", "prepare", "--source", str(other), "--out", str(tmp_path / "out"),
+                                      "--format", fmt])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.strip() == f"error: {other / IDX_FILES[key]}: {said}"
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 @pytest.mark.parametrize("fmt", ["csv", "folders"])
