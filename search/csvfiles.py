@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,19 +43,38 @@ def pixel_shape(n_pixels: int) -> tuple[int, int, int] | None:
     return None
 
 
-def _bad_cell(path: Path, frame: pd.DataFrame, what: str, bad: pd.DataFrame) -> DataError:
-    """The error for the first True cell of `bad` (file line = row + 2, after the header)."""
+def _filled_lines(raw: bytes) -> Iterator[tuple[int, bytes]]:
+    """The lines of a CSV that pandas reads, the header first, each with its number in the file: blank ones are
+    skipped (so a data row's line is not its row + 2 where blank lines come before it)."""
+    start = 0
+    for number in itertools.count(1):
+        end = raw.find(b"\n", start)
+        line = raw[start:] if end < 0 else raw[start:end]
+        if line.strip():
+            yield number, line.rstrip(b"\r")
+        if end < 0:
+            return
+        start = end + 1
+
+
+def file_line(raw: bytes, row: int) -> int:
+    """The file line of data row `row` (0 is the first after the header)."""
+    return next(itertools.islice(_filled_lines(raw), row + 1, None), (row + 2, b""))[0]
+
+
+def _bad_cell(path: Path, raw: bytes, frame: pd.DataFrame, what: str, bad: pd.DataFrame) -> DataError:
+    """The error for the first True cell of `bad`, naming its line in the file (raw)."""
     import pandas as pd
 
     col = int(np.argmax(bad.to_numpy().any(axis=0)))
     row = int(np.argmax(bad.iloc[:, col].to_numpy()))
     value = frame.iat[row, col]
     shown = "a blank cell" if pd.isna(value) else repr(str(value))
-    return DataError(f"{path}: line {row + 2}, column {frame.columns[col]!r}: {shown}, expected {what}")
+    return DataError(f"{path}: line {file_line(raw, row)}, column {frame.columns[col]!r}: {shown}, expected {what}")
 
 
-def _integers(path: Path, frame: pd.DataFrame, low: int, high: int, what: str) -> np.ndarray:
-    """Check every cell is an integer in [low, high]; return them as int64."""
+def _integers(path: Path, raw: bytes, frame: pd.DataFrame, low: int, high: int, what: str) -> np.ndarray:
+    """Check every cell is an integer in [low, high]; return them as int64 (raw: the file, for the error's line)."""
     import pandas as pd
 
     if all(pd.api.types.is_integer_dtype(dtype) for dtype in frame.dtypes):
@@ -64,7 +85,7 @@ def _integers(path: Path, frame: pd.DataFrame, low: int, high: int, what: str) -
     # float64 rounds int64's largest value up to 2**63, which would wrap around in the cast to int64: refused too.
     for bad in (numeric.isna(), numeric != np.floor(numeric), numeric < low, numeric > high, numeric >= 2.0**63):
         if bad.to_numpy().any():
-            raise _bad_cell(path, frame, what, bad)
+            raise _bad_cell(path, raw, frame, what, bad)
     return numeric.to_numpy(np.int64)
 
 
@@ -75,10 +96,10 @@ def _check_short_rows(path: Path, raw: bytes, frame: pd.DataFrame) -> None:
     if not short.any():
         return
     row = int(np.argmax(short))
-    lines = [line for line in raw.split(b"\n")[1:] if line.strip()]  # pandas skips blank lines
-    fields = lines[row].count(b",") + 1 if row < len(lines) else len(frame.columns)
+    number, line = next(itertools.islice(_filled_lines(raw), row + 1, None), (0, b""))
+    fields = line.count(b",") + 1 if number else len(frame.columns)
     if fields < len(frame.columns):
-        raise DataError(f"{path}: line {row + 2}: {fields} columns, expected {len(frame.columns)}")
+        raise DataError(f"{path}: line {number}: {fields} columns, expected {len(frame.columns)}")
 
 
 def _check_classes(path: Path, labels: np.ndarray) -> None:
@@ -117,11 +138,14 @@ def _parse(path: Path, raw: bytes, labelled: bool, fingerprint: str) -> Table:
         raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
     # Data rows with one field more than the header make pandas take the first column as the index
     # (shifting every column by one); a trailing comma on every line adds an empty unnamed column.
-    header, first_row = (raw.split(b"\n", 2) + [b"", b""])[:2]
-    extra_field = first_row.rstrip(b"\r").endswith(b",") and first_row.count(b",") == header.count(b",") + 1
+    (_, header), (number, first_row) = (list(itertools.islice(_filled_lines(raw), 2)) + [(0, b""), (0, b"")])[:2]
+    extra_field = first_row.count(b",") == header.count(b",") + 1
     empty_last = str(frame.columns[-1]).startswith("Unnamed:") and frame.iloc[:, -1].isna().all()
-    if extra_field or empty_last:
+    if (extra_field and first_row.endswith(b",")) or empty_last:
         raise DataError(f"{path}: lines end with a trailing comma (an extra empty field); remove it")
+    if extra_field:  # read as is, the labels were taken for Ids ("duplicate Id 1") or the pixels for labels
+        raise DataError(f"{path}: line {number}: {first_row.count(b',') + 1} columns, expected "
+                        f"{header.count(b',') + 1} (as the header names)")
     heads = ["Id", "Label"] if labelled else ["Id"]
     for i, head in enumerate(heads):
         if len(frame.columns) <= i or str(frame.columns[i]).strip().lower() != head.lower():
@@ -134,16 +158,16 @@ def _parse(path: Path, raw: bytes, labelled: bool, fingerprint: str) -> Table:
     if frame.empty:
         raise DataError(f"{path}: no data rows")
     _check_short_rows(path, raw, frame)
-    ids = _integers(path, frame.iloc[:, [0]], 0, INT64_MAX, "a non-negative integer Id")[:, 0]
+    ids = _integers(path, raw, frame.iloc[:, [0]], 0, INT64_MAX, "a non-negative integer Id")[:, 0]
     duplicated = pd.Series(ids).duplicated()
     if duplicated.any():
         row = int(np.argmax(duplicated.to_numpy()))
-        raise DataError(f"{path}: line {row + 2}, column 'Id': duplicate Id {ids[row]}")
+        raise DataError(f"{path}: line {file_line(raw, row)}, column 'Id': duplicate Id {ids[row]}")
     labels = None
     if labelled:
-        labels = _integers(path, frame[[frame.columns[1]]], 0, INT64_MAX, "a non-negative integer label")[:, 0]
+        labels = _integers(path, raw, frame[[frame.columns[1]]], 0, INT64_MAX, "a non-negative integer label")[:, 0]
         _check_classes(path, labels)
-    pixels = _integers(path, frame.iloc[:, len(heads):], 0, 255, "an integer pixel 0-255").astype(np.uint8)
+    pixels = _integers(path, raw, frame.iloc[:, len(heads):], 0, 255, "an integer pixel 0-255").astype(np.uint8)
     return Table(ids, pixels, labels, fingerprint)
 
 

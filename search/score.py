@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
+from search.csvfiles import INT64_MAX, file_line
 from search.data import META_FILE, DataError, describe
 
 
@@ -27,7 +29,8 @@ def _read_id_label(path: Path) -> pd.DataFrame:
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not an Id,Label CSV file")
     try:
-        frame = pd.read_csv(path)
+        raw = path.read_bytes()
+        frame = pd.read_csv(io.BytesIO(raw))
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as exc:  # e.g. permission denied
@@ -40,11 +43,15 @@ def _read_id_label(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: columns must be Id,Label, found {found}")  # testX.csv has 785
     if not pd.api.types.is_integer_dtype(frame["Label"]):
         raise DataError(f"{path}: column 'Label' must hold integers only")
-    if (frame["Label"] < 0).any():
-        line = int((frame["Label"] < 0).to_numpy().argmax()) + 2
-        raise DataError(f"{path}: negative label {frame['Label'].min()} on line {line}; labels are 0..K-1")
+    # pandas reads a label past int64's largest as uint64, which the cast to int for scoring wrapped round to -1.
+    outside = (frame["Label"] < 0) | (frame["Label"] > INT64_MAX)
+    if outside.any():
+        row = int(outside.to_numpy().argmax())
+        label = frame["Label"].iloc[row]
+        raise DataError(f"{path}: {'negative ' if label < 0 else ''}label {label} on line {file_line(raw, row)}; "
+                        "labels are 0..K-1")
     if frame["Id"].isna().any():
-        line = int(frame["Id"].isna().to_numpy().argmax()) + 2  # 1-based, after the header
+        line = file_line(raw, int(frame["Id"].isna().to_numpy().argmax()))
         raise DataError(f"{path}: column 'Id' has a blank cell on line {line}")
     if frame["Id"].duplicated().any():
         raise DataError(f"{path}: duplicate Id {frame['Id'][frame['Id'].duplicated()].iloc[0]}")

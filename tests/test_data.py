@@ -200,6 +200,14 @@ BAD_TRAIN = {
     "label gap": ([HEADER, "0,0,0,0,0,0", "1,2,0,0,0,0", "2,5,0,0,0,0"], "no row has label 1, 3, 4 ("),
     "trailing comma on data rows": ([HEADER] + [line + "," for line in GOOD[1:]], "trailing comma"),
     "trailing comma on every line": ([line + "," for line in GOOD], "trailing comma"),
+    # A field more on every data row: pandas took the first for an index, and the labels were read as Ids.
+    "a field more on every row": ([HEADER] + [line + ",7" for line in GOOD[1:]], "line 2: 7 columns, expected 6"),
+    # Lines are counted in the file: pandas skips blank ones, which made the line named row + 2.
+    "blank lines before a bad cell": (["", HEADER, "", GOOD[1], "", "1,1,1,x,3,4"],
+                                      "line 6, column 'pixel1': 'x'"),
+    "blank lines before a short row": ([HEADER, "", "\r", GOOD[1], "1,1,1,2,3", GOOD[3]], "line 5: 5 columns"),
+    "blank line before a duplicate Id": ([HEADER, GOOD[1], "", "0,1,1,2,3,4"], "line 4, column 'Id': duplicate"),
+    "blank line before a field more": ([HEADER, "  ", *[line + ",7" for line in GOOD[1:]]], "line 3: 7 columns"),
 }
 
 

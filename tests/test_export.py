@@ -129,6 +129,9 @@ def test_score_against_true_labels(exported: Path, tiny_data: Path, tmp_path: Pa
     (lambda f: f.assign(Id=f["Id"] + 1000), "no prediction for Id 0"),
     (lambda f: f.rename(columns={"Label": "Class"}), "columns must be Id,Label"),
     (lambda f: f.assign(Label=f["Label"].where(f.index != 3, -1)), "negative label -1 on line 5"),
+    # Read as uint64, it became -1 in the cast to int, and was scored as a wrong prediction.
+    (lambda f: f.assign(Label=f["Label"].astype("uint64").where(f.index != 3, 2**64 - 1)),
+     f"label {2**64 - 1} on line 5; labels are 0..K-1"),
     (lambda f: f.assign(Label=f["Label"].where(f.index != 3, 9)), "predicts label 9, but"),  # 5 classes there
 ])
 def test_score_refuses_mismatched_submissions(change, message: str, tiny_data: Path, tmp_path: Path) -> None:
@@ -136,6 +139,15 @@ def test_score_refuses_mismatched_submissions(change, message: str, tiny_data: P
     change(pd.read_csv(tiny_data / "testY.csv")).to_csv(bad, index=False)
     result = runner.invoke(app, ["score", str(bad), "--labels", str(tiny_data / "testY.csv")])
     assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_score_names_the_line_in_the_file_below_blank_lines(tiny_data: Path, tmp_path: Path) -> None:
+    """pandas skips blank lines, so a row's line is not its row + 2 where blank lines come before it."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Id,Label\n0,1\n\n\n1,-2\n")
+    result = runner.invoke(app, ["score", str(bad), "--labels", str(tiny_data / "testY.csv")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {bad}: negative label -2 on line 5; labels are 0..K-1"
 
 
 def test_score_counts_the_exports_classes_when_the_labels_lack_the_last(exported: Path, tiny_data: Path,
