@@ -21,7 +21,9 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})
 CHANNELS = {"L": 1, "RGB": 3}  # the two modes images are converted to
 _KIND = {"L": "greyscale", "RGB": "colour"}
-DECODING = 2  # caches made by another version of the decoding are rebuilt (2: 16-bit images scaled, not clipped)
+# Caches made by another version of the decoding are rebuilt (2: 16-bit images scaled, not clipped; 3: 32-bit
+# integer and float images scaled by their range, not as 16-bit or clipped).
+DECODING = 3
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,24 @@ def _headers(files: list[os.DirEntry[str]]) -> list[tuple[tuple[int, int], str]]
 
 
 def _as_8_bit(image: Image.Image) -> Image.Image:
-    """A 16-bit greyscale image (a PNG opens as mode I;16, or I in older Pillow) as 8-bit "L", 65535 -> 255:
-    Pillow's convert clips every value above 255 to white."""
-    if not image.mode.startswith("I"):
+    """A greyscale image of more than 8 bits as 8-bit "L" (Pillow's convert clips every value above 255 to white,
+    and a float below 1 to black). 16-bit (I;16, as a PNG opens): 65535 -> 255. 32-bit integers (I) and floats (F),
+    whose mode does not say their range, by the range their values fit: 0-1 floats, 0-255, or 0-65535."""
+    if not image.mode.startswith("I") and image.mode != "F":
         return image
-    return Image.fromarray(np.clip(np.rint(np.asarray(image, np.float64) / 257), 0, 255).astype(np.uint8))
+    values = np.asarray(image, np.float64)
+    top = float(values.max(initial=0.0))
+    if image.mode.startswith("I;16") or 255 < top <= 65535:
+        scale = 257.0
+    elif image.mode == "F" and top <= 1.0:
+        scale = 1 / 255  # 0.0-1.0, as numpy and scikit-image write floats
+    elif top <= 255:
+        scale = 1.0
+    else:
+        raise ValueError(f"{image.mode} pixel values up to {top:g}; 8-bit, 16-bit or 0-1 float images are read")
+    if values.min(initial=0.0) < 0:
+        raise ValueError(f"{image.mode} pixel values down to {values.min():g}; images hold none below 0")
+    return Image.fromarray(np.clip(np.rint(values / scale), 0, 255).astype(np.uint8))
 
 
 def _decode(files: list[os.DirEntry[str]], mode: str, size: tuple[int, int]) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -113,16 +114,37 @@ def test_other_files_are_skipped_with_a_note_and_test_images_take_the_training_m
         "images" in capsys.readouterr().err
 
 
-def test_16_bit_greyscale_images_are_scaled_not_clipped(tmp_path: Path) -> None:
-    """16-bit PNGs (e.g. microscopy) read as the 8-bit images they scale down to."""
+@pytest.mark.parametrize("mode, ext, as_deep", [
+    ("I;16", "png", lambda a: a.astype(np.uint16) * 257),  # 16-bit PNGs (e.g. microscopy)
+    # 32-bit integer and float TIFFs, as numpy arrays save: read by their range (an 8-bit range in a 32-bit file
+    # was divided by 257, near black; floats of 0-1 were clipped to 0, all black).
+    ("I", "tif", lambda a: a.astype(np.int32)),
+    ("I", "tif", lambda a: a.astype(np.int32) * 257),
+    ("F", "tif", lambda a: a.astype(np.float32) / 255),
+    ("F", "tif", lambda a: a.astype(np.float32)),
+], ids=["16-bit", "32-bit-8-bit-range", "32-bit-16-bit-range", "float-0-1", "float-0-255"])
+def test_deeper_greyscale_images_are_scaled_not_clipped(mode: str, ext: str, as_deep: Callable, tmp_path: Path) -> None:
+    """Images of more than 8 bits read as the 8-bit images they scale down to."""
     eight_bit = _tree(tmp_path / "8", {"a": 2, "b": 2})
     deep = shutil.copytree(eight_bit, tmp_path / "16")
-    for path in deep.rglob("*.png"):
-        Image.fromarray(np.asarray(Image.open(path)).astype(np.uint16) * 257).save(path)
-    assert {Image.open(path).mode for path in deep.rglob("*.png")} == {"I;16"}
+    for path in list(deep.rglob("*.png")):
+        Image.fromarray(as_deep(np.asarray(Image.open(path)))).save(path.with_suffix(f".{ext}"))
+        if ext != "png":
+            path.unlink()
+    assert {Image.open(path).mode for path in deep.rglob(f"*.{ext}")} == {mode}
     expected, got = load_dataset(eight_bit, val_fraction=0.25), load_dataset(deep, val_fraction=0.25)
     assert expected.x_train.max() > 0.5 and np.array_equal(got.x_train, expected.x_train)
     assert np.array_equal(load_test(deep, (8, 8, 1))[1], load_test(eight_bit, (8, 8, 1))[1])
+
+
+def test_images_whose_range_is_unknown_are_refused_in_one_line(tmp_path: Path) -> None:
+    """32-bit values past 16 bits have no known top: refused, naming the file, rather than read as some guess."""
+    tree = _tree(tmp_path, {"a": 2, "b": 2})
+    victim = sorted((tree / "train").rglob("*.png"))[0]
+    Image.fromarray(np.full((8, 8), 70000, np.int32)).save(victim.with_suffix(".tif"))
+    victim.unlink()
+    with pytest.raises(DataError, match=r"\.tif: not a readable image \(ValueError: I pixel values up to 70000; 8-bit"):
+        load_dataset(tree, val_fraction=0.25)
 
 
 def test_decoded_tree_is_cached_and_invalidated_by_any_change(tmp_path: Path,
