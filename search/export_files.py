@@ -74,13 +74,15 @@ def staged_out_dir(out_dir: Path, force: bool) -> Iterator[Path]:
     try:
         yield staging
         staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; an export folder is an ordinary one
-        old = None
-        if out_dir.is_dir() and any(out_dir.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=old_prefix, dir=out_dir.parent))
-            os.replace(out_dir, old / out_dir.name)
-        os.replace(staging, out_dir)  # rename(2) also replaces an empty folder
-        if old is not None:
-            shutil.rmtree(old)
+        # Both renames or neither: a Ctrl-C between them removed the new export and left the old one hidden.
+        with signals_ignored():
+            old = None
+            if out_dir.is_dir() and any(out_dir.iterdir()):
+                old = Path(tempfile.mkdtemp(prefix=old_prefix, dir=out_dir.parent))
+                os.replace(out_dir, old / out_dir.name)
+            os.replace(staging, out_dir)  # rename(2) also replaces an empty folder
+            if old is not None:
+                shutil.rmtree(old)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -2,6 +2,8 @@
 folders."""
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from typer.testing import CliRunner, Result
 import search.export
 from search.cli import app
 from search.errors import UserError
-from search.export_files import EXPORT_FILES, staged_in_folder
+from search.export_files import EXPORT_FILES, staged_in_folder, staged_out_dir
 from tests.conftest import study_in
 
 runner = CliRunner()
@@ -281,3 +283,29 @@ def test_a_prepare_that_finds_its_files_written_meanwhile_keeps_nothing(tmp_path
             (staging / name).write_text("mine")
     assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "testY.csv"]
     assert (out / "testY.csv").read_text() == "mine"
+
+
+def test_a_ctrl_c_between_an_exports_two_renames_waits_for_both(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt after the old export was moved aside, before the new one took its place, left neither at --out
+    (the new one removed, the old one in a hidden folder)."""
+    out = tmp_path / "best"
+    out.mkdir()
+    (out / "model.keras").write_text("old")
+    rename = os.replace
+
+    def interrupted_after(source: str | os.PathLike, target: str | os.PathLike) -> None:
+        rename(source, target)
+        if Path(target).name == "best" and Path(target).parent != tmp_path:  # the old export moved aside
+            signal.raise_signal(signal.SIGINT)  # as Ctrl-C would, between the two renames
+
+    monkeypatch.setattr(os, "replace", interrupted_after)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the CLI (xdist's workers differ)
+    try:
+        with staged_out_dir(out, force=True) as staging:
+            (staging / "model.keras").write_text("new")
+    except KeyboardInterrupt:  # taken between the renames (as it was): the assertion below says what it left
+        pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (out / "model.keras").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["best"]
