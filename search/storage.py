@@ -110,17 +110,23 @@ def check_url(url: str) -> None:
         raise UserError(f"storage {shown!r}: an SQLite URL needs a file, e.g. {DEFAULT_STORAGE}")
 
 
+def _absolute_hint(path: Path, found: bool) -> str:
+    """A hint where a relative storage path was meant absolute: journal:///tmp/x.log names tmp/x.log, as
+    sqlite:/// does, and an absolute path takes a fourth slash. `found`: what the absolute path would name exists."""
+    if path.is_absolute() or not found:
+        return ""
+    return f" (the path is relative to this folder; for /{path} write four slashes)"
+
+
 def _storage_file(shown: str, path: Path, readonly: bool) -> None:
     """Check the storage file's folder; create it only when it is the default studies/ folder."""
     if readonly and not path.is_file():
         kind = "journal" if shown.startswith(JOURNAL_PREFIX) else "database"
-        raise NoStudies(f"storage {shown!r}: no such {kind} file")
+        raise NoStudies(f"storage {shown!r}: no such {kind} file{_absolute_hint(path, (Path('/') / path).is_file())}")
     if path.parent.is_dir():
         return
     if path.parent.resolve() != DEFAULT_FOLDER.resolve():
-        # journal:///tmp/x.log names tmp/x.log, as sqlite:/// does: an absolute path takes a fourth slash.
-        absolute = not path.is_absolute() and (Path("/") / path.parent).is_dir()
-        hint = f" (the path is relative to this folder; for /{path} write four slashes)" if absolute else ""
+        hint = _absolute_hint(path, (Path("/") / path.parent).is_dir())
         raise UserError(f"storage {shown!r}: folder {path.parent} does not exist{hint}; create it first")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

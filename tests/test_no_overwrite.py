@@ -240,6 +240,21 @@ def test_storage_folder_is_created_only_for_the_default(make_url: Callable[[Path
     assert result.exit_code == 0 and (tmp_path / "studies" / "hpsearch.db").is_file()  # the default folder is made
 
 
+@pytest.mark.parametrize("scheme", ["sqlite", "journal"])
+def test_a_reader_given_three_slashes_for_an_absolute_path_says_so(scheme: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trials`, `report`, `export-best` said only "no such journal file" for journal:///tmp/x.log, where
+    /tmp/x.log exists: `study` says the path is relative, and that an absolute one takes four slashes."""
+    absolute = tmp_path / "x.log"
+    absolute.write_text("")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["trials", "lenet", "--storage", f"{scheme}://{absolute}"])  # // + /tmp...: three
+    _one_line_error(result, f"no such {'journal' if scheme == 'journal' else 'database'} file (the path is relative "
+                            f"to this folder; for {absolute} write four slashes)")
+    elsewhere = runner.invoke(app, ["trials", "lenet", "--storage", f"{scheme}:///{tmp_path}/missing.log"])
+    assert elsewhere.exit_code == 2 and "four slashes" not in elsewhere.stderr  # no hint where none is found
+
+
 def test_score_on_a_folder_is_one_line(tiny_data: Path) -> None:
     _one_line_error(runner.invoke(app, ["score", str(tiny_data), "--labels", str(tiny_data / "testY.csv")]),
                     "is a folder, not an Id,Label CSV file")
