@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -12,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 import spaces
-from search.console import Console
+from search.console import Console, emit
 from search.errors import UserError
 from search.signals import sigterm_as_interrupt
 
@@ -131,6 +132,17 @@ class MaskedGroup(TyperGroup):
         """Run the subcommand: its name is resolved and its own arguments parsed here."""
         with _passwords_masked(ctx.meta.get("hpsearch.typed", [])):
             return super().invoke(ctx)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the command line; a help text that stdout cannot take (`--help > /dev/full`) is one line on stderr
+        and exit 2, as a result is (it was a traceback: click writes the help itself, outside user_errors)."""
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno not in DISK_ERRORS:
+                raise
+            emit(sys.stdout, "")  # stdout set to /dev/null, the line said, SystemExit(2) (search.console.emit)
+            raise
 
 
 def resumed_options(storage: str, study_name: str, quiet: bool, **given: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -187,6 +188,15 @@ def test_a_full_disk_under_a_file_or_the_output_is_one_line(tmp_path: Path, monk
     emit(None, "nowhere")  # stdout closed (`>&-`): nothing to say it to, and no AttributeError
     monkeypatch.setattr(sys, "stderr", None)  # stderr closed (`2>&-`): Console() itself asked it isatty()
     Console().warn("nowhere")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["study", "--help"]])
+def test_help_that_stdout_cannot_take_is_one_line(args: list[str]) -> None:
+    """click writes the help itself, outside the commands' error rule: `--help > /dev/full` was a traceback."""
+    with open("/dev/full", "w") as full:  # noqa: PTH123 - a stream for the child's stdout
+        done = subprocess.run([sys.executable, "-m", "search", *args], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr == "error: cannot write the output: No space left on device\n"
 
 
 def test_a_report_file_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
