@@ -57,9 +57,15 @@ def _filled_lines(raw: bytes) -> Iterator[tuple[int, bytes]]:
         start = end + 1
 
 
+def _row_line(raw: bytes, row: int) -> tuple[int, bytes]:
+    """Data row `row` (0 is the first after the header) as its line's number in the file and its bytes; past the
+    last line, (row + 2, b"")."""
+    return next(itertools.islice(_filled_lines(raw), row + 1, None), (row + 2, b""))
+
+
 def file_line(raw: bytes, row: int) -> int:
     """The file line of data row `row` (0 is the first after the header)."""
-    return next(itertools.islice(_filled_lines(raw), row + 1, None), (row + 2, b""))[0]
+    return _row_line(raw, row)[0]
 
 
 def _bad_cell(path: Path, raw: bytes, frame: pd.DataFrame, what: str, bad: pd.DataFrame) -> DataError:
@@ -96,8 +102,8 @@ def _check_short_rows(path: Path, raw: bytes, frame: pd.DataFrame) -> None:
     if not short.any():
         return
     row = int(np.argmax(short))
-    number, line = next(itertools.islice(_filled_lines(raw), row + 1, None), (0, b""))
-    fields = line.count(b",") + 1 if number else len(frame.columns)
+    number, line = _row_line(raw, row)
+    fields = line.count(b",") + 1 if line else len(frame.columns)
     if fields < len(frame.columns):
         raise DataError(f"{path}: line {number}: {fields} columns, expected {len(frame.columns)}")
 

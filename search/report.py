@@ -19,8 +19,8 @@ from search.figures import Section, confirmed_figure, epoch_ticks, plot_text, wr
 from search.notebook import glance, glance_figure, glance_lines
 from search.pareto import STEADY_SECONDS
 from search.records import FINISHED, StudyRecord, TrialRecord, is_search
-from search.tables import confirmation_table, whole_numbers
-from search.winners import pareto_front, seconds_of, shown_accuracy, value_of, winner
+from search.tables import confirmation_table, confirmed_entry, whole_numbers
+from search.winners import judged_confirmations, pareto_front, seconds_of, shown_accuracy, value_of, winner
 from spaces.param_names import model_params
 
 
@@ -42,10 +42,10 @@ def summary_row(study: optuna.Study) -> dict:
     best = winner(study)
     if best is None:
         return row
-    chosen = confirmation_table(study)
-    if len(chosen) and chosen["seeds"][0] > 1:  # a mean the winner was chosen by (Confirmation.judged)
-        row.update(confirmed_trial=int(chosen["trial"][0]), confirmed_mean=chosen["mean"][0],
-                   confirmed_std=chosen["std"][0], confirmed_seeds=int(chosen["seeds"][0]))
+    chosen = confirmed_entry(confirmation_table(study), best.number)
+    if chosen is not None and best.number in judged_confirmations(study):  # chosen by its mean over seeds
+        row.update(confirmed_trial=best.number, confirmed_mean=chosen["mean"], confirmed_std=chosen["std"],
+                   confirmed_seeds=int(chosen["seeds"]))
     trial = TrialRecord.of(best)
     history = trial.history or [{}]
     # Layer counts were recorded at training time; a trial recorded before they were shows none.
