@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 import spaces
 from search.console import Console, emit
 from search.errors import UserError
+from search.masking import redact, secret_arguments
 from search.signals import sigterm_as_interrupt
 
 if TYPE_CHECKING:
@@ -107,12 +108,9 @@ def _passwords_masked(typed: list[str]) -> Iterator[None]:
     try:
         yield
     except _USAGE_ERROR as exc:
-        from search.masking import PASSWORD_QUERY, display_url, redact
-
         message = str(getattr(exc, "message", ""))  # what click shows after "Error: "
-        for arg in typed:
-            if ("://" in arg or PASSWORD_QUERY.search(arg)) and display_url(arg) != arg:
-                message = redact(message, arg)
+        for arg in secret_arguments(typed):
+            message = redact(message, arg)
         exc.message = message  # type: ignore[attr-defined]
         raise
 
@@ -123,6 +121,7 @@ class MaskedGroup(TyperGroup):
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         """Parse the command line, keeping what was typed for the subcommand's errors."""
         typed = list(args)
+        Console.secrets = secret_arguments(typed)  # every line this command writes masks them (search.console.emit)
         with _passwords_masked(typed):
             context = super().make_context(info_name, args, parent, **extra)
         context.meta["hpsearch.typed"] = typed  # shared with the subcommands' contexts

@@ -38,6 +38,11 @@ def emit(stream: TextIO | None, text: str) -> None:
     trained, and the study stopped)."""
     if stream is None:  # closed (`hpsearch trials >&-`): there is no one to tell
         return
+    if Console.secrets:
+        from search.masking import masked_as_typed
+
+        for url in Console.secrets:
+            text = masked_as_typed(text, url)
     try:
         stream.write(text)
         stream.flush()
@@ -58,6 +63,9 @@ class Console:
     # written here carries it, also those of code that makes its own Console (a storage's heartbeat warning, a
     # journal's repair note), which showed without it, so that no one could tell which worker had said them.
     worker: ClassVar[int | None] = None
+    # The command-line arguments of this process that hold a password (set once, by the command group): masked in
+    # every line, also where such a URL was typed in place of a file (its path was quoted, password and all).
+    secrets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from urllib.parse import unquote
 
 from search.config import JOURNAL_PREFIX
@@ -52,3 +53,20 @@ def redact(text: str, url: str) -> str:
     # Any other password=... is masked up to the next '&' (its end unknown); one masked above, "***" and then a
     # word's end, is left as it is, or the words after it went too (a URL quoted mid-sentence lost the sentence).
     return PASSWORD_QUERY.sub(lambda found: found[0] if _MASKED.match(found[2]) else found[1] + "***", text)
+
+
+def secret_arguments(args: Sequence[str]) -> tuple[str, ...]:
+    """The command-line arguments that hold a password: a storage URL, typed wherever an argument goes."""
+    return tuple(arg for arg in args if ("://" in arg or PASSWORD_QUERY.search(arg)) and display_url(arg) != arg)
+
+
+def masked_as_typed(text: str, url: str) -> str:
+    """text with url's passwords masked where they stand as in a URL (':secret@', 'password=secret'): also in the
+    URL taken for a path, whose '//' a path makes '/' (`score "$URL"`: "...: file not found"). Unlike redact, a word
+    that merely equals the password (e.g. 'postgres') is left as written, for this runs on every line."""
+    span = password_span(url) if "://" in url else None
+    if span is not None:
+        text = text.replace(f":{url[slice(*span)]}@", ":***@")
+    for found in PASSWORD_QUERY.finditer(url):
+        text = text.replace(found[0], found[1] + "***")
+    return text

@@ -19,7 +19,7 @@ from search.cli import app
 from search.config import StudyConfig
 from search.errors import UserError
 from search.export_files import EXPORT_FILES
-from search.masking import display_url, redact
+from search.masking import display_url, masked_as_typed, redact, secret_arguments
 from search.runner import _same_study_options
 from search.storage import check_url, storage_loss_said
 from search.study import stored_record
@@ -80,6 +80,28 @@ def test_usage_errors_quoting_a_url_hide_its_password(args: list[str], said: str
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and said in result.stderr and PASSWORD not in result.output, result.output
     assert "hp:***@127.0.0.1:1/x" in result.stderr or "password=***" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["score", UNREACHABLE],  # the URL taken for a file: its path, '//' made '/', was quoted password and all
+    ["score", f"scores/?password={PASSWORD}&x=1"],
+    ["data", "prepare", "--source", UNREACHABLE, "--out", "prepared"],
+])
+def test_a_url_typed_where_a_file_belongs_is_quoted_masked(args: list[str], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and PASSWORD not in result.output, result.output
+    assert ":***@127.0.0.1:1/x" in result.stderr or "password=***&x=1" in result.stderr, result.stderr
+
+
+def test_a_word_that_equals_a_typed_password_is_left_as_written() -> None:
+    url = "postgresql://postgres:postgres@h/db"  # a local server's defaults
+    assert masked_as_typed(f"{url} and postgresql:/postgres:postgres@h/db/train.csv", url) == \
+        "postgresql://postgres:***@h/db and postgresql:/postgres:***@h/db/train.csv"
+    assert masked_as_typed("study 'postgres' not found", url) == "study 'postgres' not found"
+    assert secret_arguments(["--storage", url, "cnn", "postgresql://postgres@h/db", "x?password=p"]) == \
+        (url, "x?password=p")
 
 
 def test_driver_errors_keep_their_words_when_the_url_has_a_user_alone() -> None:
