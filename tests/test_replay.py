@@ -203,6 +203,13 @@ def test_the_glance_takes_the_replay_study_that_replayed_the_notebooks_best_mode
     assert replay_studies([other, another])["lenet"] is another  # none replayed it: the last
     row = glance([], replay_studies([with_best, other])).iloc[0]
     assert (row["replay_study"], row["replay_model"]) == ("a", "model4")
+    # A later replay with no model finished (stopped by Ctrl-C, or running elsewhere) left the table without any.
+    unfinished = _searched("d", "fashion5", 0.5)
+    unfinished.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                                   user_attrs={"seed_model": "model3"}))
+    records.mark_replay(unfinished, 0.1)
+    assert replay_studies([other, unfinished])["lenet"] is other
+    assert replay_studies([unfinished]) == {}
 
 
 def test_a_replay_that_trains_another_way_says_so(tiny_data: Path, sqlite_url: str) -> None:
