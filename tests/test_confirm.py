@@ -128,6 +128,19 @@ def test_best_trials_of_two_backends_confirm_those_of_this_one_and_name_the_othe
     assert rows[0].split()[:4] == ["number", "state", "val_accuracy", "confirmed"]
     assert rows[1 + first.number].split()[3:5] == [f"{mean:.4f}", "(2"], rows
     assert "seed" not in rows[1 + second.number]  # blank where a trial is not confirmed
+    # Once the JAX trial has its seeds too (confirmed on a JAX machine), a rerun on either backend has nothing to
+    # run: it said to confirm it with --backend jax, and where every chosen trial was JAX's it refused (exit 2).
+    for seed, score in ((1337, second.value), (1338, 0.5)):
+        save_confirmation(load(url), second.number, seed, score)
+    again = runner.invoke(app, ["confirm", "lenet", "--top", "2", "--seeds", "2", "--storage", url,
+                                "--data", str(tiny_data), "--backend", "tensorflow"])
+    assert again.exit_code == 0 and "trained on jax" not in again.stderr, again.output
+    with sqlite3.connect(copy) as connection:  # both JAX's now
+        connection.execute("UPDATE trial_user_attributes SET value_json = '\"jax\"' WHERE key = 'backend'")
+    again = runner.invoke(app, ["confirm", "lenet", "--top", "2", "--seeds", "2", "--storage", url,
+                                "--data", str(tiny_data), "--backend", "tensorflow"])
+    assert again.exit_code == 0 and "trained on jax" not in again.stderr, again.output
+    assert confirmed(load(url)) == entries | {second.number: confirmed(load(url))[second.number]}
 
 
 def test_confirm_needs_positive_counts(study_url: str) -> None:
