@@ -5,11 +5,14 @@ import contextlib
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
+
+from search.errors import UserError
 
 T = TypeVar("T")
 
@@ -22,10 +25,11 @@ def can_fork() -> bool:
 
 
 @contextlib.contextmanager
-def in_forked_process(work: Callable[[], T]) -> Iterator[Callable[[], T]]:
+def in_forked_process(work: Callable[[], T], doing: str) -> Iterator[Callable[[], T]]:
     """Start `work` in a forked process; the block gets a function that waits for its result (re-raising the
-    error it raised, e.g. a DataError). Where forking is unsafe or pointless (`can_fork`), that function runs
-    `work` itself. Leaving the block ends the process, finished or not (an error or Ctrl-C in this one)."""
+    error it raised, e.g. a DataError; a process that died, e.g. killed for memory, is a UserError that says
+    what it was `doing`). Where forking is unsafe or pointless (`can_fork`), that function runs `work` itself.
+    Leaving the block ends the process, finished or not (an error or Ctrl-C in this one)."""
     if not can_fork():
         yield work
         return
@@ -39,9 +43,13 @@ def in_forked_process(work: Callable[[], T]) -> Iterator[Callable[[], T]]:
         """Wait for the forked process's result."""
         try:
             status, value = receiver.recv()
-        except EOFError:
+        except EOFError:  # it died: a traceback of this process would say nothing of why
             process.join()
-            raise RuntimeError(f"the forked process ended without a result (exit code {process.exitcode})") from None
+            code = process.exitcode or 0
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"ended with exit code {code}"
+            memory = " (out of memory?)" if code == -signal.SIGKILL else ""
+            raise UserError(f"the process {doing} {how}{memory} before it finished; run the same command again"
+                            ) from None
         if status == "error":
             raise value
         return value

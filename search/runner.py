@@ -125,7 +125,7 @@ def _run_study(config: StudyConfig) -> int:
         _check_precision(config)
     # Importing Keras takes seconds of one core; a forked process loads the data and opens the storage meanwhile
     # (measured with bench/first_result.py, BENCHMARKS.md).
-    with in_forked_process(functools.partial(prepare_study, config)) as prepared:
+    with in_forked_process(functools.partial(prepare_study, config), "preparing the data and the storage") as prepared:
         backend = use_backend(config.backend)
         device = device_name()
         data = prepared()

@@ -24,7 +24,7 @@ def run_fresh(body: str) -> list[str]:
 def test_the_work_runs_in_another_process_and_its_result_comes_back() -> None:
     assert run_fresh("""
         print(can_fork())
-        with in_forked_process(lambda: (os.getpid(), [1, 2, 3])) as result:
+        with in_forked_process(lambda: (os.getpid(), [1, 2, 3]), "working") as result:
             pid, value = result()
         print(pid != os.getpid(), value, multiprocessing.active_children())
     """) == ["True", "True [1, 2, 3] []"]
@@ -41,7 +41,7 @@ def test_the_works_error_is_raised_here() -> None:
             raise DataError(lambda: None)  # an argument that cannot cross the pipe
 
         for work in (bad, unpicklable):
-            with in_forked_process(work) as result:
+            with in_forked_process(work, "working") as result:
                 try:
                     result()
                 except Exception as exc:
@@ -51,14 +51,21 @@ def test_the_works_error_is_raised_here() -> None:
     assert lines[1].startswith("RuntimeError DataError: <function unpicklable.<locals>.<lambda> at")
 
 
-def test_a_process_that_dies_without_a_result_is_an_error_naming_its_exit_code() -> None:
+def test_a_process_that_dies_without_a_result_is_one_line_saying_what_it_was_doing() -> None:
+    """Killed for memory while it read a large train.csv, it ended the study in a 40-line traceback."""
     assert run_fresh("""
-        with in_forked_process(lambda: os._exit(3)) as result:
-            try:
-                result()
-            except RuntimeError as exc:
-                print(exc)
-    """) == ["the forked process ended without a result (exit code 3)"]
+        import signal
+        from search.errors import UserError
+
+        for work in (lambda: os._exit(3), lambda: os.kill(os.getpid(), signal.SIGKILL)):
+            with in_forked_process(work, "preparing the data") as result:
+                try:
+                    result()
+                except UserError as exc:
+                    print(exc)
+    """) == ["the process preparing the data ended with exit code 3 before it finished; run the same command again",
+             "the process preparing the data was killed by SIGKILL (out of memory?) before it finished; run the same "
+             "command again"]
 
 
 def test_leaving_the_block_early_ends_the_process() -> None:
@@ -66,7 +73,7 @@ def test_leaving_the_block_early_ends_the_process() -> None:
     assert run_fresh("""
         import threading
         try:
-            with in_forked_process(threading.Event().wait) as result:  # would wait forever
+            with in_forked_process(threading.Event().wait, "waiting") as result:  # would wait forever
                 raise KeyError("stop")
         except KeyError:
             pass
@@ -78,8 +85,8 @@ def test_the_work_runs_here_where_keras_is_imported_already() -> None:
     """This test process imported Keras (conftest): nothing left to hide, and TensorFlow's threads make a fork
     unsafe, so the work runs in this process."""
     assert not can_fork()
-    with in_forked_process(os.getpid) as result:
+    with in_forked_process(os.getpid, "working") as result:
         assert result() == os.getpid()
-    with in_forked_process(lambda: (_ for _ in ()).throw(DataError("bad"))) as result, \
+    with in_forked_process(lambda: (_ for _ in ()).throw(DataError("bad")), "working") as result, \
             pytest.raises(DataError, match="bad"):
         result()
