@@ -157,7 +157,7 @@ def replay(
     with user_errors("finished models are saved; run the same command again to resume"):
         spaces.require(arch)
         use_backend(backend)  # Keras on the chosen backend, before the replay trains with it
-        from search.replay import choose_models, replay_config, replay_name, replay_table
+        from search.replay import choose_models, replay_config, replay_name, replay_table, unreplayed
         from search.replay import replay as run_replay
         from spaces._notebook import NOTEBOOK_SETUP
 
@@ -170,6 +170,9 @@ def replay(
     console.result(f"study {study_obj.study_name!r} in {display_url(storage)}: the notebook's models measured here "
                    f"vs as the notebook reported them ({NOTEBOOK_SETUP})")
     console.result(replay_table(study_obj, chosen).to_string(index=False, na_rep="-"))
+    if missing := unreplayed(study_obj, chosen):  # a model that failed: its row is as blank as one never run
+        console.warn(f"not replayed: {'; '.join(missing)}; run the same command again to retry")
+        raise typer.Exit(1)
 
 
 @app.command(hidden=True)

@@ -19,6 +19,7 @@ from search.owners import fail
 from search.records import TrialRecord, mark_replay, replay_scale, trained_ways, training_way
 from search.runtime import device_name, training_line
 from search.study import count, open_study, run_worker, stop_when_queue_empty
+from search.tables import whole_numbers
 from search.winners import last_val_accuracy, value_of
 from spaces._notebook import NotebookModel, scaled_epochs
 from spaces.param_names import stored_params
@@ -105,6 +106,15 @@ def replay(config: StudyConfig, models: dict[str, NotebookModel], epochs_scale: 
     return study
 
 
+def unreplayed(study: optuna.Study, models: dict[str, NotebookModel]) -> list[str]:
+    """The chosen models with no complete replay, each with why its last try failed where one did."""
+    done, reasons = replayed_trials(study), {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):  # in order: the last try's reason wins
+        record = TrialRecord.of(trial)
+        reasons[record.seed_model] = record.fail_reason
+    return [f"{name} ({reasons[name]})" if reasons.get(name) else name for name in models if name not in done]
+
+
 def replay_table(study: optuna.Study, models: dict[str, NotebookModel]) -> pd.DataFrame:
     """Each chosen model's measured result beside the notebook's reported one."""
     trials = replayed_trials(study)
@@ -120,4 +130,4 @@ def replay_table(study: optuna.Study, models: dict[str, NotebookModel]) -> pd.Da
                      "epochs": len(record.history) if record else None,
                      "notebook_val_accuracy": model.reported.val_accuracy,
                      "notebook_seconds": model.reported.seconds, "notebook_epochs": model.epochs})
-    return pd.DataFrame(rows)
+    return whole_numbers(pd.DataFrame(rows), ("epochs",))  # a model not replayed made them floats (1.0)

@@ -63,8 +63,11 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         elif trial.system_attrs.get("retry_history"):  # a retry, failed as its original was: not retried again
             record.fail_reason = f"{STALE} (not retried again)"
     for column in RECORD_COLUMNS:
-        # What a trial measured is blank until it ends (a waiting trial showed 0.000 seconds and 0 params).
-        values = [getattr(record, column) if trial.state.is_finished() or column in ENQUEUED else None
+        # What a trial measured is blank until it ends (a waiting trial showed 0.000 seconds and 0 params), and
+        # where it was never written: a trial failed before it ran, or an orphan whose process died before its last
+        # writes, showed the record's defaults as if measured. A stale trial's fail_reason is said above, unwritten.
+        values = [getattr(record, column) if (trial.state.is_finished() or column in ENQUEUED) and
+                  (column in trial.user_attrs or column == "fail_reason") else None
                   for trial, record in zip(trials, recorded, strict=True)]
         if any(values):  # a column nobody filled in (e.g. no failures) is left out
             out[column] = values

@@ -11,6 +11,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
+import search.owners
 import search.runner
 import search.workers
 from search import records, winners
@@ -339,6 +340,14 @@ def test_a_waiting_trial_shows_no_measurements_yet() -> None:
     table = trials_frame(study)
     assert list(table["state"]) == ["COMPLETE", "WAITING"] and list(table["seed_model"]) == ["", "model5"]
     assert list(table["train_seconds"]) == [1.5, ""] and list(table["n_params"]) == [10, ""]
+    # Nor once failed without running (left waiting by an interrupted replay; a worker's orphan, whose last writes
+    # never came): it showed 0.000 seconds, 0 params and best epoch 0 as if measured.
+    search.owners.fail(study, study.trials[1], "left waiting by an interrupted replay of other models")
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"worker": "h:1", "history": []}))
+    table = trials_frame(study)
+    assert list(table["state"]) == ["COMPLETE", "FAIL", "FAIL"]
+    assert [list(table[column]) for column in ("train_seconds", "n_params", "best_epoch")] == [
+        [1.5, "", ""], [10, "", ""], [1, "", ""]]
 
 
 def test_the_trials_table_keeps_whole_params_whole_beside_a_trial_without_params() -> None:

@@ -14,9 +14,11 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+import spaces
 from search import records
 from search.cli import app
 from search.notebook import glance, glance_lines, replay_studies
+from search.objective import TrialFailed
 from search.storage import open_storage
 
 
@@ -53,6 +55,30 @@ def test_replay_trains_each_model_for_its_scaled_epochs_once(tiny_data: Path, sq
     assert again.exit_code == 0, again.output
     assert f"with the options it was made with: --data {tiny_data} --subset 60\n" in again.stderr
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3  # model3 added
+
+
+def test_a_model_that_fails_is_named_with_its_reason_and_the_exit_code_says_so(
+        tiny_data: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its row was as blank as a model never run, the epochs column of the others turned 1.0, and exit code 0."""
+    lenet, calls = spaces.get("lenet"), []
+    build = lenet.build
+
+    def first_diverges(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:  # model1's trial
+            raise TrialFailed("loss became nan in epoch 1")
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(lenet, "build", first_diverges)
+    result = _replay(tiny_data, sqlite_url, "--models", "model1,model2", "--epochs-scale", "0.0125")
+    assert result.exit_code == 1, result.output
+    assert ("not replayed: model1 (TrialFailed: loss became nan in epoch 1); run the same command again to retry"
+            in result.stderr)
+    rows = [line.split() for line in result.stdout.splitlines()[2:]]
+    assert rows[0][:5] == ["model1", "-", "-", "-", "-"] and rows[1][4] == "1", rows  # model2: 1 epoch, not 1.0
+    monkeypatch.setattr(lenet, "build", build)
+    again = _replay(tiny_data, sqlite_url, "--models", "model1,model2", "--epochs-scale", "0.0125")
+    assert again.exit_code == 0 and "not replayed" not in again.stderr, again.output
 
 
 def test_replay_says_where_it_trains_and_what(tiny_data: Path, sqlite_url: str) -> None:
