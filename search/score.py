@@ -41,6 +41,8 @@ def _read_id_label(path: Path) -> pd.DataFrame:
         found = ",".join(map(str, frame.columns[:4])) + (f",... ({len(frame.columns)} columns)"
                                                          if len(frame.columns) > 4 else "")
         raise DataError(f"{path}: columns must be Id,Label, found {found}")  # testX.csv has 785
+    if frame.empty:  # its empty Label column, of no type, was said to "hold integers only"
+        raise DataError(f"{path}: no data rows")
     if not pd.api.types.is_integer_dtype(frame["Label"]):
         raise DataError(f"{path}: column 'Label' must hold integers only")
     # pandas reads a label past int64's largest as uint64, which the cast to int for scoring wrapped round to -1.
@@ -53,6 +55,9 @@ def _read_id_label(path: Path) -> pd.DataFrame:
     if frame["Id"].isna().any():
         line = file_line(raw, int(frame["Id"].isna().to_numpy().argmax()))
         raise DataError(f"{path}: column 'Id' has a blank cell on line {line}")
+    if pd.api.types.is_float_dtype(frame["Id"]):  # were said to be "text (file names)"
+        raise DataError(f"{path}: column 'Id' holds decimal numbers (e.g. {frame['Id'].iloc[0]}); Ids are integers "
+                        "or image file names")
     if frame["Id"].duplicated().any():
         raise DataError(f"{path}: duplicate Id {frame['Id'][frame['Id'].duplicated()].iloc[0]}")
     return frame

@@ -133,6 +133,9 @@ def test_score_against_true_labels(exported: Path, tiny_data: Path, tmp_path: Pa
     (lambda f: f.assign(Label=f["Label"].astype("uint64").where(f.index != 3, 2**64 - 1)),
      f"label {2**64 - 1} on line 5; labels are 0..K-1"),
     (lambda f: f.assign(Label=f["Label"].where(f.index != 3, 9)), "predicts label 9, but"),  # 5 classes there
+    # Said to "hold integers only" and to be "text (file names)":
+    (lambda f: f.iloc[:0], "bad.csv: no data rows"),
+    (lambda f: f.assign(Id=f["Id"].astype(float)), "column 'Id' holds decimal numbers (e.g. 0.0); Ids are"),
 ])
 def test_score_refuses_mismatched_submissions(change, message: str, tiny_data: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
