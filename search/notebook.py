@@ -91,8 +91,10 @@ def verdict(search_accuracy: float | None, notebook_accuracy: float) -> str:
     """Whether the search beat the notebook's reported accuracy, in percentage points."""
     if search_accuracy is None or pd.isna(search_accuracy):
         return "no complete search trial yet"
-    points = 100 * (search_accuracy - notebook_accuracy)
-    return f"search beats the notebook by {points:.2f} pts" if points >= 0 else \
+    points = round(100 * (search_accuracy - notebook_accuracy), 2)  # as said: a gap under 0.005 is none
+    if points == 0:  # it said "LOSES to the notebook by 0.00 pts"
+        return "search matches the notebook (within 0.005 pts)"
+    return f"search beats the notebook by {points:.2f} pts" if points > 0 else \
         f"search LOSES to the notebook by {-points:.2f} pts"
 
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import spaces
 from search import records
 from search.cli import app
-from search.notebook import glance, glance_lines, replay_studies
+from search.notebook import glance, glance_lines, replay_studies, verdict
 from search.objective import TrialFailed
 from search.storage import open_storage
 
@@ -203,6 +203,14 @@ def _searched(name: str, label_set: str, value: float) -> optuna.Study:
     study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"history": [{"val_accuracy": value}],
                                                                           "train_seconds": 1.0}))
     return study
+
+
+@pytest.mark.parametrize("search_accuracy, said", [
+    (0.8766, "search beats the notebook by 0.45 pts"), (0.8687, "search LOSES to the notebook by 0.34 pts"),
+    (0.87206, "search matches the notebook (within 0.005 pts)"),  # it said "LOSES to the notebook by 0.00 pts"
+    (0.8720, "search LOSES to the notebook by 0.01 pts"), (None, "no complete search trial yet")])
+def test_the_verdict_says_the_gap_in_the_points_it_shows(search_accuracy: float | None, said: str) -> None:
+    assert verdict(search_accuracy, 0.8721) == said
 
 
 def test_the_glance_compares_the_notebook_with_fashion_mnist_studies_only() -> None:
