@@ -44,6 +44,10 @@ class RepairingLock(JournalFileSymlinkLock):
     journal was lost to every command."""
 
     def __init__(self, file_path: str) -> None:
+        # The lock is a symlink to the journal: to a relative path, resolved from the link's own folder, it dangled;
+        # Optuna's check of a lock left behind by a killed worker then failed on every try, and every later run on
+        # that journal (`journal:///studies/cnn.log`) spun on one core for ever instead of breaking it after 30 s.
+        file_path = os.path.abspath(file_path)
         super().__init__(file_path)
         self.journal = file_path
 

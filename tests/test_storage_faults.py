@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import optuna
@@ -72,6 +73,25 @@ def test_the_end_is_mended_and_written_in_one_hold_of_the_lock(tmp_path: Path, m
     monkeypatch.setattr(RepairingLock, "acquire", cut_short_just_before)
     RepairingJournalBackend(str(journal)).append_logs([{"op_code": 0, "worker_id": "w"}])
     assert journal.read_bytes() == RECORD * 2 and len(holds) == 1
+
+
+def test_a_lock_left_on_a_relative_journal_path_is_broken_after_its_grace_period(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock, a symlink to the journal, dangled for a relative path (`journal:///studies/cnn.log`): Optuna's check
+    of a lock a killed worker left could not read it, and every later run spun on one core for ever."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "cnn.log").write_bytes(RECORD)
+    left = RepairingLock("studies/cnn.log")
+    assert left.acquire()  # and never released: its worker was killed
+    assert os.stat(left._lock_file).st_mtime > 0  # the link leads to the journal
+    waiting = RepairingLock("studies/cnn.log")
+    waiting.grace_period = 0.05  # 30 s in use
+    acquired = threading.Thread(target=waiting.acquire, daemon=True)
+    acquired.start()
+    acquired.join(timeout=20)
+    assert not acquired.is_alive()  # the lock was broken and taken
+    waiting.release()
 
 
 def test_a_full_disk_stops_the_study_in_one_line_and_the_journal_stays_readable(
