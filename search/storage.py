@@ -237,9 +237,10 @@ def open_storage(url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, readon
         except Exception as exc:  # noqa: BLE001 - driver errors differ per database; say it in one line
             reason = first_line(exc, url)
             # Machines that start on a new database at once race to create Optuna's tables, and all but one fail
-            # ("duplicate key value", "already exists"); the tables are there now, so opening again succeeds.
+            # ("duplicate key value", "already exists"; SQLite's "UNIQUE constraint failed" where two commands
+            # start on a new file); the tables are there now, so opening again succeeds.
             if not readonly and attempt + 1 < CREATION_ATTEMPTS and any(
-                    race in reason for race in ("duplicate key value", "already exists")):
+                    race in reason for race in ("duplicate key value", "already exists", "UNIQUE constraint failed")):
                 continue
             # A new, empty database: every driver's error names the table Optuna's check reads first, as missing
             # (not as one this user may not read: "permission denied for table version_info").

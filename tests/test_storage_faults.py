@@ -94,6 +94,25 @@ def test_a_lock_left_on_a_relative_journal_path_is_broken_after_its_grace_period
     waiting.release()
 
 
+@pytest.mark.parametrize("lost_race", [
+    "UNIQUE constraint failed: alembic_version.version_num",  # two commands started at once on a new SQLite file
+    'duplicate key value violates unique constraint "pg_type_typname_nsp_index"',  # as on a new PostgreSQL database
+])
+def test_the_process_that_loses_the_race_to_make_the_tables_opens_them_again(
+        lost_race: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make, tries = search.storage.SteadyHeartbeatStorage, []
+
+    def another_made_them_first(*args: object, **kwargs: object) -> object:
+        tries.append(1)
+        if len(tries) == 1:
+            raise sqlalchemy.exc.IntegrityError("INSERT ...", {}, sqlite3.IntegrityError(lost_race))
+        return make(*args, **kwargs)
+
+    monkeypatch.setattr(search.storage, "SteadyHeartbeatStorage", another_made_them_first)
+    storage = open_storage(f"sqlite:///{tmp_path / 'new.db'}")
+    assert len(tries) == 2 and optuna.get_all_study_names(storage) == []
+
+
 def test_a_full_disk_stops_the_study_in_one_line_and_the_journal_stays_readable(
         tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """It went on failing trials with no reason recorded, or ended in a traceback; and the record it cut short, once
