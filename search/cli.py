@@ -81,8 +81,8 @@ def study(
                                                   "hyperband, median, dominance (the default for "
                                                   "accuracy-time: stop a trial that finished trials beat on both) "
                                                   "or none.")] = StudyConfig.pruner,
-    seed: Annotated[int, typer.Option(help="Seed of the sampler and of every model's initialization.")]
-    = StudyConfig.seed,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler and of every model's initialization (0 to "
+                                      "2147483647).")] = StudyConfig.seed,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
     subset: Annotated[Optional[int], typer.Option(help="Train on the first N training images "
                                                   "(and N/4 validation images) for quick runs.")] = None,

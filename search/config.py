@@ -10,6 +10,7 @@ from search.errors import UserError, require_positive
 
 DEFAULT_STORAGE = "sqlite:///studies/hpsearch.db"
 JOURNAL_PREFIX = "journal:///"  # Optuna's journal file: a path, which holds no password
+MAX_SEED = 2**31 - 1  # half of NumPy's range: the seeds counted on from it (search.config.check) stay in it
 DEFAULT_SEED = 1337  # the notebook's seed; the sampler's and every model's unless --seed says otherwise
 # A worker that stops beating for this long is dead: its trial is failed and retried once.
 HEARTBEAT_SECONDS = 10
@@ -89,6 +90,10 @@ class StudyConfig:
                          ("--max-failures", self.max_failures), ("--heartbeat", self.heartbeat_seconds),
                          ("--subset", self.subset))
         parse_image_size(self.image_size)
+        # NumPy's and the samplers' seeds end at 2^32 - 1, and seeds are counted on from --seed (the sampler by trial
+        # number, confirm by run): -1 ended in a traceback with the study's first trial left RUNNING.
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"--seed must be 0 to {MAX_SEED}, got {self.seed}")
         # The backend too (its name, not Keras): a refused option must find no study written yet.
         if chosen_backend(self.backend) != "jax" and self.device_loop:
             raise UserError("--device-loop needs the JAX backend (--backend jax)")

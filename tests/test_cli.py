@@ -74,6 +74,9 @@ def test_prepare_study_and_trials(tiny_source: Path, tmp_path: Path) -> None:
     (["study", "cnn", "--trials", "0"], "--trials must be at least 1"),
     (["study", "cnn", "--epochs", "-1"], "--epochs must be at least 1"),
     (["study", "cnn", "--sampler", "grid"], "unknown sampler 'grid'"),
+    # A traceback (NumPy's seed range), the study's first trial left RUNNING:
+    (["study", "cnn", "--seed", "-1"], "--seed must be 0 to 2147483647, got -1"),
+    (["study", "cnn", "--seed", str(2**32)], "--seed must be 0 to 2147483647, got 4294967296"),
     (["study", "cnn", "--precision", "float8"], "unknown precision 'float8'; valid: float32, bfloat16"),
     (["study", "cnn", "--pruner", "wilcoxon"], "unknown pruner 'wilcoxon'"),
     (["study", "cnn", "--storage", "nonsense"], "storage 'nonsense': not a storage URL"),
