@@ -101,8 +101,8 @@ def run_workers(config: StudyConfig, remaining: int) -> list[int]:
         for index, proc in enumerate(procs):
             if proc.returncode not in (0, 130):  # not stopped as asked: a trial it ran may stay RUNNING
                 late = f" as it had not stopped {ORPHAN_GRACE_SECONDS} s after the interrupt" if index in killed else ""
-                Console().warn(f"[w{index}] {ending(proc.returncode)}{late}; a trial it ran stays RUNNING until a "
-                               "rerun fails it")
+                Console().warn(f"[w{index}] {ending(proc.returncode)}{late}; a trial it was running, if any, stays "
+                               "RUNNING until a rerun fails it")  # it may have died starting, before any trial
         raise
     finally:
         for proc in procs:
