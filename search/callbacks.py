@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from search import pareto
 from search.records import EpochRow, TrialRecord
+from search.signals import raise_if_interrupted
 
 ProgressFn = Callable[[int | None, EpochRow, int], None]
 
@@ -86,6 +87,15 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         """Stop if the epoch's loss is not finite."""
         if not finite_loss(logs):
             self.model.stop_training = True
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt after an epoch where Ctrl-C or SIGTERM came and a library swallowed it
+    (search.signals.interrupt_received): the trial then ends as interrupted instead of training on."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Stop here if an interrupt was lost."""
+        raise_if_interrupted()
 
 
 class EpochProgress(keras.callbacks.Callback):

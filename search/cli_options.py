@@ -14,9 +14,9 @@ from typer.core import TyperGroup
 
 import spaces
 from search.console import Console, emit
-from search.errors import UserError
+from search.errors import UserError, exception_chain
 from search.masking import redact, secret_arguments
-from search.signals import sigterm_as_interrupt
+from search.signals import interrupt_received, sigterm_as_interrupt
 
 if TYPE_CHECKING:
     import optuna
@@ -81,19 +81,24 @@ def user_errors(interrupted: str = RESUMABLE, console: Console | None = None) ->
     try:
         with sigterm_as_interrupt():  # cleaned up or recorded as on Ctrl-C (a replay left its trial RUNNING)
             yield
-    except (UserError, spaces.UnknownArchitecture) as exc:
-        console.warn(f"error: {exc}")
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        # Not about a file the user named, nor the disk (a bug, or the network): keep the traceback.
-        if exc.filename is None and exc.errno not in DISK_ERRORS:
+    except KeyboardInterrupt:
+        console.warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        # Ctrl-C inside a library that then failed on its own (Optuna recording a trial: UnboundLocalError, a
+        # journal lock: FileNotFoundError), or any error once one came: as Ctrl-C, not a traceback and exit code 1.
+        if interrupt_received() or any(isinstance(link, KeyboardInterrupt) for link in exception_chain(exc)):
+            console.warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
+            raise typer.Exit(130) from None
+        if isinstance(exc, (UserError, spaces.UnknownArchitecture)):
+            console.warn(f"error: {exc}")
+            raise typer.Exit(2) from None
+        # An OSError not about a file the user named, nor the disk, is a bug or the network: its traceback stays.
+        if not isinstance(exc, OSError) or (exc.filename is None and exc.errno not in DISK_ERRORS):
             raise
         # e.g. a folder without write permission, or a full disk while a file was written
         console.warn(f"error: {exc.filename}: {exc.strerror}" if exc.filename else f"error: {exc.strerror}")
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        console.warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
-        raise typer.Exit(130) from None
 
 
 # click's base of the errors it shows as "Usage: ... Error: ...", found from a public subclass: typer vendors click

@@ -21,6 +21,7 @@ from search.callbacks import (
     ProgressFn,
     PruneDominated,
     PruneOnValAccuracy,
+    StopOnInterrupt,
     StopOnNonFiniteLoss,
     finite_loss,
 )
@@ -29,6 +30,7 @@ from search.data import Dataset
 from search.errors import UserError, exception_chain
 from search.records import RetrainPlan
 from search.runtime import device_name
+from search.signals import interrupt_received, raise_if_interrupted
 from spaces._blocks import make_callbacks, make_loss, make_optimizer
 from spaces._common import Params
 from spaces._levers import training_steps
@@ -97,7 +99,7 @@ def training_callbacks(params: Params, history: EpochHistory,
                        callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[keras.callbacks.Callback]:
     """Every callback of a training run, on either path: history first (the ones after it, such as progress and
     pruning, read the epoch it recorded), the stop on a NaN loss, the caller's, then the configuration's own."""
-    return [history, StopOnNonFiniteLoss(), *callbacks, *make_callbacks(params)]
+    return [history, StopOnNonFiniteLoss(), StopOnInterrupt(), *callbacks, *make_callbacks(params)]
 
 
 def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: int, *,
@@ -110,6 +112,7 @@ def train(arch: ModuleType, params: Params, data: Dataset, epochs: int, seed: in
     a learning-rate schedule spans `schedule_epochs` (default: `epochs`); `precision` is a key of PRECISIONS."""
     # Each trial starts from an empty graph, so memory does not pile up (clear_session also runs gc.collect).
     keras.backend.clear_session()
+    raise_if_interrupted()  # a Ctrl-C in clear_session's garbage collection is swallowed by Python
     keras.config.set_dtype_policy(PRECISIONS[precision])  # after clear_session, which resets the policy
     keras.utils.set_random_seed(seed)
     history = history or EpochHistory()
@@ -160,11 +163,12 @@ def resident_mb() -> float:
 
 
 def interrupted(exc: BaseException) -> bool:
-    """Whether exc is Ctrl-C (or a worker's SIGTERM), or an error raised while a library was handling one.
+    """Whether exc is Ctrl-C (or a worker's SIGTERM), or an error raised while a library was handling one, or any
+    error after one came (search.signals: TensorFlow may turn it into pybind11's "error_already_set: MISMATCH").
 
     Optuna's journal lock turns an interrupt that lands in its release into FileNotFoundError; the study's
     catch=(Exception,) would then fail the trial and go on to the next one instead of stopping."""
-    return any(isinstance(link, KeyboardInterrupt) for link in exception_chain(exc))
+    return any(isinstance(link, KeyboardInterrupt) for link in exception_chain(exc)) or interrupt_received()
 
 
 def _reason(exc: BaseException) -> str:
@@ -193,6 +197,7 @@ def make_objective(arch: ModuleType, data: Dataset, epochs: int, seed: int, *, s
         # Everything inside the try: a Ctrl-C while the params are sampled must still be recorded as one (an
         # interrupted warm start without its fail_reason was not queued again, and the study lost it).
         try:
+            raise_if_interrupted()  # one that came between trials and was swallowed: this trial is not started
             records.update(trial, worker=owners.owner(), backend=backend, device=device, seed=seed,
                            device_loop=device_loop, precision=precision, shuffle=shuffle)
             params = arch.suggest(trial, levers=levers)

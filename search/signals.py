@@ -6,20 +6,45 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from types import FrameType
+
+# The interrupts received within sigterm_as_interrupt's block: Python drops an exception raised in a garbage
+# collector's callback ("Exception ignored in ..."), so a Ctrl-C that landed in Keras' clear_session was lost and the
+# study trained on; TensorFlow may turn one into another error (pybind11's "error_already_set: MISMATCH").
+_received: list[int] = []
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGINT or SIGTERM: noted, then raised as Ctrl-C is."""
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def interrupt_received() -> bool:
+    """Whether Ctrl-C or SIGTERM came within sigterm_as_interrupt's block, raised or swallowed since."""
+    return bool(_received)
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt where an interrupt came and something swallowed it: between epochs and trials."""
+    if _received:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM stops the process the way Ctrl-C does (a trial is recorded as interrupted, a
-    half-written folder removed)."""
+    half-written folder removed), and both are noted (interrupt_received), in case a library swallows one."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    _received.clear()  # one command's: a test runs many in one process
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

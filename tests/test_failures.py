@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
+import os
+import signal
 import subprocess
 import sys
+import threading
+import weakref
 from pathlib import Path
 
+import keras
 import optuna
 import pytest
 import tensorflow as tf
@@ -49,6 +55,41 @@ def test_out_of_memory_fails_one_trial_and_the_study_goes_on(tiny_data: Path, sq
     assert [t.state for t in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
     assert trials[0].user_attrs["fail_reason"] == ("ResourceExhaustedError: OOM when allocating tensor "
                                                    "with shape[4096,4096]")
+
+
+class _Cycle:
+    """An object in a reference cycle: only the garbage collector frees it."""
+
+
+def _interrupt_in_the_garbage_collector() -> None:
+    """Ctrl-C delivered inside a weakref callback that a garbage collection runs, as it landed in Keras'
+    clear_session: Python prints "Exception ignored in ..." and drops the KeyboardInterrupt."""
+    node = _Cycle()
+    node.me = node  # type: ignore[attr-defined]
+    _Cycle.ref = weakref.ref(node, lambda _: os.kill(os.getpid(), signal.SIGINT))  # type: ignore[attr-defined]
+    del node
+    gc.collect()
+
+
+def test_an_interrupt_a_library_swallowed_still_stops_the_study(tiny_data: Path, sqlite_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lost in clear_session's garbage collection, the Ctrl-C (or SIGTERM) went unheeded: the study trained on."""
+    assert threading.current_thread() is threading.main_thread()  # where signal handlers run
+    clear_session, calls = keras.backend.clear_session, []
+
+    def interrupted_in_the_second(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        clear_session(*args, **kwargs)
+        if len(calls) == 2:
+            _interrupt_in_the_garbage_collector()
+
+    monkeypatch.setattr(keras.backend, "clear_session", interrupted_in_the_second)
+    result = runner.invoke(app, ["study", "lenet", "--trials", "4", "--epochs", "1", "--subset", "60", "--pruner",
+                                 "none", "--data", str(tiny_data), "--storage", sqlite_url, "-q"])
+    assert result.exit_code == 130 and "interrupted: finished trials are saved" in result.stderr, result.output
+    trials = _trials(sqlite_url)
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[1].user_attrs["fail_reason"] == "interrupted"
 
 
 def test_a_trial_failed_meanwhile_by_another_process_is_dropped_and_the_worker_goes_on(

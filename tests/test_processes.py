@@ -126,6 +126,21 @@ def test_every_command_takes_sigterm_as_ctrl_c(capsys: pytest.CaptureFixture[str
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+@pytest.mark.parametrize("raised_meanwhile", [
+    UnboundLocalError("cannot access local variable 'updated_state'"),  # Optuna recording a trial: exit 1
+    FileNotFoundError(2, "No such file or directory", "j.log.lock"),  # a journal lock: "error: j.log.lock: ..."
+])
+def test_an_error_a_library_raised_while_taking_ctrl_c_is_ctrl_c(raised_meanwhile: Exception,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C or SIGTERM while Optuna told a finished trial ended in a 79-line traceback and exit code 1."""
+    with pytest.raises(typer.Exit) as stopped, user_errors("what it left"):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            raise raised_meanwhile from None  # `from None` hides it from the traceback, not from __context__
+    assert stopped.value.exit_code == 130 and capsys.readouterr().err == "interrupted: what it left\n"
+
+
 def test_killed_parent_leaves_no_orphan_worker(tiny_data: Path, tmp_path: Path) -> None:
     url = f"journal:///{tmp_path / 'journal.log'}"
     proc = _start(url, tiny_data, "--trials", "4", "--workers", "2")
