@@ -3,10 +3,13 @@ and neither while a step must not be cut in two."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 # The interrupts received within sigterm_as_interrupt's block: Python drops an exception raised in a garbage
 # collector's callback ("Exception ignored in ..."), so a Ctrl-C that landed in Keras' clear_session was lost and the
@@ -40,11 +43,20 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
     _received.clear()  # one command's: a test runs many in one process
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, functools.partial(_unraisable, sys.unraisablehook)
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _unraisable(hook: Callable[[Any], object], unraisable: Any) -> None:
+    """Python's report of an error it had to drop ("Exception ignored in ...", a traceback), except for a noted
+    interrupt: it is acted on (raise_if_interrupted), and its traceback told a user nothing."""
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        hook(unraisable)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -124,6 +125,37 @@ def test_every_command_takes_sigterm_as_ctrl_c(capsys: pytest.CaptureFixture[str
     assert stopped.value.exit_code == 130
     assert capsys.readouterr().err == "interrupted: what it left\n"
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_interrupt_python_drops_is_noted_and_not_shown_as_a_traceback() -> None:
+    """Raised in a garbage collector's callback, Python drops it with "Exception ignored in ..." and a traceback:
+    noted, it is raised again where hpsearch checks (between epochs and trials); shown, it told a user nothing. In
+    a fresh process: pytest takes such reports over in its own."""
+    code = textwrap.dedent("""
+        import gc, os, signal, weakref
+        from search.signals import interrupt_received, raise_if_interrupted, sigterm_as_interrupt
+
+        class Cycle:
+            pass
+
+        with sigterm_as_interrupt():
+            node = Cycle()
+            node.me = node
+            ref = weakref.ref(node, lambda _: os.kill(os.getpid(), signal.SIGTERM))
+            del node
+            gc.collect()
+            print("went on", interrupt_received())
+            try:
+                raise_if_interrupted()
+            except KeyboardInterrupt:
+                print("raised again")
+        with sigterm_as_interrupt():
+            print("the next command's:", interrupt_received())
+        ref = weakref.ref(Cycle(), lambda _: 1 / 0)  # outside the block, another error's report stays
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ["went on True", "raised again", "the next command's: False"], done.stderr
+    assert "KeyboardInterrupt" not in done.stderr and "ZeroDivisionError" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("raised_meanwhile", [
