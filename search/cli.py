@@ -83,7 +83,9 @@ def study(
                                                   "or none.")] = StudyConfig.pruner,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of every model's initialization (0 to "
                                       "2147483647).")] = StudyConfig.seed,
-    timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials this many seconds after the "
+                                                     "command started (its start-up and every worker included).")
+                       ] = None,
     subset: Annotated[Optional[int], typer.Option(help="Train on the first N training images "
                                                   "(and N/4 validation images) for quick runs.")] = None,
     enqueue_seed_models: Annotated[bool, typer.Option(help="Run the notebook's models of ARCH first.")] = False,

@@ -43,6 +43,9 @@ class StudyConfig:
     pruner: str | None = None  # None: the objective's default (DEFAULT_PRUNER)
     seed: int = DEFAULT_SEED
     timeout: float | None = None
+    # When to stop starting trials (time.time()): --timeout from the command's start, one moment for its workers
+    # too (each counted it from its own start, after importing Keras and loading the data: seconds late a round).
+    deadline: float | None = None
     subset: int | None = None
     enqueue_seed_models: bool = False
     warm_start: bool = True

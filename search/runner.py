@@ -43,7 +43,6 @@ def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> str 
     """Run the missing trials (one worker: the first round in this process, the rest in rounds of fresh worker
     processes); why it stopped early, if it did."""
     remaining, workers = config.trials - count(study), config.worker_count
-    deadline = time.monotonic() + config.timeout if config.timeout is not None else None
     if workers == 1:
         # The first round runs in this process: a fresh one would import Keras and load the data again before
         # its first epoch (seconds a user waits for the first result).
@@ -51,12 +50,10 @@ def _run_trials(config: StudyConfig, study: optuna.Study, data: Dataset) -> str 
             return _failures(config)
         remaining = config.trials - count(study)
     while remaining > 0:
-        left = deadline - time.monotonic() if deadline is not None else None
-        if left is not None and left <= 0:
+        if config.deadline is not None and time.time() >= config.deadline:
             break
         before = count(study)
-        codes = run_workers(dataclasses.replace(config, timeout=left),
-                            min(remaining, workers * TRIALS_PER_PROCESS))
+        codes = run_workers(config, min(remaining, workers * TRIALS_PER_PROCESS))
         if STOPPED_ON_FAILURES in codes:
             return _failures(config)
         crashed = [code for code in codes if code != 0]
@@ -84,6 +81,8 @@ def run_study(config: StudyConfig) -> int:
     """Run the study described by config to its trial target; return the exit code (SIGTERM stops it
     like Ctrl-C: running trials are recorded as interrupted)."""
     config.check()
+    if config.timeout is not None and config.deadline is None:  # counted from now, Keras' import and data included
+        config = dataclasses.replace(config, deadline=time.time() + config.timeout)
     with sigterm_as_interrupt(), storage_loss_said(config.storage):
         return _run_study(config)
 

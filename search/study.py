@@ -221,11 +221,11 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None,
                 trial.study.stop()  # said below, once Optuna has ended the trial
             raise
 
-    started, dropped = time.monotonic(), 0
+    dropped = 0
     with warnings.catch_warnings():  # the notebook's models (seed models, replays) sit outside the ranges on purpose
         warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range", category=UserWarning)
         while True:
-            left = None if config.timeout is None else config.timeout - (time.monotonic() - started)
+            left = None if config.deadline is None else config.deadline - time.time()
             if left is not None and left <= 0:
                 break
             try:

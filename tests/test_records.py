@@ -2,8 +2,11 @@
 over workers, how many there are and why a round of them stopped: plain logic on in-memory Optuna studies, no Keras."""
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import math
+import time
 from pathlib import Path
 
 import optuna
@@ -21,7 +24,14 @@ from search.records import Confirmation, StudyRecord, TrialRecord, confirmations
 from search.study import WorkerQuota, worker_done
 from search.tables import trials_frame
 from search.winners import winner
-from search.workers import STOPPED_ON_FAILURES, _shares, default_workers, gpu_memory_mib, worker_environment
+from search.workers import (
+    STOPPED_ON_FAILURES,
+    _shares,
+    default_workers,
+    gpu_memory_mib,
+    read_share,
+    worker_environment,
+)
 
 HISTORY = [{"epoch": 1, "loss": 1.0, "val_accuracy": 0.5, "learning_rate": 0.01, "seconds": 2.0},
            {"epoch": 2, "loss": 0.5, "val_accuracy": 0.7, "learning_rate": 0.01, "seconds": 1.0},
@@ -301,6 +311,18 @@ def test_the_card_is_split_over_the_worker_processes_that_start(monkeypatch: pyt
     assert search.workers.run_workers(StudyConfig(arch="lenet", workers=4), remaining=2) == [0, 0]
     # 2 trials left for 4 workers: 2 processes, each with half of the 0.9 (not a quarter, leaving half idle)
     assert [env["XLA_CLIENT_MEM_FRACTION"] for env in started] == ["0.450", "0.450"]
+
+
+def test_the_timeout_is_one_deadline_from_the_commands_start_for_every_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each worker counted --timeout from its own start, after importing Keras and loading the data, and each round
+    of workers from the round's: `--workers 2 --timeout 3` started its trials 8-10 s after the command."""
+    seen: list[StudyConfig] = []
+    monkeypatch.setattr(search.runner, "_run_study", lambda config: seen.append(config) or 0)
+    before = time.time()
+    assert search.runner.run_study(StudyConfig(arch="lenet", timeout=50, workers=2)) == 0
+    assert seen[0].deadline is not None and before + 50 <= seen[0].deadline <= time.time() + 50
+    payload = json.dumps({**dataclasses.asdict(seen[0]), "quota": 1, "worker": 0})
+    assert read_share(payload)[0].deadline == seen[0].deadline  # what a worker's trial loop counts down to
 
 
 @pytest.mark.parametrize(("codes", "says"), [
