@@ -174,8 +174,9 @@ class WorkerQuota:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Count the trial and stop the worker when its share is done."""
         self.finished += trial.state in FINISHED
-        if trial.state == TrialState.FAIL:  # one read of the storage, only when a trial failed
-            self.failed = count(study, (TrialState.FAIL,)) - self.failed_before
+        # Read after every trial, not only after one of this worker's failed: the others' failures count too, and a
+        # worker whose trials all went well ran its whole share after the run had reached --max-failures.
+        self.failed = count(study, (TrialState.FAIL,)) - self.failed_before
         if worker_done(self.finished, self.failed, self.quota, self.max_failures):
             study.stop()
 

@@ -226,6 +226,18 @@ def test_failures_of_every_worker_since_the_run_began_count_toward_the_limit() -
     study.optimize(broken, n_trials=10, catch=(RuntimeError,), callbacks=[quota])
     # With only its own failures counted, this worker would have run 3 (and K workers 3 each).
     assert len(study.trials) == 2 + 1 + 2 and quota.stopped_on_failures
+    # A worker whose trials go well stops too once the others' failures reach the limit: it ran its whole share.
+    study = _study()
+    quota = WorkerQuota(quota=10, max_failures=3)
+
+    def fine_while_others_fail(trial: optuna.Trial) -> float:
+        if trial.number == 1:  # meanwhile the other workers' trials failed, three in all
+            for _ in range(3):
+                _trial(study, None, TrialState.FAIL)
+        return 0.5
+
+    study.optimize(fine_while_others_fail, n_trials=10, callbacks=[quota])
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 2 and quota.stopped_on_failures
 
 
 @pytest.mark.parametrize(("total", "workers", "shares"), [(10, 3, [4, 3, 3]), (2, 4, [1, 1]), (6, 1, [6]),
