@@ -188,7 +188,10 @@ def worker() -> None:
     from search.workers import read_share, worker_main
 
     # Not argv: the storage URL may hold a password, and `ps` shows argv.
-    config, quota, index = read_share(sys.stdin.readline())
+    payload = sys.stdin.readline()
+    if not payload:  # the parent was stopped before it sent them (its interrupt says so): nothing to run
+        raise typer.Exit(130)
+    config, quota, index = read_share(payload)
     # Its lines say which worker it is where there are several; what an interrupt leaves, the parent says once.
     Console.worker = index if config.worker_count > 1 else None
     with user_errors("", Console()):

@@ -158,6 +158,13 @@ def test_an_interrupt_python_drops_is_noted_and_not_shown_as_a_traceback() -> No
     assert "KeyboardInterrupt" not in done.stderr and "ZeroDivisionError" in done.stderr, done.stderr
 
 
+def test_a_worker_whose_parent_stopped_before_sending_its_settings_ends_quietly() -> None:
+    """An interrupt between starting a worker and writing its settings left it an empty stdin: a JSON traceback."""
+    done = subprocess.run([sys.executable, "-m", "search", "worker"], input="", capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 130 and done.stderr == "", done.stderr
+
+
 @pytest.mark.parametrize("raised_meanwhile", [
     UnboundLocalError("cannot access local variable 'updated_state'"),  # Optuna recording a trial: exit 1
     FileNotFoundError(2, "No such file or directory", "j.log.lock"),  # a journal lock: "error: j.log.lock: ..."
