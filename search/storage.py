@@ -158,6 +158,8 @@ def _require_optuna_journal(shown: str, path: Path) -> None:
         return
     with path.open("rb") as journal:
         first = journal.readline(1 << 16)  # a journal's records are short lines of JSON
+    if first.startswith(b'{"op_code":') and not first.endswith(b"\n"):
+        return  # its first record, cut short by a crash or a full disk: the first write mends it (search.journal)
     try:
         record = json.loads(first)
     except ValueError:  # also UnicodeDecodeError

@@ -113,6 +113,19 @@ def test_the_process_that_loses_the_race_to_make_the_tables_opens_them_again(
     assert len(tries) == 2 and optuna.get_all_study_names(storage) == []
 
 
+def test_a_journal_whose_first_record_was_cut_short_is_mended_not_refused(
+        tiny_data: Path, tmp_path: Path) -> None:
+    """A crash during a new journal's very first write: every command said "not an Optuna journal file"."""
+    journal = tmp_path / "j.log"
+    journal.write_bytes(RECORD[:12])
+    url = f"journal:///{journal}"
+    assert runner.invoke(app, ["report", "--storage", url, "--out", str(tmp_path / "r.html")]).exit_code == 2
+    result = runner.invoke(app, ["study", "lenet", "--trials", "1", "--epochs", "1", "--subset", "40", "--data",
+                                 str(tiny_data), "--storage", url, "-q"])
+    assert result.exit_code == 0 and "not an Optuna journal" not in result.stderr, result.output
+    assert len(optuna.load_study(study_name="lenet", storage=open_storage(url)).trials) == 1
+
+
 def test_a_full_disk_stops_the_study_in_one_line_and_the_journal_stays_readable(
         tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """It went on failing trials with no reason recorded, or ended in a traceback; and the record it cut short, once
