@@ -40,15 +40,16 @@ def on_fashion_mnist(study: optuna.Study) -> bool:
 def replay_studies(studies: list[optuna.Study]) -> dict[str, optuna.Study]:
     """The `hpsearch replay` study on Fashion-MNIST of each architecture among studies: of several, the last that
     replayed the notebook's best model (the glance compares with that model; taking the last study put another
-    model's replay beside it), else the last; one with no model replayed yet (stopped, or still running) is not
-    taken (it hid an earlier replay's results)."""
+    model's replay beside it), else the last; one with no model replayed yet (stopped, or still running) only
+    where there is no other (it hid an earlier replay's results)."""
     chosen: dict[str, optuna.Study] = {}
     for study in studies:
         arch = StudyRecord.of(study).arch
         if replay_scale(study) is None or not on_fashion_mnist(study) or arch not in spaces.names():
             continue
         best, replayed = notebook_best(arch)[0], replayed_trials(study)
-        if replayed and (arch not in chosen or best in replayed or best not in replayed_trials(chosen[arch])):
+        held = replayed_trials(chosen[arch]) if arch in chosen else {}
+        if arch not in chosen or (replayed and (not held or best in replayed or best not in held)):
             chosen[arch] = study
     return chosen
 

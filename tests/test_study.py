@@ -184,7 +184,7 @@ def test_no_training_callback_has_a_batch_hook() -> None:
     extras = [EpochProgress(history, lambda *args: None, 0, 1), PruneOnValAccuracy(trial, 1),
               PruneDominated(trial, history, 1)]
     callbacks = training_callbacks({"reduce_lr": True}, history, extras)
-    assert len(callbacks) == 6  # history, the NaN stop, the three above, ReduceLROnPlateau
+    assert len(callbacks) == 7  # history, the NaN and interrupt stops, the three above, ReduceLROnPlateau
     for callback in callbacks:
         for hook in ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end"):
             assert getattr(type(callback), hook) is getattr(keras.callbacks.Callback, hook), (callback, hook)
