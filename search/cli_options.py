@@ -78,27 +78,29 @@ def user_errors(interrupted: str = RESUMABLE, console: Console | None = None) ->
     a batch scheduler) taken as one, into exit code 130 and a line saying what it left (`interrupted`; "" for a
     command that writes nothing). `console`: a worker's, whose lines say which worker it is."""
     console = console or Console()
-    try:
-        with sigterm_as_interrupt():  # cleaned up or recorded as on Ctrl-C (a replay left its trial RUNNING)
+    # Cleaned up or recorded as on Ctrl-C (a replay left its trial RUNNING); the errors are judged inside the block,
+    # where an interrupt a library swallowed is still noted.
+    with sigterm_as_interrupt():
+        try:
             yield
-    except KeyboardInterrupt:
-        console.warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        # Ctrl-C inside a library that then failed on its own (Optuna recording a trial: UnboundLocalError, a
-        # journal lock: FileNotFoundError), or any error once one came: as Ctrl-C, not a traceback and exit code 1.
-        if interrupt_received() or any(isinstance(link, KeyboardInterrupt) for link in exception_chain(exc)):
+        except KeyboardInterrupt:
             console.warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
             raise typer.Exit(130) from None
-        if isinstance(exc, (UserError, spaces.UnknownArchitecture)):
-            console.warn(f"error: {exc}")
+        except Exception as exc:
+            # Ctrl-C inside a library that then failed on its own (Optuna recording a trial: UnboundLocalError, a
+            # journal lock: FileNotFoundError), or any error once one came: as Ctrl-C, not a traceback and exit 1.
+            if interrupt_received() or any(isinstance(link, KeyboardInterrupt) for link in exception_chain(exc)):
+                console.warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
+                raise typer.Exit(130) from None
+            if isinstance(exc, (UserError, spaces.UnknownArchitecture)):
+                console.warn(f"error: {exc}")
+                raise typer.Exit(2) from None
+            # An OSError not about a file the user named, nor the disk, is a bug or the network: its traceback stays.
+            if not isinstance(exc, OSError) or (exc.filename is None and exc.errno not in DISK_ERRORS):
+                raise
+            # e.g. a folder without write permission, or a full disk while a file was written
+            console.warn(f"error: {exc.filename}: {exc.strerror}" if exc.filename else f"error: {exc.strerror}")
             raise typer.Exit(2) from None
-        # An OSError not about a file the user named, nor the disk, is a bug or the network: its traceback stays.
-        if not isinstance(exc, OSError) or (exc.filename is None and exc.errno not in DISK_ERRORS):
-            raise
-        # e.g. a folder without write permission, or a full disk while a file was written
-        console.warn(f"error: {exc.filename}: {exc.strerror}" if exc.filename else f"error: {exc.strerror}")
-        raise typer.Exit(2) from None
 
 
 # click's base of the errors it shows as "Usage: ... Error: ...", found from a public subclass: typer vendors click

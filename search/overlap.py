@@ -13,6 +13,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from search.errors import UserError
+from search.signals import ending
 
 T = TypeVar("T")
 
@@ -46,10 +47,9 @@ def in_forked_process(work: Callable[[], T], doing: str) -> Iterator[Callable[[]
         except EOFError:  # it died: a traceback of this process would say nothing of why
             process.join()
             code = process.exitcode or 0
-            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"ended with exit code {code}"
-            memory = " (out of memory?)" if code == -signal.SIGKILL else ""
-            raise UserError(f"the process {doing} {how}{memory} before it finished; run the same command again"
-                            ) from None
+            memory = ", out of memory?" if code == -signal.SIGKILL else ""
+            raise UserError(f"the process {doing} ended before it finished ({ending(code)}{memory}); run the same "
+                            "command again") from None
         if status == "error":
             raise value
         return value

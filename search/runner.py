@@ -20,11 +20,11 @@ from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
 from search.records import confirmations, searched_epochs, seconds_with_compilation, trained_ways, training_way
 from search.runtime import device_name, training_details, training_line, use_backend
-from search.signals import sigterm_as_interrupt
+from search.signals import ending, sigterm_as_interrupt
 from search.storage import GRACE_PERIODS, storage_loss_said
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
 from search.winners import accuracy_text, unconfirmed_note, winner
-from search.workers import STOPPED_ON_FAILURES, default_workers, ending, run_workers
+from search.workers import STOPPED_ON_FAILURES, default_workers, run_workers
 from spaces.param_names import model_params
 
 # TensorFlow keeps ~13 MB per fitted model even after clear_session (measured: 803 -> 1064 MB over 20 tiny

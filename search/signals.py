@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-# The interrupts received within sigterm_as_interrupt's block: Python drops an exception raised in a garbage
-# collector's callback ("Exception ignored in ..."), so a Ctrl-C that landed in Keras' clear_session was lost and the
-# study trained on; TensorFlow may turn one into another error (pybind11's "error_already_set: MISMATCH").
+# The interrupts received within sigterm_as_interrupt's outermost block: Python drops an exception raised in a
+# garbage collector's callback ("Exception ignored in ..."), so a Ctrl-C that landed in Keras' clear_session was lost
+# and the study trained on; TensorFlow may turn one into another error (pybind11's "error_already_set: MISMATCH").
 _received: list[int] = []
+_depth = 0  # how many sigterm_as_interrupt blocks this thread is in (a command's, and its study's or worker's)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -24,7 +25,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def interrupt_received() -> bool:
-    """Whether Ctrl-C or SIGTERM came within sigterm_as_interrupt's block, raised or swallowed since."""
+    """Whether Ctrl-C or SIGTERM came within the current sigterm_as_interrupt block, raised or swallowed since."""
     return bool(_received)
 
 
@@ -37,19 +38,38 @@ def raise_if_interrupted() -> None:
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM stops the process the way Ctrl-C does (a trial is recorded as interrupted, a
-    half-written folder removed), and both are noted (interrupt_received), in case a library swallows one."""
+    half-written folder removed), and both are noted (interrupt_received), in case a library swallows one. A SIGINT
+    inherited as ignored (a background job of a script) stays ignored. Blocks nest: the outermost one's notes last
+    until it ends, and no longer (a test runs many commands in one process)."""
+    global _depth
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _received.clear()  # one command's: a test runs many in one process
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    taken = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN
+             or sig == signal.SIGTERM]
+    previous = {sig: signal.signal(sig, _interrupt) for sig in taken}
     previous_hook, sys.unraisablehook = sys.unraisablehook, functools.partial(_unraisable, sys.unraisablehook)
+    _depth += 1
     try:
         yield
     finally:
+        _depth -= 1
+        if not _depth:
+            _received.clear()
         sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def ending(code: int) -> str:
+    """How a child process ended, from its exit code: killed by a signal, interrupted, or an error."""
+    if code < 0:
+        with contextlib.suppress(ValueError):  # e.g. a real-time signal, which the enum lacks
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    if code == 130:  # Ctrl-C or SIGTERM, taken as an interrupt: its trial is recorded as interrupted
+        return "interrupted"
+    return f"exit code {code}: an error, see the output above"
 
 
 def _unraisable(hook: Callable[[Any], object], unraisable: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from search.config import StudyConfig
 from search.console import Console
-from search.signals import signals_ignored, sigterm_as_interrupt
+from search.signals import ending, signals_ignored, sigterm_as_interrupt
 from search.study import run_worker
 
 # After its parent is gone, or its parent passed an interrupt on, a worker gets this long to record its interrupted
@@ -110,17 +110,6 @@ def run_workers(config: StudyConfig, remaining: int) -> list[int]:
                 with contextlib.suppress(BrokenPipeError):
                     proc.stdin.close()
     return codes
-
-
-def ending(code: int) -> str:
-    """How a worker process ended, from its exit code: killed by a signal, interrupted, or an error."""
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-        return f"killed by signal {-code}"
-    if code == 130:  # Ctrl-C or SIGTERM, taken as an interrupt: its trial is recorded as interrupted
-        return "interrupted"
-    return f"exit code {code}: an error, see the output above"
 
 
 def stop_workers(procs: list[subprocess.Popen], grace: float) -> list[int]:

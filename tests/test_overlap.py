@@ -63,9 +63,10 @@ def test_a_process_that_dies_without_a_result_is_one_line_saying_what_it_was_doi
                     result()
                 except UserError as exc:
                     print(exc)
-    """) == ["the process preparing the data ended with exit code 3 before it finished; run the same command again",
-             "the process preparing the data was killed by SIGKILL (out of memory?) before it finished; run the same "
-             "command again"]
+    """) == ["the process preparing the data ended before it finished (exit code 3: an error, see the output above); "
+             "run the same command again",
+             "the process preparing the data ended before it finished (killed by SIGKILL, out of memory?); run the "
+             "same command again"]
 
 
 def test_leaving_the_block_early_ends_the_process() -> None:
