@@ -11,6 +11,7 @@ from search.config import JOURNAL_PREFIX
 # without '=' (an unencoded '&' in the password), so that no part of it shows.
 PASSWORD_QUERY = re.compile(r"(?i)(pass(?:word|wd)?=)([^&]*(?:&[^&=]*(?=&|$))*)")
 
+_QUERY_START = re.compile(r"(?i)[?&]pass(?:word|wd)?=")  # a password in a query, not just any "...pass=" word
 _MASKED = re.compile(r"\*\*\*(?:[\s'\"),;]|$)")  # a value masked whole, where the text goes on after it
 
 
@@ -56,17 +57,23 @@ def redact(text: str, url: str) -> str:
 
 
 def secret_arguments(args: Sequence[str]) -> tuple[str, ...]:
-    """The command-line arguments that hold a password: a storage URL, typed wherever an argument goes."""
-    return tuple(arg for arg in args if ("://" in arg or PASSWORD_QUERY.search(arg)) and display_url(arg) != arg)
+    """The command-line arguments that hold a password: a storage URL, typed wherever an argument goes (not a study
+    name such as 'bypass=1', which PASSWORD_QUERY alone would take for one)."""
+    return tuple(arg for arg in args if ("://" in arg or _QUERY_START.search(arg)) and display_url(arg) != arg)
 
 
 def masked_as_typed(text: str, url: str) -> str:
     """text with url's passwords masked where they stand as in a URL (':secret@', 'password=secret'): also in the
-    URL taken for a path, whose '//' a path makes '/' (`score "$URL"`: "...: file not found"). Unlike redact, a word
-    that merely equals the password (e.g. 'postgres') is left as written, for this runs on every line."""
+    URL taken for a path (`score "$URL"`: "...: file not found"), whose '//' and '/./' a path makes '/'. Unlike
+    redact, a word that merely equals the password (e.g. 'postgres') is left as written: this runs on every line."""
     span = password_span(url) if "://" in url else None
     if span is not None:
-        text = text.replace(f":{url[slice(*span)]}@", ":***@")
+        secret = path_form = url[slice(*span)]
+        while (shorter := path_form.replace("//", "/").replace("/./", "/")) != path_form:  # as a path writes it
+            path_form = shorter
+        for form in {secret, path_form}:
+            text = text.replace(f":{form}@", ":***@")
     for found in PASSWORD_QUERY.finditer(url):
-        text = text.replace(found[0], found[1] + "***")
+        if found[2]:  # an empty one is shown as '***' already (display_url), and would become '******'
+            text = text.replace(found[0], found[1] + "***")
     return text

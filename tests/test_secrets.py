@@ -102,6 +102,19 @@ def test_a_word_that_equals_a_typed_password_is_left_as_written() -> None:
     assert masked_as_typed("study 'postgres' not found", url) == "study 'postgres' not found"
     assert secret_arguments(["--storage", url, "cnn", "postgresql://postgres@h/db", "x?password=p"]) == \
         (url, "x?password=p")
+    # A study name is no URL (it was shown as 'bypass=***'); an empty query password was shown as '******'.
+    assert secret_arguments(["--study-name", "bypass=1"]) == ()
+    empty = "sqlite:////tmp/x.db?password="
+    assert masked_as_typed(f"storage {display_url(empty)!r}: no such file", empty) == \
+        "storage 'sqlite:////tmp/x.db?password=***': no such file"
+
+
+@pytest.mark.parametrize("password", ["a//b", "p/./q", "a/.//./b"])
+def test_a_password_a_path_rewrites_is_masked_as_a_path_writes_it(password: str) -> None:
+    """Taken for a path, 'postgresql://u:a//b@h/db' was quoted as postgresql:/u:a/b@h/db, its password changed."""
+    url = f"postgresql://u:{password}@h/db"
+    assert masked_as_typed(f"{Path(url) / 'train.csv'}: file not found", url) == \
+        "postgresql:/u:***@h/db/train.csv: file not found"
 
 
 def test_driver_errors_keep_their_words_when_the_url_has_a_user_alone() -> None:
