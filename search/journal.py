@@ -1,8 +1,10 @@
 """Optuna's journal file, kept readable after a crash or a full disk cut its last record short."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from typing import Any
 
 import optuna
@@ -53,6 +55,10 @@ class RepairingLock(JournalFileSymlinkLock):
 
     def acquire(self) -> bool:
         """Take the lock, then mend the journal's end."""
+        with contextlib.suppress(OSError):  # a dangling lock an earlier hpsearch left, past its grace period
+            grace = self.grace_period or 0
+            if not os.path.exists(self._lock_file) and time.time() - os.lstat(self._lock_file).st_mtime > grace:
+                os.unlink(self._lock_file)  # Optuna cannot read its age through the link, and waited for ever
         super().acquire()
         try:
             self._drop_broken_tail()

@@ -92,6 +92,14 @@ def test_a_lock_left_on_a_relative_journal_path_is_broken_after_its_grace_period
     acquired.join(timeout=20)
     assert not acquired.is_alive()  # the lock was broken and taken
     waiting.release()
+    # One that an earlier hpsearch left, relative and so dangling: broken too once past its grace period.
+    os.symlink("studies/cnn.log", "studies/cnn.log.lock")
+    os.utime("studies/cnn.log.lock", (0, 0), follow_symlinks=False)
+    acquired = threading.Thread(target=waiting.acquire, daemon=True)
+    acquired.start()
+    acquired.join(timeout=20)
+    assert not acquired.is_alive() and os.path.exists("studies/cnn.log.lock")  # taken: a link that leads somewhere
+    waiting.release()
 
 
 @pytest.mark.parametrize("lost_race", [
