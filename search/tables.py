@@ -31,6 +31,12 @@ def whole_numbers(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     return frame
 
 
+def _measured(record: TrialRecord, column: str) -> bool:
+    """Whether the record's value of `column` was measured: seconds and best epoch need an epoch, a size a model."""
+    return bool(record.history) if column in ("train_seconds", "best_epoch") else \
+        bool(record.n_params) if column == "n_params" else True
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, seconds, size, best epoch, failure reason and params; in an
     accuracy-time study, `pareto` marks the trials of the Pareto front with a *, beside their steady seconds; in a
@@ -64,10 +70,11 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             record.fail_reason = f"{STALE} (not retried again)"
     for column in RECORD_COLUMNS:
         # What a trial measured is blank until it ends (a waiting trial showed 0.000 seconds and 0 params), and
-        # where it was never written: a trial failed before it ran, or an orphan whose process died before its last
-        # writes, showed the record's defaults as if measured. A stale trial's fail_reason is said above, unwritten.
+        # where it measured nothing: a trial failed before it ran, an orphan whose process died before its last
+        # writes, or one stopped before its first epoch (or its model) showed 0 s, 0 params and best epoch 0 as if
+        # measured. A stale trial's fail_reason is said above, unwritten.
         values = [getattr(record, column) if (trial.state.is_finished() or column in ENQUEUED) and
-                  (column in trial.user_attrs or column == "fail_reason") else None
+                  (column in trial.user_attrs or column == "fail_reason") and _measured(record, column) else None
                   for trial, record in zip(trials, recorded, strict=True)]
         if any(values):  # a column nobody filled in (e.g. no failures) is left out
             out[column] = values

@@ -369,7 +369,7 @@ def test_a_waiting_trial_shows_no_measurements_yet() -> None:
     """An enqueued notebook model showed 0.000 seconds and 0 params in `hpsearch trials` before it ran."""
     study = optuna.create_study(direction="maximize")
     study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=0.5, user_attrs={
-        "train_seconds": 1.5, "n_params": 10, "best_epoch": 1}))
+        "train_seconds": 1.5, "n_params": 10, "best_epoch": 1, "history": [{"epoch": 1, "val_accuracy": 0.5}]}))
     study.enqueue_trial({}, user_attrs=records.enqueued(seed_model="model5"))
     table = trials_frame(study)
     assert list(table["state"]) == ["COMPLETE", "WAITING"] and list(table["seed_model"]) == ["", "model5"]
@@ -378,10 +378,13 @@ def test_a_waiting_trial_shows_no_measurements_yet() -> None:
     # never came): it showed 0.000 seconds, 0 params and best epoch 0 as if measured.
     search.owners.fail(study, study.trials[1], "left waiting by an interrupted replay of other models")
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"worker": "h:1", "history": []}))
+    # Nor one stopped before its first epoch, whose zeros were written (interrupted while its model was built).
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={
+        "history": [], "train_seconds": 0.0, "n_params": 0, "best_epoch": 0, "fail_reason": "interrupted"}))
     table = trials_frame(study)
-    assert list(table["state"]) == ["COMPLETE", "FAIL", "FAIL"]
+    assert list(table["state"]) == ["COMPLETE", "FAIL", "FAIL", "FAIL"]
     assert [list(table[column]) for column in ("train_seconds", "n_params", "best_epoch")] == [
-        [1.5, "", ""], [10, "", ""], [1, "", ""]]
+        [1.5, "", "", ""], [10, "", "", ""], [1, "", "", ""]]
 
 
 def test_the_trials_table_keeps_whole_params_whole_beside_a_trial_without_params() -> None:
