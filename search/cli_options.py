@@ -14,9 +14,10 @@ from typer.core import TyperGroup
 
 import spaces
 from search.console import Console, emit
-from search.errors import UserError, exception_chain
+from search.errors import UserError
 from search.masking import redact, secret_arguments
-from search.signals import interrupt_received, sigterm_as_interrupt
+from search.signals import interrupted as was_interrupted
+from search.signals import sigterm_as_interrupt
 
 if TYPE_CHECKING:
     import optuna
@@ -83,13 +84,10 @@ def user_errors(interrupted: str = RESUMABLE, console: Console | None = None) ->
     with sigterm_as_interrupt():
         try:
             yield
-        except KeyboardInterrupt:
-            console.warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            # Ctrl-C inside a library that then failed on its own (Optuna recording a trial: UnboundLocalError, a
-            # journal lock: FileNotFoundError), or any error once one came: as Ctrl-C, not a traceback and exit 1.
-            if interrupt_received() or any(isinstance(link, KeyboardInterrupt) for link in exception_chain(exc)):
+        except (KeyboardInterrupt, Exception) as exc:
+            # Also Ctrl-C inside a library that then failed on its own (Optuna recording a trial: UnboundLocalError,
+            # a journal lock: FileNotFoundError), or any error once one came: as Ctrl-C, not a traceback and exit 1.
+            if was_interrupted(exc):
                 console.warn(f"interrupted: {interrupted}" if interrupted else "interrupted")
                 raise typer.Exit(130) from None
             if isinstance(exc, (UserError, spaces.UnknownArchitecture)):

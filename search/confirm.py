@@ -28,8 +28,9 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
     # process confirms those of its own, and says how to confirm the others. A trial with all its seeds run needs
     # no backend (a rerun after a confirm on each backend refused, or said to confirm one already confirmed).
     done = {number: set(confirmation.seeds) for number, confirmation in confirmations(study).items()}
-    chosen = [trial for trial in chosen if not set(range(TrialRecord.of(trial).seed, TrialRecord.of(trial).seed +
-                                                         seeds)) <= done.get(trial.number, set())]  # runs missing
+    first = {trial.number: TrialRecord.of(trial).seed for trial in chosen}  # each trial's own seed, run first
+    chosen = [trial for trial in chosen  # those with runs missing
+              if not set(range(first[trial.number], first[trial.number] + seeds)) <= done.get(trial.number, set())]
     elsewhere = [trial for trial in chosen if other_backend_note(trial, backend)]
     if elsewhere and elsewhere == chosen:
         raise UserError(f"{other_backend_note(chosen[0], backend)}. confirm adds seeds to the trial's own run, so it "

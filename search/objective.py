@@ -27,10 +27,10 @@ from search.callbacks import (
 )
 from search.config import PRECISIONS
 from search.data import Dataset
-from search.errors import UserError, exception_chain
+from search.errors import UserError
 from search.records import RetrainPlan
 from search.runtime import device_name
-from search.signals import interrupt_received, raise_if_interrupted
+from search.signals import interrupted, raise_if_interrupted
 from spaces._blocks import make_callbacks, make_loss, make_optimizer
 from spaces._common import Params
 from spaces._levers import training_steps
@@ -160,15 +160,6 @@ def resident_mb() -> float:
     except (OSError, IndexError, ValueError):
         return 0.0
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-
-
-def interrupted(exc: BaseException) -> bool:
-    """Whether exc is Ctrl-C (or a worker's SIGTERM), or an error raised while a library was handling one, or any
-    error after one came (search.signals: TensorFlow may turn it into pybind11's "error_already_set: MISMATCH").
-
-    Optuna's journal lock turns an interrupt that lands in its release into FileNotFoundError; the study's
-    catch=(Exception,) would then fail the trial and go on to the next one instead of stopping."""
-    return any(isinstance(link, KeyboardInterrupt) for link in exception_chain(exc)) or interrupt_received()
 
 
 def _reason(exc: BaseException) -> str:

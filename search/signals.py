@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
+from search.errors import exception_chain
+
 # The interrupts received within sigterm_as_interrupt's outermost block: Python drops an exception raised in a
 # garbage collector's callback ("Exception ignored in ..."), so a Ctrl-C that landed in Keras' clear_session was lost
 # and the study trained on; TensorFlow may turn one into another error (pybind11's "error_already_set: MISMATCH").
@@ -35,6 +37,15 @@ def raise_if_interrupted() -> None:
         raise KeyboardInterrupt
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether exc is Ctrl-C (or a worker's SIGTERM), or an error raised while a library was handling one, or any
+    error after one came (interrupt_received: TensorFlow may turn it into pybind11's "error_already_set: MISMATCH").
+
+    Optuna's journal lock turns an interrupt that lands in its release into FileNotFoundError; the study's
+    catch=(Exception,) would then fail the trial and go on to the next one instead of stopping."""
+    return any(isinstance(link, KeyboardInterrupt) for link in exception_chain(exc)) or interrupt_received()
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM stops the process the way Ctrl-C does (a trial is recorded as interrupted, a
@@ -45,8 +56,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    taken = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN
-             or sig == signal.SIGTERM]
+    taken = [signal.SIGTERM, *([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])]
     previous = {sig: signal.signal(sig, _interrupt) for sig in taken}
     previous_hook, sys.unraisablehook = sys.unraisablehook, functools.partial(_unraisable, sys.unraisablehook)
     _depth += 1

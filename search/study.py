@@ -20,6 +20,7 @@ from search.data import Dataset, image_size_text, load_dataset, parse_image_size
 from search.errors import NoStudies, UserError
 from search.records import FINISHED, StudyRecord, TrialRecord, replay_scale, require_made_here
 from search.sampling import FirstTrialSeeded, make_pruner
+from search.signals import interrupted
 from search.storage import lost_reason, open_storage, storage_loss_said
 from spaces.param_names import stored_params
 
@@ -192,7 +193,7 @@ def run_worker(config: StudyConfig, quota: int, data: Dataset | None = None,
                study: optuna.Study | None = None) -> WorkerQuota:
     """Run trials in this process until `quota` of them finish (or the failure/time limit, or a callback);
     `study` is the caller's opened study where it has one, so it is not opened twice."""
-    from search.objective import interrupted, make_objective  # imports Keras: only once the backend is chosen
+    from search.objective import make_objective  # imports Keras: only once the backend is chosen
 
     data = data or load_dataset(Path(config.data_dir), config.subset, parse_image_size(config.image_size))
     study = study or open_study(config, data)

@@ -33,8 +33,9 @@ def whole_numbers(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
 
 def _measured(record: TrialRecord, column: str) -> bool:
     """Whether the record's value of `column` was measured: seconds and best epoch need an epoch, a size a model."""
-    return bool(record.history) if column in ("train_seconds", "best_epoch") else \
-        bool(record.n_params) if column == "n_params" else True
+    if column in ("train_seconds", "best_epoch"):
+        return bool(record.history)
+    return bool(record.n_params) if column == "n_params" else True
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 import search.objective
+import search.signals
 import spaces
 from search.cli import app
 from search.runner import TRIALS_PER_PROCESS, run_study
@@ -156,9 +157,9 @@ def _raised_while_interrupted(cause: BaseException | None) -> BaseException:
 
 
 def test_an_interrupt_is_found_anywhere_in_an_error_chain() -> None:
-    assert search.objective.interrupted(_raised_while_interrupted(OSError("rename failed")))  # cause and context
-    assert search.objective.interrupted(_raised_while_interrupted(None))
-    assert not search.objective.interrupted(RuntimeError("the GPU fell off the bus"))
+    assert search.signals.interrupted(_raised_while_interrupted(OSError("rename failed")))  # cause and context
+    assert search.signals.interrupted(_raised_while_interrupted(None))
+    assert not search.signals.interrupted(RuntimeError("the GPU fell off the bus"))
 
 
 def test_memory_does_not_grow_across_trials(tiny_data: Path, tmp_path: Path) -> None:
