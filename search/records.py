@@ -38,7 +38,8 @@ class StudyRecord:
     levers: bool = True  # the search space holds the accuracy levers (spaces._levers); False: --no-levers
     data_dir: str = ""  # the --data folder (absolute) the study was made with: export-best's default, not identity
     # Every run on a study must beat and judge heartbeats alike: a run with 10-second beats failed the live trial
-    # of a run with 60-second ones as stale after 30 s, and that run then crashed on telling it.
+    # of a run with 60-second ones as stale after 30 s, and that run then crashed on telling it. None: a storage
+    # without heartbeats (Optuna's journal), where a run's --heartbeat is moot and never refused.
     heartbeat_seconds: int | None = None
     # Checked in this order: the data's fingerprint last, as a changed subset or image size changes it too.
     IDENTITY: ClassVar[tuple[str, ...]] = ("arch", "label_set", "split", "subset", "image_size", "objective",
@@ -63,7 +64,7 @@ class StudyRecord:
         attrs = study.user_attrs
         mine = {**asdict(self), "class_names": list(self.class_names)}
         for key in self.IDENTITY:
-            if key not in attrs or attrs[key] == mine[key]:
+            if key not in attrs or attrs[key] == mine[key] or (key == "heartbeat_seconds" and mine[key] is None):
                 continue
             held, fix = attrs[key], "choose another --study-name"
             if key == "data_fingerprint":

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import spaces
 from search import records
-from search.config import DIRECTIONS, StudyConfig
+from search.config import DIRECTIONS, JOURNAL_PREFIX, StudyConfig
 from search.console import Console
 from search.data import Dataset, image_size_text, load_dataset, parse_image_size
 from search.errors import NoStudies, UserError
@@ -58,7 +58,9 @@ def open_study(config: StudyConfig, data: Dataset, *, checked: bool = False,
     StudyRecord(arch=config.arch, data_fingerprint=data.fingerprint, label_set=data.label_set, subset=config.subset,
                 image_size=image_size_text(config.image_size), class_names=tuple(data.class_names),
                 objective=config.objective, levers=config.levers,
-                data_dir=str(Path(config.data_dir).resolve()), heartbeat_seconds=config.heartbeat_seconds).attach(study)
+                data_dir=str(Path(config.data_dir).resolve()),
+                heartbeat_seconds=None if config.storage.startswith(JOURNAL_PREFIX) else config.heartbeat_seconds,
+                ).attach(study)
     optuna.storages.fail_stale_trials(study)
     study.sampler = FirstTrialSeeded(config.sampler, config.seed)
     return study
@@ -104,7 +106,7 @@ def resumed_settings(url: str, name: str, given: dict[str, Any]) -> tuple[dict[s
                               "image_size": record.image_size, "levers": record.levers}
     if record.data_dir and Path(record.data_dir).is_dir():
         stored = {"data_dir": record.data_dir, **stored}  # said first
-    if record.heartbeat_seconds is not None:  # recorded since heartbeats must match
+    if record.heartbeat_seconds is not None and not url.startswith(JOURNAL_PREFIX):  # a journal's beat is moot
         stored["heartbeat_seconds"] = record.heartbeat_seconds
     taken = {key: value for key, value in stored.items() if key in given and key not in chosen}
     defaults, said = StudyConfig(arch=record.arch), []

@@ -20,7 +20,7 @@ from search.errors import UserError
 from search.objective import make_objective
 from search.runner import run_study
 from search.storage import open_storage
-from search.study import StudyConfig, enqueue_seed_models, enqueue_warm_start
+from search.study import StudyConfig, enqueue_seed_models, enqueue_warm_start, open_study
 from spaces.param_names import model_params, stored_params
 
 HISTORY_KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "ended_at"}
@@ -51,6 +51,20 @@ def test_a_study_records_history_and_time(arch: str, tiny_data: Path, sqlite_url
         assert attrs["backend"] == "tensorflow" and attrs["device"] == "cpu"
         assert trial.value == pytest.approx(attrs["history"][0]["val_accuracy"])
     assert study.user_attrs["arch"] == arch and study.user_attrs["label_set"] == "fashion5"
+
+
+def test_a_journal_study_resumes_with_another_heartbeat(tiny_data: Path, tmp_path: Path, sqlite_url: str) -> None:
+    """A journal has no heartbeats, so --heartbeat changes nothing there: a resume with another one was refused
+    ("was made with --heartbeat 2"), also for journal studies recorded before; SQLite still holds its runs to one."""
+    data = load_dataset(tiny_data, subset=100)
+    journal = f"journal:///{tmp_path / 'journal.log'}"
+    open_study(_config(tiny_data, journal, subset=100), data)
+    _study(journal, "lenet").set_user_attr("heartbeat_seconds", 2)  # as recorded before
+    study = open_study(_config(tiny_data, journal, subset=100, heartbeat_seconds=30), data)
+    assert study.user_attrs["heartbeat_seconds"] == 2
+    open_study(_config(tiny_data, sqlite_url, subset=100), data)
+    with pytest.raises(UserError, match="was made with --heartbeat 2, this run has --heartbeat 30"):
+        open_study(_config(tiny_data, sqlite_url, subset=100, heartbeat_seconds=30), data)
 
 
 def test_rerun_resumes_without_repeating_finished_trials(tiny_data: Path, sqlite_url: str) -> None:
