@@ -5,6 +5,7 @@ Only building and training import this module, and Keras with it: the search spa
 spaces._levers) and each architecture's tables are read without Keras, by `hpsearch report` for one."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -80,8 +81,8 @@ def model_input(input_shape: Sequence[int], size: int,
     the model to at least size x size.
 
     `size` is the smallest side the architecture's layers take (its INPUT_SIZE): a smaller height or
-    width is resized up to it, larger ones are kept (pass --image-size to shrink big images). Augmentation
-    runs before the upscaling, on fewer pixels."""
+    width is resized up to it, larger ones are kept (pass --image-size to shrink big images; `flattened` keeps
+    the dense head's size). Augmentation runs before the upscaling, on fewer pixels."""
     height, width, _ = input_shape
     inputs = keras.Input(tuple(input_shape))
     x = inputs
@@ -90,6 +91,21 @@ def model_input(input_shape: Sequence[int], size: int,
     target = (max(height, size), max(width, size))
     x = x if target == (height, width) else layers.Resizing(*target)(x)
     return inputs, x
+
+
+def flattened(x: keras.KerasTensor, input_shape: Sequence[int], size: int) -> keras.KerasTensor:
+    """The last feature map flattened for the dense head, average-pooled first to about the grid it has when the
+    input is size x size (the architecture's INPUT_SIZE), as torchvision's VGG and AlexNet pool to 7x7.
+
+    Without it the dense head grew with the image's area: a folder of 224x224 photos gave AlexNet 676M parameters
+    and the CNN 206M (3.9M at 28x28). Inputs up to size x size (all of the notebook's) are left as they were."""
+    _, map_height, map_width, _ = x.shape
+    height, width = (max(side, size) for side in input_shape[:2])  # model_input upscales smaller sides to size
+    # Each side scales with the input: the grid at `size` (rounded up) is that side times size / input side.
+    grid = (min(map_height, math.ceil(map_height * size / height)), min(map_width, math.ceil(map_width * size / width)))
+    if grid != (map_height, map_width):
+        x = layers.AdaptiveAveragePooling2D(grid)(x)
+    return layers.Flatten()(x)
 
 
 def activation(params: Params) -> layers.Layer:

@@ -59,7 +59,7 @@ def suggest_activation(trial: Any, choices: Sequence[str] = ACTIVATIONS) -> Para
 
 
 def suggest_dropout(trial: Any) -> Params:
-    """Sample the dropout rate applied after pooling blocks and dense layers."""
+    """Sample the dropout rate of the blocks and dense layers that use it (each builder says where)."""
     return {"dropout": trial.suggest_float("dropout", 0.0, 0.6, step=0.05)}
 
 

@@ -1,4 +1,4 @@
-"""AlexNet: five convolutions (96@11x11 first) with overlapping max-pools, on images resized to 48x48."""
+"""AlexNet: five convolutions (96@11x11 first) with overlapping max-pools, on images resized up to at least 48x48."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -55,11 +55,11 @@ def suggest(trial: Any, levers: bool = True) -> Params:
 
 
 def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """Build the AlexNet described by params (uncompiled); the input is resized to 48x48 inside."""
+    """Build the AlexNet described by params (uncompiled); a smaller input is resized up to 48x48 inside."""
     import keras
     from keras import layers
 
-    from spaces._blocks import classifier_head, conv_block, model_input
+    from spaces._blocks import classifier_head, conv_block, flattened, model_input
 
     inputs, x = model_input(input_shape, INPUT_SIZE, params)
     for filters, kernel, padding, pool in LAYERS:
@@ -67,5 +67,5 @@ def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> ker
         if pool:
             x = layers.MaxPooling2D(3, strides=2)(x)
     units = params["dense_units"]
-    outputs = classifier_head(layers.Flatten()(x), [units, units], params, num_classes)
+    outputs = classifier_head(flattened(x, input_shape, INPUT_SIZE), [units, units], params, num_classes)
     return keras.Model(inputs, outputs, name=NAME)

@@ -96,7 +96,7 @@ def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> ker
     import keras
     from keras import layers
 
-    from spaces._blocks import batch_normalization, classifier_head, conv_block, model_input
+    from spaces._blocks import batch_normalization, classifier_head, conv_block, flattened, model_input
 
     inputs, x = model_input(input_shape, INPUT_SIZE, params)
     notebook_bn = params["batch_norm"] and params["batch_norm_layout"] == "notebook"
@@ -110,7 +110,7 @@ def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> ker
         x = layers.Dropout(params["dropout"])(x)
         if notebook_bn and block in _NOTEBOOK_BN_AFTER_BLOCK:
             x = batch_normalization(params)(x)
-    outputs = classifier_head(layers.Flatten()(x), [params["dense_units"]], params, num_classes,
+    outputs = classifier_head(flattened(x, input_shape, INPUT_SIZE), [params["dense_units"]], params, num_classes,
                               dropout=params["head_dropout"],
                               leaky_after=HEAD_LEAKY_SLOPE if params["head_leaky_relu"] else None)
     return keras.Model(inputs, outputs, name=NAME)

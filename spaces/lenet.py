@@ -65,7 +65,7 @@ def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> ker
     import keras
     from keras import layers
 
-    from spaces._blocks import classifier_head, conv_block, model_input
+    from spaces._blocks import classifier_head, conv_block, flattened, model_input
 
     layout = VARIANTS[params["variant"]]
     pool = getattr(layers, _POOLING[params["pooling"]])
@@ -75,5 +75,5 @@ def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> ker
     x = pool(2, strides=layout["first_pool_strides"])(x)
     x = conv_block(x, second, 5, params, padding="valid")
     x = layers.Dropout(params["dropout"])(pool(2)(x))
-    outputs = classifier_head(layers.Flatten()(x), layout["dense"], params, num_classes)
+    outputs = classifier_head(flattened(x, input_shape, INPUT_SIZE), layout["dense"], params, num_classes)
     return keras.Model(inputs, outputs, name=NAME)

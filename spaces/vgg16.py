@@ -1,4 +1,4 @@
-"""VGG: stacks of 3x3 convolutions between max-pools, on images resized to 48x48; depth from a table."""
+"""VGG: stacks of 3x3 convolutions between max-pools, on images resized up to at least 48x48; depth from a table."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -56,15 +56,15 @@ def suggest(trial: Any, levers: bool = True) -> Params:
 
 
 def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """Build the VGG described by params (uncompiled); the input is resized to 48x48 inside."""
+    """Build the VGG described by params (uncompiled); a smaller input is resized up to 48x48 inside."""
     import keras
     from keras import layers
 
-    from spaces._blocks import classifier_head, conv_block, model_input
+    from spaces._blocks import classifier_head, conv_block, flattened, model_input
 
     inputs, x = model_input(input_shape, INPUT_SIZE, params)
     for item in CFGS[params["depth"]]:
         x = layers.MaxPooling2D()(x) if item == "M" else conv_block(x, int(item), 3, params)
     units = params["dense_units"]
-    outputs = classifier_head(layers.Flatten()(x), [units, units], params, num_classes)
+    outputs = classifier_head(flattened(x, input_shape, INPUT_SIZE), [units, units], params, num_classes)
     return keras.Model(inputs, outputs, name=NAME)

@@ -81,6 +81,20 @@ def test_large_input_models_resize_inside(name: str) -> None:
     assert model.layers[1].__class__.__name__ == "Resizing"
 
 
+@pytest.mark.parametrize("name", spaces.names())
+def test_large_images_keep_the_dense_head_about_its_own_size(name: str) -> None:
+    """A folder of 224x224 photos gave AlexNet 676M parameters and the CNN 206M (3.9M at 28x28): the dense head
+    grew with the image's area. The last feature map is now pooled to about its grid at the architecture's own
+    INPUT_SIZE (rounded up, so up to twice the parameters), and such a model trains."""
+    arch = spaces.get(name)
+    own = arch.build(arch.DEFAULT, (arch.INPUT_SIZE, arch.INPUT_SIZE, 3), 5).count_params()
+    model = arch.build(arch.DEFAULT, (120, 100, 3), 5)
+    assert own <= model.count_params() <= 2 * own
+    if any(isinstance(layer, keras.layers.AdaptiveAveragePooling2D) for layer in model.layers):  # not ResNet's
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        assert np.isfinite(model.train_on_batch(np.ones((2, 120, 100, 3), np.float32), np.array([0, 4])))
+
+
 # The notebook's training settings, read off its code cells: (optimizer, learning rate, batch, epochs, ReduceLR).
 SGD_N = ("sgd_nesterov", 0.01)
 NOTEBOOK_TRAINING = {
