@@ -15,6 +15,10 @@ from search.errors import UserError
 
 # The backends hpsearch is tested on (Keras also has torch; nothing here tests it, so it is not offered).
 BACKENDS = ("tensorflow", "jax")
+# How to install each backend (the project's extras; TensorFlow comes with the project, so only a pinned-out one
+# is missing).
+INSTALL = {"tensorflow": "pip install tensorflow-cpu (a GPU machine: pip install -e '.[gpu]' and --backend jax)",
+           "jax": "pip install -e '.[jax]' (on an NVIDIA GPU: '.[gpu]')"}
 # Modules that JAX's CUDA builds install (`pip install 'jax[cuda13]'` or cuda12): their presence, not an
 # import of JAX, tells that JAX can use an NVIDIA GPU.
 JAX_CUDA_MODULES = ("jax_cuda13_plugin", "jax_cuda12_plugin")
@@ -57,9 +61,12 @@ def chosen_backend(name: str | None) -> str:
     checked, without importing Keras."""
     # An empty --backend is refused, not taken as the default (an unset shell variable, most likely).
     chosen = name if name is not None else os.environ.get("KERAS_BACKEND") or default_backend()
+    given = "" if name is not None or not os.environ.get("KERAS_BACKEND") else \
+        " (from $KERAS_BACKEND; --backend overrides it)"
     if chosen not in BACKENDS:
-        given = "" if name is not None else " (from $KERAS_BACKEND; --backend overrides it)"
         raise UserError(f"unknown backend {chosen!r}{given}; valid: {', '.join(BACKENDS)}")
+    if not _installed(chosen):  # else Keras' import died with a 70-line traceback
+        raise UserError(f"backend {chosen!r}{given} is not installed here; install it with {INSTALL[chosen]}")
     return chosen
 
 

@@ -106,6 +106,26 @@ def test_an_unknown_backend_from_the_environment_says_where_it_came_from(monkeyp
         runtime.chosen_backend("theano")
 
 
+def test_a_backend_not_installed_is_one_line_before_anything_is_written(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    """--backend jax (or KERAS_BACKEND=jax) without JAX installed ended in Keras' 72-line import traceback, exit 1."""
+    from typer.testing import CliRunner
+
+    from search.cli import app
+
+    monkeypatch.setattr(runtime, "_installed", lambda module: module != "jax")
+    with pytest.raises(UserError, match=r"backend 'jax' is not installed here; install it with pip install -e "):
+        runtime.chosen_backend("jax")
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    with pytest.raises(UserError, match=r"backend 'jax' \(from \$KERAS_BACKEND; --backend overrides it\) is not"):
+        runtime.chosen_backend(None)
+    storage = tmp_path / "db.sqlite"
+    result = CliRunner().invoke(app, ["study", "lenet", "--data", str(tmp_path), "--storage", f"sqlite:///{storage}"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert "backend 'jax' (from $KERAS_BACKEND; --backend overrides it) is not installed here" in result.stderr
+    assert not storage.exists()
+
+
 def test_native_stderr_is_hidden_unless_the_block_fails(capfd: pytest.CaptureFixture[str]) -> None:
     """Keras' native start-up lines stay off the terminal; a failed import shows them (its diagnostics)."""
     with runtime._native_stderr_captured():
