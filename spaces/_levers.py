@@ -47,11 +47,16 @@ def _given(trial: Any) -> dict[str, Any] | None:
     return None
 
 
+def handed(trial: Any, name: str) -> bool:
+    """Whether the trial was handed a value for param `name` (a notebook model, the warm start, a replay)."""
+    given = _given(trial)
+    return given is not None and name in given
+
+
 def asks(trial: Any, name: str) -> bool:
     """Whether to ask the trial for lever `name`: a trial handed params without it (a notebook model, the warm
     start, a replay) runs as given, with the lever off and not recorded."""
-    given = _given(trial)
-    return given is None or name in given
+    return _given(trial) is None or handed(trial, name)
 
 
 def _suggest_range(trial: Any, name: str, spec: tuple[float, float, float]) -> float:

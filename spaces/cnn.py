@@ -11,6 +11,7 @@ from spaces._common import (
     suggest_dropout,
     suggest_training,
 )
+from spaces._levers import handed
 from spaces._notebook import NotebookModel, Reported, seed_params
 
 if TYPE_CHECKING:
@@ -78,9 +79,18 @@ def suggest(trial: Any, levers: bool = True) -> Params:
         "dense_units": trial.suggest_categorical("dense_units", (128, 256, 512)),
         **suggest_dropout(trial),
         "head_dropout": trial.suggest_float("head_dropout", 0.0, 0.6, step=0.05),
-        "head_leaky_relu": trial.suggest_categorical("head_leaky_relu", (False, True)),
-        **_suggest_batch_norm_layout(trial), **suggest_activation(trial), **suggest_training(trial, levers),
+        **_suggest_batch_norm_layout(trial), **_suggest_activation_and_head(trial), **suggest_training(trial, levers),
     }
+
+
+def _suggest_activation_and_head(trial: Any) -> Params:
+    """Sample the activation and, where it changes the model, the LeakyReLU after the head's dense layer: after
+    a leaky_relu activation. After relu it is the identity (model 4's own), which to the sampler was a dimension
+    of noise; a trial handed it (model 4, the warm start) keeps it as given."""
+    params = suggest_activation(trial)
+    if params["activation"] == "leaky_relu" or handed(trial, "head_leaky_relu"):
+        params["head_leaky_relu"] = trial.suggest_categorical("head_leaky_relu", (False, True))
+    return params
 
 
 def _suggest_batch_norm_layout(trial: Any) -> Params:
@@ -99,7 +109,9 @@ def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> ker
     from spaces._blocks import batch_normalization, classifier_head, conv_block, flattened, model_input
 
     inputs, x = model_input(input_shape, INPUT_SIZE, params)
-    notebook_bn = params["batch_norm"] and params["batch_norm_layout"] == "notebook"
+    # A param missing is the space's first form, which had none of these (trials stored before 2026-11-25): BN
+    # before each activation, the head's dropout the blocks', no head LeakyReLU (also where relu makes it moot).
+    notebook_bn = params["batch_norm"] and params.get("batch_norm_layout") == "notebook"
     blocks = ((params["filters1"], params["kernel1"]), (params["filters2"], params["kernel2"]))
     for block, (filters, kernel) in enumerate(blocks):
         for conv in range(2):
@@ -111,6 +123,6 @@ def build(params: Params, input_shape: tuple[int, ...], num_classes: int) -> ker
         if notebook_bn and block in _NOTEBOOK_BN_AFTER_BLOCK:
             x = batch_normalization(params)(x)
     outputs = classifier_head(flattened(x, input_shape, INPUT_SIZE), [params["dense_units"]], params, num_classes,
-                              dropout=params["head_dropout"],
-                              leaky_after=HEAD_LEAKY_SLOPE if params["head_leaky_relu"] else None)
+                              dropout=params.get("head_dropout", params["dropout"]),
+                              leaky_after=HEAD_LEAKY_SLOPE if params.get("head_leaky_relu") else None)
     return keras.Model(inputs, outputs, name=NAME)

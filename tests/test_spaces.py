@@ -149,6 +149,32 @@ def test_cnn_layer_differences_are_the_notebooks() -> None:
     assert model7[15:17] == [bn, "Flatten"]
 
 
+def test_cnn_samples_the_head_leaky_relu_only_where_it_changes_the_model() -> None:
+    """After a relu Dense layer a LeakyReLU is the identity: sampled there, it was a dimension of pure noise to TPE
+    in half the CNN's trials. A trial handed it (notebook model 4, after relu) keeps it."""
+    cnn = spaces.get("cnn")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trials = [study.ask() for _ in range(20)]
+    for trial in trials:
+        cnn.suggest(trial)
+    assert {trial.params["activation"] for trial in trials} == {"relu", "leaky_relu"}
+    assert all(("head_leaky_relu" in trial.params) == (trial.params["activation"] == "leaky_relu")
+               for trial in trials)
+    assert cnn.suggest(optuna.trial.FixedTrial(stored_params(cnn.SEED_MODELS["model4"])))["head_leaky_relu"]
+
+
+def test_a_cnn_trial_stored_before_the_head_params_still_builds() -> None:
+    """Trials stored before the CNN's space had head_dropout, head_leaky_relu and batch_norm_layout (2026-11-25)
+    could not be exported or confirmed (KeyError): they build as that space did."""
+    cnn = spaces.get("cnn")
+    old = {key: value for key, value in {**cnn.SEED_MODELS["model1"], "dropout": 0.3, "batch_norm": True,
+                                         "bn_momentum": 0.9}.items()
+           if key not in ("head_dropout", "head_leaky_relu", "batch_norm_layout")}
+    names = _layer_names(model := cnn.build(old, (28, 28, 1), 5))
+    assert names[:3] == ["Conv2D", "BatchNormalization", "Activation"] and "LeakyReLU" not in names
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [0.3, 0.3, 0.3]
+
+
 def test_decayed_sgd_is_keras2_decay_and_plateau_halves_its_base_rate() -> None:
     optimizer = DecayedSGD(0.01, decay=1e-6, momentum=0.9, nesterov=True)
     optimizer.build([keras.Variable(np.zeros(2, "float32"))])
