@@ -85,7 +85,8 @@ def steady_seconds(history: History, epoch: int | None = None) -> float:
 def objectives(history: History, epoch: int | None = None) -> Point:
     """(best val_accuracy, steady training seconds) over the epochs up to `epoch` (all epochs if None)."""
     rows = [row for row in history if epoch is None or row["epoch"] <= epoch]
-    scores = [row["val_accuracy"] for row in rows if row.get("val_accuracy") == row.get("val_accuracy")]
+    scores = [float(row["val_accuracy"]) for row in rows  # NaN (not equal to itself) and missing left out
+              if row.get("val_accuracy") is not None and row["val_accuracy"] == row["val_accuracy"]]
     # A trial with no validation score yet is as bad as accuracy 0 (NaN compares false, and sinks).
     return max(scores, default=0.0), steady_seconds(rows)
 

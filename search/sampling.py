@@ -47,7 +47,8 @@ def make_pruner(kind: str, epochs: int) -> optuna.pruners.BasePruner:
 
 
 class FirstTrialSeeded(optuna.samplers.BaseSampler):
-    """The named sampler (make_sampler), made at this process's first trial and seeded with `seed` plus that
+    """The named sampler (make_sampler), made at the first trial Optuna announces to it in this process (the first
+    this process asks for, or an orphan that `--fail-orphans` fails first) and seeded with `seed` plus that
     trial's number.
 
     The storage hands out trial numbers one at a time, so processes that open a study at once (machines started

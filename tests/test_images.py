@@ -169,10 +169,12 @@ def test_decoded_tree_is_cached_and_invalidated_by_any_change(tmp_path: Path,
     assert other.fingerprint != first.fingerprint
     # A file added to the tree is seen.
     _image(tmp_path / "one" / "train" / "b" / "9.bmp", (8, 8), "L")
-    assert len(load_dataset(tmp_path / "one", val_fraction=0.5).y_train) == 3
+    grown = load_dataset(tmp_path / "one", val_fraction=0.5)
+    assert len(grown.y_train) + len(grown.y_val) == 7 and grown.fingerprint != first.fingerprint
     # A damaged cache is rebuilt.
     (tmp_path / "one" / ".train.images.cache.npz").write_bytes(b"PK\x03\x04garbage")
-    assert len(load_dataset(tmp_path / "one", val_fraction=0.5).y_train) == 3
+    rebuilt = load_dataset(tmp_path / "one", val_fraction=0.5)
+    assert len(rebuilt.y_train) + len(rebuilt.y_val) == 7 and rebuilt.fingerprint == grown.fingerprint
 
 
 def _bad_train(root: Path, case: str) -> str:

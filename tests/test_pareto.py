@@ -54,6 +54,8 @@ def test_objectives_at_the_end_and_at_an_epoch() -> None:
     assert objectives(curve([math.nan, 0.3], [1, 1])) == (0.3, 2.0)
     assert objectives(curve([math.nan], [1])) == (0.0, 1.0)
     assert objectives([]) == (0.0, 0.0)
+    # An epoch whose logs lacked the score (the history keeps only the keys Keras logged): KeyError before.
+    assert objectives([{"epoch": 1, "seconds": 1.0}, {"epoch": 2, "seconds": 1.0, "val_accuracy": None}]) == (0.0, 2.0)
 
 
 def test_steady_seconds_leave_compilation_out() -> None:
