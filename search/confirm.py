@@ -11,6 +11,7 @@ from search.data import Dataset
 from search.errors import UserError
 from search.objective import TrialFailed, check_precision, retrain
 from search.records import TrialRecord, confirmations, other_backend_note, retrain_plan, save_confirmation
+from search.runtime import device_name, slow_loop_note
 from search.tables import confirmation_table
 from search.winners import value_of
 
@@ -46,6 +47,8 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
     # is the best confirmed mean).
     for precision in {plan.precision for plan in plans}:
         check_precision(precision)
+    if note := slow_loop_note(any(plan.device_loop for plan in plans), device_name(), retrain=True):
+        console.warn(note)
     for trial, plan in zip(chosen, plans, strict=True):
         if trial.number not in confirmations(study):
             save_confirmation(study, trial.number, plan.seed, value_of(trial))  # the trial's own run

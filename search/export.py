@@ -20,6 +20,7 @@ from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
 from search.objective import TrialFailed, retrain
 from search.records import RetrainPlan, StudyRecord, TrialRecord, confirmations, other_backend_note, retrain_plan
+from search.runtime import device_name, slow_loop_note
 from search.tables import confirmation_table, confirmed_entry
 from search.winners import accuracy_text, ranked, require_winner, unconfirmed_note, value_of
 
@@ -140,6 +141,8 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
     for trial in members:
         if note := other_backend_note(trial, keras.backend.backend()):
             console.warn(note)
+    if note := slow_loop_note(any(plan.device_loop for plan in plans), device_name(), retrain=True):
+        console.warn(note)
     for trial, plan in zip(run_trials, plans, strict=True):
         # After `confirm`, the winner is chosen by its mean over seeds: say so beside its single run (a Pareto
         # pick, --within, is chosen by its single run).

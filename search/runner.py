@@ -19,7 +19,7 @@ from search.masking import display_url
 from search.overlap import in_forked_process
 from search.owners import fail_orphans, running
 from search.records import confirmations, searched_epochs, seconds_with_compilation, trained_ways, training_way
-from search.runtime import device_name, training_details, training_line, use_backend
+from search.runtime import device_name, slow_loop_note, training_details, training_line, use_backend
 from search.signals import ending, sigterm_as_interrupt
 from search.storage import GRACE_PERIODS, storage_loss_said
 from search.study import count, enqueue_seed_models, enqueue_warm_start, open_study, run_worker
@@ -169,9 +169,8 @@ def _run_study(config: StudyConfig) -> int:
     how = [*training_details(device_loop, config.precision),
            *([f"{min(workers, remaining)} workers"] if min(workers, remaining) > 1 else [])]
     console.say(training_line(device, backend, how))
-    if device_loop and device == "cpu":
-        console.warn("note: on a CPU the on-device loop trains several times slower than model.fit; it is made "
-                     "for GPUs (--no-device-loop)")
+    if note := slow_loop_note(device_loop, device):
+        console.warn(note)
     stopped_because = _run_trials(config, study, data) if remaining > 0 else None
     states = Counter(t.state for t in study.get_trials(deepcopy=False))  # one read of the storage
     finished = states[TrialState.COMPLETE] + states[TrialState.PRUNED]

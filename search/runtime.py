@@ -166,6 +166,15 @@ def training_line(device: str, backend: str, details: Sequence[str] = ()) -> str
     return f"training on {device} ({', '.join([f'Keras backend {backend}', *details])})"
 
 
+def slow_loop_note(device_loop: bool, device: str, *, retrain: bool = False) -> str:
+    """The note that the on-device loop is about to run on a CPU, where it is slow; "" elsewhere or without it.
+    `retrain`: for export-best and confirm, which repeat a trial as it trained (they have no --no-device-loop)."""
+    if not device_loop or device != "cpu":
+        return ""
+    why = "a trial that used it retrains with it, as it trained" if retrain else "--no-device-loop"
+    return f"note: on a CPU the on-device loop trains several times slower than model.fit; it is made for GPUs ({why})"
+
+
 def device_name() -> str:
     """The device Keras computes on, e.g. 'cpu' or the GPU's name."""
     import keras

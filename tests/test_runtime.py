@@ -71,9 +71,9 @@ def test_keras_imports_without_the_packages_training_does_not_need(backend: str)
 
 def test_a_jax_study_needs_neither_tensorflow_nor_pillow(tiny_data: Path, tmp_path: Path) -> None:
     """The GPU image has JAX but no TensorFlow or Pillow: a study on CSV data on its default path (the on-device
-    loop), with Pillow unimportable, trains without importing TensorFlow though it is installed here (Keras'
-    set_random_seed imported it, for 2.5-3 s and its start-up lines on the terminal), and would fail on a new
-    top-level import of Pillow on that path."""
+    loop), and its export, with Pillow unimportable, train without importing TensorFlow though it is installed
+    here (Keras' set_random_seed imported it, for 2.5-3 s and its start-up lines on the terminal), and would fail
+    on a new top-level import of Pillow on that path."""
     if not runtime._installed("jax"):
         pytest.skip("jax is not installed")
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
@@ -82,11 +82,12 @@ def test_a_jax_study_needs_neither_tensorflow_nor_pillow(tiny_data: Path, tmp_pa
         from search.runtime import _not_importable
         with _not_importable(("PIL",)):
             from search.cli import app
-            try:
-                app(["study", "lenet", "--backend", "jax", "--device-loop", "--trials", "1", "--epochs", "1",
-                     "--subset", "50", "--data", {str(tiny_data)!r}, "--storage", {url!r}, "--quiet"])
-            except SystemExit as exit:
-                print("tensorflow imported:", "tensorflow" in sys.modules, "exit", exit.code)
+            for args in (["study", "lenet", "--device-loop", "--trials", "1", "--epochs", "1", "--subset", "50",
+                          "--data", {str(tiny_data)!r}], ["export-best", "lenet", "--out", {str(tmp_path / "best")!r}]):
+                try:
+                    app([*args, "--backend", "jax", "--storage", {url!r}, "--quiet"])
+                except SystemExit as exit:
+                    print("tensorflow imported:", "tensorflow" in sys.modules, "exit", exit.code)
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "KERAS_BACKEND": ""})
@@ -94,8 +95,12 @@ def test_a_jax_study_needs_neither_tensorflow_nor_pillow(tiny_data: Path, tmp_pa
         done.stdout[-500:] + done.stderr[-2000:]
     assert "1 finished trial (" in done.stdout
     assert "oneDNN" not in done.stderr and "absl::InitializeLog" not in done.stderr  # TensorFlow's native lines
-    # The GPU's default path, here on a CPU: said to be slow there (a review waited 57 s for an epoch, unwarned).
-    assert "note: on a CPU the on-device loop trains several times slower than model.fit" in done.stderr
+    # The GPU's default path, here on a CPU: said to be slow there (a review waited 57 s for an epoch, unwarned),
+    # also by export-best, which retrains the trial with it.
+    slow = "note: on a CPU the on-device loop trains several times slower than model.fit; it is made for GPUs"
+    assert done.stderr.count(f"{slow} (--no-device-loop)") == 1, done.stderr
+    assert done.stderr.count(f"{slow} (a trial that used it retrains with it, as it trained)") == 1, done.stderr
+    assert (tmp_path / "best" / "model.keras").is_file()
 
 
 def test_an_unknown_backend_from_the_environment_says_where_it_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
