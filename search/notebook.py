@@ -14,7 +14,7 @@ from search.figures import plot_text
 from search.records import StudyRecord, TrialRecord, replay_scale
 from search.replay import replayed_trials
 from search.tables import whole_numbers
-from search.winners import last_val_accuracy, value_of, winner
+from search.winners import judged_value, last_val_accuracy, value_of, winner
 from spaces._notebook import NOTEBOOK_SETUP, NotebookModel
 
 NOTEBOOK_LABEL_SET = "fashion5"  # the notebook's five classes
@@ -75,7 +75,7 @@ def _search_columns(studies: list[optuna.Study]) -> dict:
     if not best:
         return {}
     study, trial = max(best, key=lambda pair: (StudyRecord.of(pair[0]).label_set == NOTEBOOK_LABEL_SET,
-                                               value_of(pair[1])))
+                                               judged_value(*pair)))
     record = TrialRecord.of(trial)
     # Its accuracy is its best epoch's: said with the epochs and seconds it took to get there (what export-best
     # retrains), not the whole trial's ("0.915 after 30 epochs" of a trial that peaked at epoch 12).

@@ -20,7 +20,15 @@ from search.notebook import glance, glance_figure, glance_lines
 from search.pareto import STEADY_SECONDS
 from search.records import FINISHED, StudyRecord, TrialRecord, is_search
 from search.tables import confirmation_table, confirmed_entry, whole_numbers
-from search.winners import judged_confirmations, pareto_front, seconds_of, shown_accuracy, value_of, winner
+from search.winners import (
+    judged_confirmations,
+    judged_value,
+    pareto_front,
+    seconds_of,
+    shown_accuracy,
+    value_of,
+    winner,
+)
 from spaces.param_names import model_params
 
 
@@ -50,7 +58,7 @@ def summary_row(study: optuna.Study) -> dict:
     history = trial.history or [{}]
     # Layer counts were recorded at training time; a trial recorded before they were shows none.
     layers = {kind: trial.layers.get(kind) for kind in ("conv", "pooling", "dense")}
-    row.update(best_trial=best.number, best_val_accuracy=round(value_of(best), 4),
+    row.update(judged=judged_value(study, best), best_trial=best.number, best_val_accuracy=round(value_of(best), 4),
                best_val_loss=round(history[min(trial.best_epoch or 1, len(history)) - 1].get("val_loss", math.nan), 4),
                best_train_seconds=trial.train_seconds, n_params=trial.n_params, **layers,
                best_params=model_params(best.params))
@@ -63,12 +71,15 @@ WHOLE_COLUMNS = ("complete", "pruned", "failed", "best_trial", "n_params", "conv
 
 
 def comparison(studies: list[optuna.Study]) -> pd.DataFrame:
-    """The comparison table, best architecture first."""
+    """The comparison table, best study first: by its winner's confirmed mean where `confirm` chose it, else by
+    its winner's accuracy (a confirmed study was ranked by its winner's single run, which may be below another
+    of its trials')."""
     rows = [summary_row(s) for s in studies]
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["study", "arch"])  # replays alone: no searches
     whole_numbers(frame, WHOLE_COLUMNS)
-    return frame.sort_values("best_val_accuracy", ascending=False, na_position="last") if \
-        "best_val_accuracy" in frame else frame
+    if "judged" not in frame:
+        return frame
+    return frame.sort_values("judged", ascending=False, na_position="last").drop(columns="judged")
 
 
 def best_curves(studies: list[optuna.Study]) -> pd.DataFrame:

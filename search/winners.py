@@ -75,6 +75,13 @@ def winner(study: optuna.Study, within: float | None = None) -> FrozenTrial | No
     return front[pareto.pick_fastest_within(pareto.trial_points(front), within or 0.0)]
 
 
+def judged_value(study: optuna.Study, trial: FrozenTrial) -> float:
+    """The accuracy a trial is judged by: its mean over seeds where `confirm` judged it, else its value. Studies
+    are compared by their winners' (a winner chosen by its mean may have a lower single run than another trial)."""
+    entry = judged_confirmations(study).get(trial.number)
+    return entry.mean if entry is not None else value_of(trial)
+
+
 def ranked(study: optuna.Study, within: float | None = None) -> list[FrozenTrial]:
     """The complete trials best first: the winner, then the confirmed ones by mean, then the rest by accuracy
     (the members of an `export-best --ensemble K` are the first K)."""

@@ -143,6 +143,26 @@ def test_winner_is_the_best_trial_until_confirm_then_the_best_mean() -> None:
     assert math.isnan(records.Confirmation([1], [0.9]).std)  # one run: its spread is unknown, not 0
 
 
+def test_studies_are_compared_by_their_winners_confirmed_mean() -> None:
+    """After confirm a study's winner is its best mean over seeds, whose single run may be below another study's
+    winner: the report's comparison ranked, and the glance chose, studies by that single run."""
+    from search.notebook import _search_columns
+    from search.report import comparison
+
+    confirmed, plain = (optuna.create_study(direction="maximize", study_name=name) for name in ("confirmed", "plain"))
+    for study in (confirmed, plain):
+        study.set_user_attr("arch", "lenet")
+    number = _trial(confirmed, 0.80)
+    for seed, score in enumerate((0.80, 0.84, 0.86), start=1):
+        save_confirmation(confirmed, number, seed, score)
+    _trial(plain, 0.82)
+    assert winners.judged_value(confirmed, winner(confirmed)) == pytest.approx(0.8333, abs=1e-4)
+    assert winners.judged_value(plain, winner(plain)) == 0.82
+    table = comparison([plain, confirmed])
+    assert list(table["study"]) == ["confirmed", "plain"] and "judged" not in table
+    assert _search_columns([plain, confirmed])["search_study"] == "confirmed"
+
+
 def test_trials_that_beat_the_confirmed_mean_unconfirmed_are_named() -> None:
     study = _study()
     assert winners.unconfirmed_note(study) == ""  # nothing confirmed: the winner is the best single run
