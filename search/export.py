@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -109,6 +110,17 @@ def mirrored_by_default(plans: list[RetrainPlan]) -> bool:
     return all(plan.params.get("augment_flip") for plan in plans)
 
 
+def _readable(value: Any) -> Any:
+    """A JSON value with its floats to 4 significant digits (0.15000000000000002 reads 0.15), for a page."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {key: _readable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_readable(item) for item in value]
+    return value
+
+
 def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, epochs: int | None = None,
                 full_train: bool = False, quiet: bool = False, image_size: str | None = None,
                 force: bool = False, within: float | None = None, ensemble: int = 1, seeds: int = 1,
@@ -209,15 +221,15 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
         if len(runs) > 1:
             what = f"ensemble of trial{'s' * (ensemble > 1)} {numbers}" + (f", {seeds} seeds each" if seeds > 1 else "")
         sections = [Section(f"The exported run (trial {trial.number}): the notebook's six plots", run_figure(history)),
-                    Section(f"Validation confusion matrix of the {what}, accuracy {val_accuracy:.4f}{caveat}",
+                    Section(f"Validation confusion matrix ({what}), accuracy {val_accuracy:.4f}{caveat}",
                             confusion_figure(matrix, data.class_names, "Validation confusion matrix")),
                     *study_sections(study, marked=[t.number for t in members])]
         if len(confirmed_table):
             labelled = confirmed_table.assign(label=[f"trial {n}" for n in confirmed_table["trial"]],
                                             group=study.study_name)
             sections.append(Section("Confirmed configurations", confirmed_figure(labelled)))
-        # Param values come from the storage: escaped like every other value on the page.
-        shown = params.get("ensemble", plan.params)
+        # params.json as a whole (the page showed only the params: no accuracy, seed, epochs or confirmed mean), its
+        # floats shortened for reading; values come from the storage, escaped like every other value on the page.
         write_html(sections, staging / "report.html", f"hpsearch: {plan.arch} study {study.study_name}, {what}",
-                   f"<pre>{html.escape(json.dumps(shown, indent=1))}</pre>")
+                   f"<pre>{html.escape(json.dumps(_readable(params), indent=1, default=int))}</pre>")
     return Export(out_dir, val_accuracy, tuple(out_dir / name for name in EXPORT_FILES if (out_dir / name).exists()))

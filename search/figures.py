@@ -146,7 +146,9 @@ def write_html(sections: Sequence[Section], path: Path, title: str, intro_html: 
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<script>{get_plotlyjs()}</script><style>body{{font-family:sans-serif;margin:2em}}"
             f"table{{border-collapse:collapse;display:block;overflow-x:auto;max-width:100%}}"
-            f"td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head>"
+            f"td,th{{border:1px solid #ccc;padding:2px 6px}}"
+            # The first column names the study: a long name breaks there rather than push the table off-screen.
+            f"td:first-child{{min-width:8em;max-width:30em;overflow-wrap:anywhere}}</style></head>"
             f"<body><h1>{html.escape(title)}</h1>{intro_html}{''.join(parts)}</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     with written_whole(path) as temporary:

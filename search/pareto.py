@@ -70,7 +70,8 @@ _EPS = 1e-6
 
 
 # How charts and tables name steady seconds.
-STEADY_SECONDS = "training seconds (epoch 1 at epoch 2's pace: no compilation)"
+# A trial of one epoch (most pruned ones) keeps its first epoch's seconds, compilation included: said on the axis.
+STEADY_SECONDS = "training seconds (epoch 1 at epoch 2's pace, without compilation, in trials of 2+ epochs)"
 
 
 def steady_seconds(history: History, epoch: int | None = None) -> float:

@@ -99,9 +99,11 @@ def trial_points(studies: list[optuna.Study]) -> pd.DataFrame:
     for s in studies:
         front = {t.number for t in pareto_front(s)} if len(s.directions) > 1 else set()
         rows += [{"study": s.study_name, "arch": StudyRecord.of(s).arch, "trial": t.number, "state": t.state.name,
-                  "val_accuracy": shown_accuracy(t), "steady_seconds": seconds_of(t), "pareto": t.number in front}
+                  "epochs": len(TrialRecord.of(t).history), "val_accuracy": shown_accuracy(t),
+                  "steady_seconds": seconds_of(t), "pareto": t.number in front}
                  for t in s.get_trials(deepcopy=False, states=FINISHED)]
-    return pd.DataFrame(rows, columns=["study", "arch", "trial", "state", "val_accuracy", "steady_seconds", "pareto"])
+    return pd.DataFrame(rows, columns=["study", "arch", "trial", "state", "epochs", "val_accuracy", "steady_seconds",
+                                       "pareto"])
 
 
 def confirmed_points(studies: list[optuna.Study]) -> pd.DataFrame:
@@ -120,15 +122,19 @@ def comparison_sections(curves: pd.DataFrame, points: pd.DataFrame, confirmed: p
     curve_fig = px.line(curves, x="epoch", y="val_accuracy", color="study", markers=True).update_xaxes(
         **epoch_ticks(curves["epoch"]))
     seconds = {"steady_seconds": STEADY_SECONDS}
-    scatter = px.scatter(points, x="steady_seconds", y="val_accuracy", color="arch", symbol="state",
-                         hover_data=["study", "trial"], labels=seconds)
-    sections = [Section("Best learning curve of each architecture", go.Figure(curve_fig)),
-                Section("Validation accuracy vs training time, all trials", go.Figure(scatter))]
+    # By study, not architecture: two studies of one architecture (another objective, other data) looked as one.
+    scatter = px.scatter(points, x="steady_seconds", y="val_accuracy", color="study", symbol="state",
+                         hover_data=["arch", "trial", "epochs"], labels=seconds)
+    figures = [go.Figure(curve_fig), go.Figure(scatter)]
+    sections = [Section("Best learning curve of each study", figures[0]),
+                Section("Validation accuracy vs training time, all trials", figures[1])]
     front = points[points["pareto"].astype(bool)].sort_values("steady_seconds")
     if len(front):  # accuracy-time studies: each front as a staircase from fastest to most accurate
-        fronts = px.line(front, x="steady_seconds", y="val_accuracy", color="study", markers=True, line_shape="hv",
-                         hover_data=["trial"], labels=seconds)
-        sections.append(Section("Pareto fronts of the accuracy-time studies", go.Figure(fronts)))
+        figures.append(go.Figure(px.line(front, x="steady_seconds", y="val_accuracy", color="study", markers=True,
+                                         line_shape="hv", hover_data=["trial"], labels=seconds)))
+        sections.append(Section("Pareto fronts of the accuracy-time studies", figures[-1]))
+    for figure in figures:  # legends of study names below the plot: a long name beside it left the plot 80 px wide
+        figure.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.2})
     if len(confirmed):
         sections.append(Section("Confirmed configurations (hpsearch confirm)", confirmed_figure(confirmed)))
     return sections

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from html import unescape
 from pathlib import Path
 
 import keras
@@ -97,6 +98,12 @@ def test_report_html_is_offline_and_holds_every_figure(exported: Path) -> None:
                   "Optimization history", "Learning curves", "Hyperparameter importances", "Parallel coordinates",
                   "Trial timeline"):
         assert title in html
+    # params.json on the page, not the params alone (no accuracy, seed or epochs were shown), floats shortened.
+    shown = json.loads(unescape(re.search(r"<pre>(.*?)</pre>", html, re.S)[1]))
+    params = json.loads((exported / "params.json").read_text())
+    assert shown.keys() == params.keys() and shown["val_accuracy"] == float(f"{params['val_accuracy']:.4g}")
+    assert (shown["trial"], shown["seed"], shown["epochs"]) == (params["trial"], params["seed"], params["epochs"])
+    assert "of the trial" not in html
 
 
 def test_report_draws_in_headless_chromium(exported: Path) -> None:
@@ -354,6 +361,23 @@ def test_epoch_axes_show_whole_epochs(last: int, step: int) -> None:
             comparison_sections(history.assign(study="s"), trial_points([]), pd.DataFrame())[0].figure.layout.xaxis]
     for axis in axes:
         assert axis.dtick == step and axis.tick0 == (1 if step == 1 else 0)
+
+
+def test_the_comparison_charts_tell_studies_apart_and_keep_their_width() -> None:
+    """Two studies of one architecture (other objectives, other data) were one colour in the all-trials chart; a
+    long study name in a legend beside the plot left the plot about 80 px wide."""
+    from search.report import comparison_sections
+
+    long_name = "lenet " + "x" * 150
+    points = pd.DataFrame({"study": ["lenet", long_name], "arch": "lenet", "trial": 0, "state": "COMPLETE",
+                           "epochs": [1, 2], "val_accuracy": 0.5, "steady_seconds": 1.0, "pareto": [False, True]})
+    curves = pd.DataFrame({"study": ["lenet", long_name], "epoch": 1, "val_accuracy": 0.5})
+    sections = comparison_sections(curves, points, pd.DataFrame())
+    assert len(sections) == 3  # curves, all trials, the one accuracy-time front
+    assert {trace.name.split(",")[0] for trace in sections[1].figure.data} == {"lenet", long_name}
+    for section in sections:
+        assert section.figure.layout.legend.orientation == "h", section.title
+    assert "epochs" in sections[1].figure.data[0].hovertemplate
 
 
 def test_the_report_csv_gives_the_notebook_verdict_only_beside_the_study_it_compared(studies: str,

@@ -55,7 +55,7 @@ def test_charts_draw_names_from_the_storage_and_data_as_text() -> None:
     name = "lr<0.01 & <b>bs</b>>32"
     shown = html.escape(name, quote=False)
     curves = pd.DataFrame({"study": [name], "epoch": [1], "val_accuracy": [0.5]})
-    points = pd.DataFrame({"study": [name], "arch": ["lenet"], "trial": [0], "state": ["COMPLETE"],
+    points = pd.DataFrame({"study": [name], "arch": ["lenet"], "trial": [0], "state": ["COMPLETE"], "epochs": [2],
                            "val_accuracy": [0.5], "steady_seconds": [1.0], "pareto": [True]})
     confirmed = pd.DataFrame({"label": [f"{name} #0"], "group": [name], "mean": [0.5], "std": [0.01]})
     glance = pd.DataFrame({"arch": ["lenet"], **{f"{source}_{column}": [value] for source in ("notebook", "replay",
