@@ -101,6 +101,13 @@ def pareto_figure(study: optuna.Study, marked: Sequence[int] = ()) -> go.Figure:
     return figure
 
 
+def _learning_curves(study: optuna.Study) -> go.Figure:
+    """Optuna's intermediate values (each trial's accuracy per epoch) on an axis of whole epochs."""
+    steps = [step for trial in study.get_trials(deepcopy=False) for step in trial.intermediate_values]
+    return optuna.visualization.plot_intermediate_values(study).update_xaxes(
+        title="epoch", **epoch_ticks(pd.Series(steps, dtype=float)))
+
+
 def study_sections(study: optuna.Study, marked: Sequence[int] = ()) -> list[Section]:
     """Optuna's own plots of a study: history, learning curves, importances, coordinates, timeline; for an
     accuracy-time study the Pareto front first (the `marked` trials ringed), and the rest on accuracy (it reports
@@ -123,7 +130,7 @@ def study_sections(study: optuna.Study, marked: Sequence[int] = ()) -> list[Sect
                  ("Trial timeline and durations", vis.plot_timeline))
     else:
         plots = (("Optimization history", vis.plot_optimization_history),
-                 ("Learning curves of all trials (pruned ones included)", vis.plot_intermediate_values),
+                 ("Learning curves of all trials (pruned ones included)", _learning_curves),
                  ("Hyperparameter importances", vis.plot_param_importances),
                  ("Parallel coordinates", vis.plot_parallel_coordinate),
                  ("Trial timeline and durations", vis.plot_timeline))

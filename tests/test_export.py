@@ -352,13 +352,20 @@ def test_score_refuses_labels_of_another_label_set(exported: Path, tiny_source: 
 @pytest.mark.parametrize("last, step", [(1, 1), (3, 1), (10, 1), (11, 2), (50, 5), (200, 20)])
 def test_epoch_axes_show_whole_epochs(last: int, step: int) -> None:
     """Plotly put ticks at 1.2, 1.4, ... under the demo's 3-epoch runs; at most about ten ticks, whole epochs."""
-    from search.figures import run_figure
+    from search.figures import run_figure, study_sections
     from search.report import comparison_sections
 
     history = pd.DataFrame({"epoch": range(1, last + 1), "loss": 1.0, "val_loss": 1.0, "accuracy": 0.5,
                             "val_accuracy": 0.5})
+    study = optuna.create_study(direction="maximize")  # Optuna's learning curves on an export's page too
+    trial = study.ask()
+    for epoch in range(1, last + 1):
+        trial.report(0.5, epoch)
+    study.tell(trial, 0.5)
+    learning = next(s for s in study_sections(study) if s.title.startswith("Learning curves"))
     axes = [run_figure(history).layout.xaxis, run_figure(history).layout.xaxis3,  # the first two epoch plots
-            comparison_sections(history.assign(study="s"), trial_points([]), pd.DataFrame())[0].figure.layout.xaxis]
+            comparison_sections(history.assign(study="s"), trial_points([]), pd.DataFrame())[0].figure.layout.xaxis,
+            learning.figure.layout.xaxis]
     for axis in axes:
         assert axis.dtick == step and axis.tick0 == (1 if step == 1 else 0)
 
