@@ -53,7 +53,8 @@ def _password_typed(context: typer.Context, parameter: typer.CallbackParam, url:
 Storage = Annotated[str, typer.Option("--storage", envvar="HPSEARCH_STORAGE", show_envvar=True,
                                       callback=_password_typed,
                                       help="Optuna storage URL (sqlite:///..., postgresql+psycopg://..., "
-                                      "journal:///path); $HPSEARCH_STORAGE sets the default.")]
+                                      "journal:///path; three slashes: a path relative to this folder, four: "
+                                      "absolute); $HPSEARCH_STORAGE sets the default.")]
 Arch = Annotated[str, typer.Argument(help=f"Architecture: {', '.join(spaces.names())}.")]
 StudyName = Annotated[Optional[str], typer.Option("--study-name", help="Study name (default: ARCH).")]
 Backend = Annotated[Optional[str], typer.Option(help="Keras backend: tensorflow or jax (default: $KERAS_BACKEND, "

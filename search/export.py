@@ -63,6 +63,8 @@ def study_data(study: optuna.Study, data_dir: Path | None, image_size: str | Non
     record = StudyRecord.of(study)
     folder = data_folder(study, data_dir)
     fix = f"pass the study's --data{f' ({record.data_dir})' if record.data_dir else ''}"
+    if data_dir is None and record.data_dir and Path(record.data_dir) != folder:  # its folder is not here
+        fix = f"study {study.study_name!r} was made with the data in {record.data_dir}, which is not here: pass --data"
     size = image_size or record.image_size
     if record.image_size and not image_size and not is_image_tree(folder):  # not the user's --image-size
         raise DataError(f"study {study.study_name!r} ran on image folders at {record.image_size}, and {folder} "
@@ -72,6 +74,10 @@ def study_data(study: optuna.Study, data_dir: Path | None, image_size: str | Non
     except SubsetOutOfRange:  # not the user's --subset: the study's, which this data cannot give
         raise DataError(f"study {study.study_name!r} ran on the first {record.subset} training images of its data, "
                         f"more than {folder} holds: {fix}") from None
+    except DataError as exc:  # e.g. "data/train.csv: file not found", read in place of the study's folder
+        if data_dir is not None or Path(record.data_dir or folder) == folder:
+            raise
+        raise DataError(f"{exc}; {fix}") from None
     expected = record.data_fingerprint
     if expected and expected != data.fingerprint:
         sizes = (f"; at image size {size or 'most common'}, the study's {record.image_size or 'most common'}"
@@ -139,7 +145,7 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
                         f"{counted(len(members), 'complete trial')}")
     record = StudyRecord.of(study)
     folder = data_folder(study, data_dir)
-    data = study_data(study, folder, image_size)
+    data = study_data(study, data_dir, image_size)  # data_dir: None, where the study's folder is read
     # Test images are optional (a folder of one's own images may have none): then no submission is written.
     test = load_test(folder, data.input_shape) if has_test(folder) else None
     # Each member trial once per seed: its own seed first, so a single run repeats the trial.

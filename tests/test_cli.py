@@ -297,7 +297,16 @@ def test_a_rerun_leaving_out_options_resumes_the_study_as_it_was_made(tiny_data:
     settings, said = resumed_settings(url, "lenet", {"data_dir": None, "subset": None})
     assert settings == {"subset": 100} and said == ["--subset 100"]
     result = runner.invoke(app, ["study", "lenet", "--trials", "3", "--epochs", "1", "--storage", url, "-q"])
-    assert result.exit_code == 0 and result.stderr == "", result.output  # quiet: nothing said
+    # Even quiet, a note says why ./data is read (a run without ./data ended in "data/train.csv: file not found").
+    assert result.exit_code == 0 and result.stderr == (
+        f"note: study 'lenet' was made with the data in {data}, which is not here; reading data instead (--data "
+        "names another folder)\n"), result.output
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # neither the study's folder nor ./data: export-best says which
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", url])
+    assert result.exit_code == 2 and result.stderr == (
+        "error: data/train.csv: file not found (and no train/ folder of class folders); study 'lenet' was made with "
+        f"the data in {data}, which is not here: pass --data\n"), result.output
     assert resumed_settings(url, "new", {"data_dir": None, "subset": 5}) == ({"subset": 5}, [])  # a new study
     # The study's folder back, with other data in it: said as such (it said to pass --data with that very folder).
     data.mkdir()
