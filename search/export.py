@@ -226,7 +226,9 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
         what = f"trial {trial.number}"
         if len(runs) > 1:
             what = f"ensemble of trial{'s' * (ensemble > 1)} {numbers}" + (f", {seeds} seeds each" if seeds > 1 else "")
-        sections = [Section(f"The exported run (trial {trial.number}): the notebook's six plots", run_figure(history)),
+        first = f", the first of {len(runs)} runs" if len(runs) > 1 else ""  # an ensemble's members, seeds
+        sections = [Section(f"The exported run (trial {trial.number}{first}): the notebook's six plots",
+                            run_figure(history)),
                     Section(f"Validation confusion matrix ({what}), accuracy {val_accuracy:.4f}{caveat}",
                             confusion_figure(matrix, data.class_names, "Validation confusion matrix")),
                     *study_sections(study, marked=[t.number for t in members])]

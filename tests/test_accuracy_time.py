@@ -108,6 +108,7 @@ def test_ensemble_averages_the_k_best_trials_each_with_s_seeds(two_objective: st
     assert list(winner[winner["seed"] == seed]["loss"]) != list(winner[winner["seed"] == seed + 1]["loss"])
     assert "ensemble of trials" in (out / "report.html").read_text()
     assert "2 seeds each" in (out / "report.html").read_text()
+    assert f"The exported run (trial {top[0].number}, the first of 4 runs)" in (out / "report.html").read_text()
     import spaces  # noqa: F401 - registers the custom loss and optimizer the members may use
 
     model = keras.saving.load_model(out / "model.keras", compile=False)
