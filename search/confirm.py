@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 from search.console import Console, counted
 from search.data import Dataset
 from search.errors import UserError
-from search.objective import TrialFailed, check_precision, retrain
+from search.objective import TrialFailed, check_precision, rebuilt_note, retrain
 from search.records import TrialRecord, confirmations, other_backend_note, retrain_plan, save_confirmation
 from search.runtime import device_name, slow_loop_note
 from search.tables import confirmation_table
@@ -49,6 +49,7 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
         check_precision(precision)
     if note := slow_loop_note(any(plan.device_loop for plan in plans), device_name(), retrain=True):
         console.warn(note)
+    said = {""}  # the notes said
     for trial, plan in zip(chosen, plans, strict=True):
         if trial.number not in confirmations(study):
             save_confirmation(study, trial.number, plan.seed, value_of(trial))  # the trial's own run
@@ -59,7 +60,11 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
             try:
                 # After its last epoch: export-best ships those weights (the trial's best epoch is the last of
                 # the plan), not those of an earlier, better epoch this seed may have had.
-                score = float(retrain(plan, data, seed=seed, show=console.epoch).history.rows[-1]["val_accuracy"])
+                run = retrain(plan, data, seed=seed, show=console.epoch)
+                if (note := rebuilt_note(trial.number, TrialRecord.of(trial).n_params, run.model)) not in said:
+                    console.warn(note)
+                    said.add(note)  # once a trial, not each seed
+                score = float(run.history.rows[-1]["val_accuracy"])
             except TrialFailed as exc:  # a configuration that diverges with some seeds is not one to export
                 console.warn(f"trial {trial.number}, seed {seed}: {exc}; scored 0 (export-best would fail)")
                 score = 0.0

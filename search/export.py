@@ -19,7 +19,7 @@ from search.data import DataError, Dataset, has_test, is_image_tree, load_datase
 from search.errors import SubsetOutOfRange, UserError
 from search.export_files import EXPORT_FILES, check_out_dir, staged_out_dir
 from search.figures import Section, confirmed_figure, confusion_figure, run_figure, study_sections, write_html
-from search.objective import TrialFailed, retrain
+from search.objective import TrialFailed, rebuilt_note, retrain
 from search.records import RetrainPlan, StudyRecord, TrialRecord, confirmations, other_backend_note, retrain_plan
 from search.runtime import device_name, slow_loop_note
 from search.tables import confirmation_table, confirmed_entry
@@ -170,6 +170,9 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
                     f"{' on all labelled rows' if full_train else ''}")
         try:
             runs.append(retrain(plan, data, show=console.epoch, full_train=full_train))
+            if plan.seed == TrialRecord.of(trial).seed and (  # once a trial: at its own seed, run first
+                    note := rebuilt_note(trial.number, TrialRecord.of(trial).n_params, runs[-1].model)):
+                console.warn(note)
         except TrialFailed as exc:  # e.g. a rate near the edge of its range diverges with another seed
             raise UserError(f"retraining trial {trial.number} with seed {plan.seed} failed: {exc}; nothing was "
                             "written") from None

@@ -153,6 +153,17 @@ def retrain(plan: RetrainPlan, data: Dataset, *, seed: int | None = None, show: 
                  schedule_epochs=plan.schedule_epochs, precision=plan.precision, shuffle=plan.shuffle)
 
 
+def rebuilt_note(trial_number: int, recorded: int, model: keras.Model) -> str:
+    """A note where a retrained model's size is not the one its trial recorded (`recorded`, 0 where none was): the
+    architecture's code changed since the trial trained (e.g. the dense head of large images, pooled since), so
+    the model retrained is not the one the trial measured; "" where the sizes agree."""
+    built = model.count_params()
+    if not recorded or recorded == built:
+        return ""
+    return (f"note: trial {trial_number} trained a model of {recorded:,} parameters; rebuilt by this hpsearch it has "
+            f"{built:,}, so it is not the model the trial measured (a new study searches the current architecture)")
+
+
 def resident_mb() -> float:
     """This process's resident memory in MiB (Linux /proc; 0 elsewhere), to spot growth across trials."""
     try:

@@ -5,6 +5,7 @@ import json
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -276,6 +277,7 @@ def test_export_with_the_other_mirror_choice(exported: Path, studies: str, tiny_
     result = runner.invoke(app, ["export-best", "lenet", "--storage", studies, "--data", str(tiny_data),
                                  "--out", str(tmp_path), flag, "-q"])
     assert result.exit_code == 0, result.output
+    assert "rebuilt by this hpsearch" not in result.stderr  # the same architecture: its size agrees
     params = json.loads((tmp_path / "params.json").read_text())
     assert params["test_time_mirror"] is (flag == "--mirror")
     # The same retrain (same seed) seen with and without mirrors: the single-view accuracies agree as retrains do.
@@ -288,6 +290,25 @@ def test_export_with_the_other_mirror_choice(exported: Path, studies: str, tiny_
     assert labels.tolist() == pd.read_csv(tmp_path / "submission.csv")["Label"].tolist()
     report = (tmp_path / "report.html").read_text()
     assert ("each image averaged with its mirror image" in report) is (flag == "--mirror")
+
+
+def test_export_says_when_the_rebuilt_model_is_not_the_trials_size(studies: str, tiny_data: Path,
+                                                                    tmp_path: Path) -> None:
+    """A trial trained by an older architecture's code (e.g. large images before the dense head was pooled) was
+    retrained as another model without a word."""
+    db = tmp_path / "db.sqlite"
+    shutil.copy(studies.removeprefix("sqlite:///"), db)
+    best = optuna.load_study(study_name="lenet", storage=f"sqlite:///{db}").best_trial
+    with sqlite3.connect(db) as connection:  # Optuna updates no finished trial: its table, as an old run wrote it
+        connection.execute("UPDATE trial_user_attributes SET value_json = '123' WHERE trial_id = ? AND key = ?",
+                           (best._trial_id, "n_params"))
+    result = runner.invoke(app, ["export-best", "lenet", "--storage", f"sqlite:///{db}", "--data", str(tiny_data),
+                                 "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 0, result.output
+    built = best.user_attrs["n_params"]
+    assert result.stderr == (f"note: trial {best.number} trained a model of 123 parameters; rebuilt by this hpsearch "
+                             f"it has {built:,}, so it is not the model the trial measured (a new study searches the "
+                             "current architecture)\n"), result.stderr
 
 
 def _beside_lenet(studies: str, tmp_path: Path, name: str, **changed: str) -> tuple[str, optuna.Study, optuna.Study]:
