@@ -34,6 +34,7 @@ from search.signals import interrupted, raise_if_interrupted
 from spaces._blocks import make_callbacks, make_loss, make_optimizer
 from spaces._common import Params
 from spaces._levers import training_steps
+from spaces.param_names import model_params
 
 Values = float | tuple[float, float]  # a trial's value, or its (accuracy, steady seconds) in an accuracy-time study
 
@@ -153,15 +154,32 @@ def retrain(plan: RetrainPlan, data: Dataset, *, seed: int | None = None, show: 
                  schedule_epochs=plan.schedule_epochs, precision=plan.precision, shuffle=plan.shuffle)
 
 
-def rebuilt_note(trial_number: int, recorded: int, model: keras.Model) -> str:
-    """A note where a retrained model's size is not the one its trial recorded (`recorded`, 0 where none was): the
-    architecture's code changed since the trial trained (e.g. the dense head of large images, pooled since), so
-    the model retrained is not the one the trial measured; "" where the sizes agree."""
+def rebuilt_note(trial_number: int, recorded: int, model: keras.Model, *, resumed: bool = False) -> str:
+    """A note where a model built from a trial's params is not the size the trial recorded (`recorded`, 0 where
+    none was): the architecture's code changed since the trial trained (e.g. the dense head of large images,
+    pooled since), so the model is not the one the trial measured; "" where the sizes agree. `resumed`: said
+    when a study resumes, whose new trials are then other models than its old ones."""
     built = model.count_params()
     if not recorded or recorded == built:
         return ""
-    return (f"note: trial {trial_number} trained a model of {recorded:,} parameters; rebuilt by this hpsearch it has "
-            f"{built:,}, so it is not the model the trial measured (a new study searches the current architecture)")
+    said = (f"note: trial {trial_number} trained a model of {recorded:,} parameters; rebuilt by this hpsearch it has "
+            f"{built:,}, ")
+    return said + ("as the architecture changed since: this study's new trials are other models than its old ones, "
+                   "ranked with them (a new --study-name keeps them apart)" if resumed else
+                   "so it is not the model the trial measured (a new study searches the current architecture)")
+
+
+def resumed_architecture_note(study: optuna.Study, arch: str, data: Dataset) -> str:
+    """At a resume, rebuilt_note for the study's first complete trial, built (not trained) by this hpsearch."""
+    trial = next((t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                  if records.TrialRecord.of(t).n_params), None)
+    if trial is None:
+        return ""
+    try:
+        model = spaces.get(arch).build(model_params(trial.params), data.input_shape, data.num_classes)
+        return rebuilt_note(trial.number, records.TrialRecord.of(trial).n_params, model, resumed=True)
+    finally:
+        keras.backend.clear_session()  # the trials build their own
 
 
 def resident_mb() -> float:

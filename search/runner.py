@@ -166,6 +166,10 @@ def _run_study(config: StudyConfig) -> int:
         console.warn(f"note: {counted(len(compiled), 'complete trial')} of this study recorded seconds with epoch 1's "
                      "compilation (an earlier hpsearch); these count epoch 1 at epoch 2's pace, so the front favours "
                      "them. A new --study-name gives a like-for-like front")
+    from search.objective import resumed_architecture_note  # imports Keras, started above on the chosen backend
+
+    if remaining > 0 and (note := resumed_architecture_note(study, config.arch, data)):
+        console.warn(note)
     how = [*training_details(device_loop, config.precision),
            *([f"{min(workers, remaining)} workers"] if min(workers, remaining) > 1 else [])]
     console.say(training_line(device, backend, how))

@@ -17,7 +17,8 @@ from search.errors import UserError
 BACKENDS = ("tensorflow", "jax")
 # How to install each backend (the project's extras; TensorFlow comes with the project, so only a pinned-out one
 # is missing).
-INSTALL = {"tensorflow": "pip install tensorflow-cpu (a GPU machine: pip install -e '.[gpu]' and --backend jax)",
+INSTALL = {"tensorflow": "pip install tensorflow-cpu (tensorflow off x86-64; on a GPU: pip install -e '.[gpu]', "
+                         "--backend jax)",
            "jax": "pip install -e '.[jax]' (on an NVIDIA GPU: '.[gpu]')"}
 # Modules that JAX's CUDA builds install (`pip install 'jax[cuda13]'` or cuda12): their presence, not an
 # import of JAX, tells that JAX can use an NVIDIA GPU.

@@ -108,7 +108,8 @@ def resumed_settings(url: str, name: str, given: dict[str, Any]) -> tuple[dict[s
         stored = {"data_dir": record.data_dir, **stored}  # said first
     elif record.data_dir and given.get("data_dir", "") is None:  # else "data/train.csv: file not found", alone
         Console().warn(f"note: study {name!r} was made with the data in {record.data_dir}, which is not here; "
-                       f"reading {StudyConfig(arch=record.arch).data_dir} instead (--data names another folder)")
+                       f"reading {Path('.') / StudyConfig(arch=record.arch).data_dir}/ instead (--data names "
+                       "another folder)")
     if record.heartbeat_seconds is not None and not url.startswith(JOURNAL_PREFIX):  # a journal's beat is moot
         stored["heartbeat_seconds"] = record.heartbeat_seconds
     taken = {key: value for key, value in stored.items() if key in given and key not in chosen}

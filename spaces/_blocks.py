@@ -93,6 +93,9 @@ def model_input(input_shape: Sequence[int], size: int,
     return inputs, x
 
 
+HEAD_POOLING = "head_pooling"  # the name of flattened's pooling layer, where it adds one
+
+
 def flattened(x: keras.KerasTensor, input_shape: Sequence[int], size: int) -> keras.KerasTensor:
     """The last feature map flattened for the dense head, average-pooled first to about the grid it has when the
     input is size x size (the architecture's INPUT_SIZE), as torchvision's VGG and AlexNet pool to 7x7.
@@ -101,10 +104,15 @@ def flattened(x: keras.KerasTensor, input_shape: Sequence[int], size: int) -> ke
     parameters (30M at 48x48), its CNN 51M (0.89M at 28x28). Inputs up to size x size are left as they were."""
     _, map_height, map_width, _ = x.shape
     height, width = (max(side, size) for side in input_shape[:2])  # model_input upscales smaller sides to size
-    # Each side scales with the input: the grid at `size` (rounded up) is that side times size / input side.
-    grid = (min(map_height, math.ceil(map_height * size / height)), min(map_width, math.ceil(map_width * size / width)))
-    if grid != (map_height, map_width):
-        x = layers.AdaptiveAveragePooling2D(grid)(x)
+    # Each side scales with the input: the grid at `size` (rounded up) is that side times size / input side. A
+    # window of floor(side / grid) pixels, moved by its width, leaves from the grid to under twice it: a side
+    # under twice its grid is not pooled (CIFAR's 32x32 in the CNN keeps its 8x8 map, not 4x4), and the last
+    # rows or columns that fill no window are dropped. Keras 3.15's AdaptiveAveragePooling2D, made for this,
+    # computed NaN on JAX (a CNN at 56x56 failed every trial) and broke TensorFlow's graph on a map 1 pixel high.
+    grid = (math.ceil(map_height * size / height), math.ceil(map_width * size / width))
+    window = tuple(max(1, side // cells) for side, cells in zip((map_height, map_width), grid, strict=True))
+    if window != (1, 1):
+        x = layers.AveragePooling2D(window, strides=window, name=HEAD_POOLING)(x)
     return layers.Flatten()(x)
 
 

@@ -299,7 +299,7 @@ def test_a_rerun_leaving_out_options_resumes_the_study_as_it_was_made(tiny_data:
     result = runner.invoke(app, ["study", "lenet", "--trials", "3", "--epochs", "1", "--storage", url, "-q"])
     # Even quiet, a note says why ./data is read (a run without ./data ended in "data/train.csv: file not found").
     assert result.exit_code == 0 and result.stderr == (
-        f"note: study 'lenet' was made with the data in {data}, which is not here; reading data instead (--data "
+        f"note: study 'lenet' was made with the data in {data}, which is not here; reading data/ instead (--data "
         "names another folder)\n"), result.output
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # neither the study's folder nor ./data: export-best says which

@@ -1,6 +1,10 @@
 """Every registered architecture builds from sampled params, and the notebook's models exactly."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import keras
@@ -9,7 +13,7 @@ import optuna
 import pytest
 
 import spaces
-from spaces._blocks import make_callbacks, make_optimizer
+from spaces._blocks import HEAD_POOLING, make_callbacks, make_optimizer
 from spaces._common import LEARNING_RATES, suggest_training
 from spaces._keras2 import DecayedSGD
 from spaces.param_names import stored_params
@@ -83,16 +87,41 @@ def test_large_input_models_resize_inside(name: str) -> None:
 
 @pytest.mark.parametrize("name", spaces.names())
 def test_large_images_keep_the_dense_head_about_its_own_size(name: str) -> None:
-    """A folder of 224x224 photos gave AlexNet 676M parameters and the CNN 206M (3.9M at 28x28): the dense head
-    grew with the image's area. The last feature map is now pooled to about its grid at the architecture's own
-    INPUT_SIZE (rounded up, so up to twice the parameters), and such a model trains."""
+    """A folder of 224x224 photos gave the notebook's AlexNet 676M parameters and its CNN 51M (0.89M at 28x28):
+    the dense head grew with the image's area. The last feature map is now pooled to about its grid at the
+    architecture's own INPUT_SIZE (under twice it a side: at most 4x the dense weights), and such a model trains
+    (TensorFlow, graph mode: Keras' AdaptiveAveragePooling2D failed there on VGG's map one pixel high)."""
     arch = spaces.get(name)
     own = arch.build(arch.DEFAULT, (arch.INPUT_SIZE, arch.INPUT_SIZE, 3), 5).count_params()
-    model = arch.build(arch.DEFAULT, (120, 100, 3), 5)
-    assert own <= model.count_params() <= 2 * own
-    if any(isinstance(layer, keras.layers.AdaptiveAveragePooling2D) for layer in model.layers):  # not ResNet's
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        assert np.isfinite(model.train_on_batch(np.ones((2, 120, 100, 3), np.float32), np.array([0, 4])))
+    for shape in ((120, 100, 3), (40, 100, 3)):
+        model = arch.build(arch.DEFAULT, shape, 5)
+        assert model.count_params() <= 4 * own, shape
+        if any(layer.name == HEAD_POOLING for layer in model.layers):  # not ResNet's, which pools globally
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+            assert np.isfinite(model.train_on_batch(np.ones((2, *shape), np.float32), np.array([0, 4])))
+
+
+def test_the_head_is_pooled_only_where_a_side_is_twice_the_architectures_own() -> None:
+    """Models of 28x28 (the notebook's), 32x32 (CIFAR's) or 28x40 images keep their whole last map (the CNN's
+    8x8 at 32x32, not pooled to 4x4); a 64x64 one is pooled, and trains on JAX too, where Keras'
+    AdaptiveAveragePooling2D gave NaN (every CNN trial at 56x56 failed)."""
+    cnn = spaces.get("cnn")
+    pooled = {size: any(layer.name == HEAD_POOLING for layer in cnn.build(cnn.DEFAULT, (*size, 1), 5).layers)
+              for size in ((28, 28), (32, 32), (28, 40), (64, 64))}
+    assert pooled == {(28, 28): False, (32, 32): False, (28, 40): False, (64, 64): True}
+    code = textwrap.dedent("""
+        import numpy as np, spaces
+        for name in ("cnn", "lenet"):
+            arch = spaces.get(name)
+            model = arch.build(arch.DEFAULT, (64, 56, 1), 5)
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+            print(name, float(model.train_on_batch(np.random.rand(4, 64, 56, 1).astype("float32"), np.arange(4))))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    losses = dict(line.split() for line in done.stdout.splitlines())
+    assert set(losses) == {"cnn", "lenet"} and all(np.isfinite(float(loss)) for loss in losses.values()), losses
 
 
 # The notebook's training settings, read off its code cells: (optimizer, learning rate, batch, epochs, ReduceLR).

@@ -67,6 +67,25 @@ def test_a_journal_study_resumes_with_another_heartbeat(tiny_data: Path, tmp_pat
         open_study(_config(tiny_data, sqlite_url, subset=100, heartbeat_seconds=30), data)
 
 
+def test_a_resume_says_when_the_architecture_changed_since_its_trials(tiny_data: Path, sqlite_url: str,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A study made before an architecture's code changed (the pooled dense head of large images) went on with
+    other models than its old trials without a word; a resume without such a change says nothing."""
+    import sqlite3
+
+    run_study(_config(tiny_data, sqlite_url, subset=100, trials=1))
+    run_study(_config(tiny_data, sqlite_url, subset=100, trials=2))
+    assert "rebuilt" not in capsys.readouterr().err
+    first = _study(sqlite_url, "lenet").trials[0]
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as connection:  # as an older hpsearch built it
+        connection.execute("UPDATE trial_user_attributes SET value_json = '123' WHERE trial_id = ? AND key = ?",
+                           (first._trial_id, "n_params"))
+    run_study(_config(tiny_data, sqlite_url, subset=100, trials=3))
+    assert (f"note: trial 0 trained a model of 123 parameters; rebuilt by this hpsearch it has "
+            f"{first.user_attrs['n_params']:,}, as the architecture changed since: this study's new trials are other "
+            "models than its old ones") in capsys.readouterr().err
+
+
 def test_rerun_resumes_without_repeating_finished_trials(tiny_data: Path, sqlite_url: str) -> None:
     config = _config(tiny_data, sqlite_url, subset=100)
     run_study(config)
