@@ -101,7 +101,8 @@ def flattened(x: keras.KerasTensor, input_shape: Sequence[int], size: int) -> ke
     input is size x size (the architecture's INPUT_SIZE), as torchvision's VGG and AlexNet pool to 7x7.
 
     Without it the dense head grew with the image's area: on 224x224 photos the notebook's AlexNet had 676M
-    parameters (30M at 48x48), its CNN 51M (0.89M at 28x28). Inputs up to size x size are left as they were."""
+    parameters (30M at 48x48), its CNN 51M (0.89M at 28x28). A map under twice its grid a side (from any input up
+    to size x size, and a little beyond) is left as it was."""
     _, map_height, map_width, _ = x.shape
     height, width = (max(side, size) for side in input_shape[:2])  # model_input upscales smaller sides to size
     # Each side scales with the input: the grid at `size` (rounded up) is that side times size / input side. A
