@@ -178,6 +178,10 @@ def resumed_architecture_note(study: optuna.Study, arch: str, data: Dataset) -> 
     try:
         model = spaces.get(arch).build(model_params(trial.params), data.input_shape, data.num_classes)
         return rebuilt_note(trial.number, records.TrialRecord.of(trial).n_params, model, resumed=True)
+    except Exception as exc:  # noqa: BLE001 - params of an older space: said, and the resume goes on as before
+        return (f"note: trial {trial.number} no longer builds with this hpsearch ({_reason(exc)}): the architecture "
+                "changed since; this study's new trials are other models than its old ones, ranked with them (a new "
+                "--study-name keeps them apart)")
     finally:
         keras.backend.clear_session()  # the trials build their own
 

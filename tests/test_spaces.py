@@ -88,9 +88,9 @@ def test_large_input_models_resize_inside(name: str) -> None:
 @pytest.mark.parametrize("name", spaces.names())
 def test_large_images_keep_the_dense_head_about_its_own_size(name: str) -> None:
     """A folder of 224x224 photos gave the notebook's AlexNet 676M parameters and its CNN 51M (0.89M at 28x28):
-    the dense head grew with the image's area. The last feature map is now pooled to about its grid at the
-    architecture's own INPUT_SIZE (under twice it a side: at most 4x the dense weights), and such a model trains
-    (TensorFlow, graph mode: Keras' AdaptiveAveragePooling2D failed there on VGG's map one pixel high)."""
+    the dense head grew with the image's area. A side of the last map twice or more its grid at the
+    architecture's own INPUT_SIZE is now pooled to under twice it (sides under twice are as before), and such a
+    model trains (TensorFlow, graph mode: Keras' AdaptiveAveragePooling2D failed there on VGG's 1-pixel map)."""
     arch = spaces.get(name)
     own = arch.build(arch.DEFAULT, (arch.INPUT_SIZE, arch.INPUT_SIZE, 3), 5).count_params()
     for shape in ((120, 100, 3), (40, 100, 3)):

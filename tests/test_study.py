@@ -84,6 +84,11 @@ def test_a_resume_says_when_the_architecture_changed_since_its_trials(tiny_data:
     assert (f"note: trial 0 trained a model of 123 parameters; rebuilt by this hpsearch it has "
             f"{first.user_attrs['n_params']:,}, as the architecture changed since: this study's new trials are other "
             "models than its old ones") in capsys.readouterr().err
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as connection:  # params an older space had
+        connection.execute("DELETE FROM trial_params WHERE trial_id = ? AND param_name = 'variant'", (first._trial_id,))
+    assert run_study(_config(tiny_data, sqlite_url, subset=100, trials=4)) == 0  # the resume goes on
+    assert ("note: trial 0 no longer builds with this hpsearch (KeyError: 'variant'): the architecture changed "
+            "since") in capsys.readouterr().err
 
 
 def test_rerun_resumes_without_repeating_finished_trials(tiny_data: Path, sqlite_url: str) -> None:
