@@ -154,6 +154,11 @@ def retrain(plan: RetrainPlan, data: Dataset, *, seed: int | None = None, show: 
                  schedule_epochs=plan.schedule_epochs, precision=plan.precision, shuffle=plan.shuffle)
 
 
+# What a resumed study whose architecture changed since its trials goes on with.
+MIXED = ("this study's new trials are other models than its old ones, ranked with them (a new --study-name keeps them "
+         "apart)")
+
+
 def rebuilt_note(trial_number: int, recorded: int, model: keras.Model, *, resumed: bool = False) -> str:
     """A note where a model built from a trial's params is not the size the trial recorded (`recorded`, 0 where
     none was): the architecture's code changed since the trial trained (e.g. the dense head of large images,
@@ -164,8 +169,7 @@ def rebuilt_note(trial_number: int, recorded: int, model: keras.Model, *, resume
         return ""
     said = (f"note: trial {trial_number} trained a model of {recorded:,} parameters; rebuilt by this hpsearch it has "
             f"{built:,}, ")
-    return said + ("as the architecture changed since: this study's new trials are other models than its old ones, "
-                   "ranked with them (a new --study-name keeps them apart)" if resumed else
+    return said + (f"as the architecture changed since: {MIXED}" if resumed else
                    "so it is not the model the trial measured (a new study searches the current architecture)")
 
 
@@ -180,8 +184,7 @@ def resumed_architecture_note(study: optuna.Study, arch: str, data: Dataset) -> 
         return rebuilt_note(trial.number, records.TrialRecord.of(trial).n_params, model, resumed=True)
     except Exception as exc:  # noqa: BLE001 - params of an older space: said, and the resume goes on as before
         return (f"note: trial {trial.number} no longer builds with this hpsearch ({_reason(exc)}): the architecture "
-                "changed since; this study's new trials are other models than its old ones, ranked with them (a new "
-                "--study-name keeps them apart)")
+                f"changed since; {MIXED}")
     finally:
         keras.backend.clear_session()  # the trials build their own
 
