@@ -49,8 +49,9 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
         check_precision(precision)
     if note := slow_loop_note(any(plan.device_loop for plan in plans), device_name(), retrain=True):
         console.warn(note)
-    said = {""}  # the notes said
     for trial, plan in zip(chosen, plans, strict=True):
+        if note := rebuilt_note(plan.arch, trial, data):  # once a trial, before its seeds train
+            console.warn(note)
         if trial.number not in confirmations(study):
             save_confirmation(study, trial.number, plan.seed, value_of(trial))  # the trial's own run
         for seed in range(plan.seed, plan.seed + seeds):
@@ -60,11 +61,7 @@ def confirm(study: optuna.Study, data: Dataset, top: int, seeds: int, console: C
             try:
                 # After its last epoch: export-best ships those weights (the trial's best epoch is the last of
                 # the plan), not those of an earlier, better epoch this seed may have had.
-                run = retrain(plan, data, seed=seed, show=console.epoch)
-                if (note := rebuilt_note(trial.number, TrialRecord.of(trial).n_params, run.model)) not in said:
-                    console.warn(note)
-                    said.add(note)  # once a trial, not each seed
-                score = float(run.history.rows[-1]["val_accuracy"])
+                score = float(retrain(plan, data, seed=seed, show=console.epoch).history.rows[-1]["val_accuracy"])
             except TrialFailed as exc:  # a configuration that diverges with some seeds is not one to export
                 console.warn(f"trial {trial.number}, seed {seed}: {exc}; scored 0 (export-best would fail)")
                 score = 0.0

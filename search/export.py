@@ -63,7 +63,8 @@ def study_data(study: optuna.Study, data_dir: Path | None, image_size: str | Non
     record = StudyRecord.of(study)
     folder = data_folder(study, data_dir)
     fix = f"pass the study's --data{f' ({record.data_dir})' if record.data_dir else ''}"
-    if data_dir is None and record.data_dir and Path(record.data_dir) != folder:  # its folder is not here
+    elsewhere = data_dir is None and bool(record.data_dir) and Path(record.data_dir) != folder  # its folder is not here
+    if elsewhere:
         fix = f"study {study.study_name!r} was made with the data in {record.data_dir}, which is not here: pass --data"
     size = image_size or record.image_size
     if record.image_size and not image_size and not is_image_tree(folder):  # not the user's --image-size
@@ -75,7 +76,7 @@ def study_data(study: optuna.Study, data_dir: Path | None, image_size: str | Non
         raise DataError(f"study {study.study_name!r} ran on the first {record.subset} training images of its data, "
                         f"more than {folder} holds: {fix}") from None
     except DataError as exc:  # e.g. "data/train.csv: file not found", read in place of the study's folder
-        if data_dir is not None or Path(record.data_dir or folder) == folder:
+        if not elsewhere:
             raise
         raise DataError(f"{exc}; {fix}") from None
     expected = record.data_fingerprint
@@ -156,9 +157,10 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
     if within is None and (note := unconfirmed_note(study)):
         console.warn(note)
     confirmed = confirmations(study)
-    for trial in members:
-        if note := other_backend_note(trial, keras.backend.backend()):
-            console.warn(note)
+    for trial in members:  # said before any training
+        for note in (other_backend_note(trial, keras.backend.backend()), rebuilt_note(record.arch, trial, data)):
+            if note:
+                console.warn(note)
     if note := slow_loop_note(any(plan.device_loop for plan in plans), device_name(), retrain=True):
         console.warn(note)
     for trial, plan in zip(run_trials, plans, strict=True):
@@ -170,9 +172,6 @@ def export_best(study: optuna.Study, data_dir: Path | None, out_dir: Path, *, ep
                     f"{' on all labelled rows' if full_train else ''}")
         try:
             runs.append(retrain(plan, data, show=console.epoch, full_train=full_train))
-            if plan.seed == TrialRecord.of(trial).seed and (  # once a trial: at its own seed, run first
-                    note := rebuilt_note(trial.number, TrialRecord.of(trial).n_params, runs[-1].model)):
-                console.warn(note)
         except TrialFailed as exc:  # e.g. a rate near the edge of its range diverges with another seed
             raise UserError(f"retraining trial {trial.number} with seed {plan.seed} failed: {exc}; nothing was "
                             "written") from None

@@ -159,34 +159,37 @@ MIXED = ("this study's new trials are other models than its old ones, ranked wit
          "apart)")
 
 
-def rebuilt_note(trial_number: int, recorded: int, model: keras.Model, *, resumed: bool = False) -> str:
-    """A note where a model built from a trial's params is not the size the trial recorded (`recorded`, 0 where
-    none was): the architecture's code changed since the trial trained (e.g. the dense head of large images,
-    pooled since), so the model is not the one the trial measured; "" where the sizes agree. `resumed`: said
-    when a study resumes, whose new trials are then other models than its old ones."""
-    built = model.count_params()
-    if not recorded or recorded == built:
-        return ""
-    said = (f"note: trial {trial_number} trained a model of {recorded:,} parameters; rebuilt by this hpsearch it has "
-            f"{built:,}, ")
-    return said + (f"as the architecture changed since: {MIXED}" if resumed else
-                   "so it is not the model the trial measured (a new study searches the current architecture)")
-
-
-def resumed_architecture_note(study: optuna.Study, arch: str, data: Dataset) -> str:
-    """At a resume, rebuilt_note for the study's first complete trial, built (not trained) by this hpsearch."""
-    trial = next((t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                  if records.TrialRecord.of(t).n_params), None)
-    if trial is None:
+def rebuilt_note(arch: str, trial: optuna.trial.FrozenTrial, data: Dataset, *, resumed: bool = False) -> str:
+    """A note where the trial's params, built (not trained) by this hpsearch, make a model of another size than the
+    trial recorded: the architecture's code changed since it trained (e.g. the dense head of large images, pooled
+    since), so the model is not the one the trial measured; "" where the sizes agree or none was recorded.
+    `resumed`: said as a study resumes (whose new trials are then other models), where params that no longer
+    build are said too, and the resume goes on."""
+    recorded = records.TrialRecord.of(trial).n_params
+    if not recorded:
         return ""
     try:
-        model = spaces.get(arch).build(model_params(trial.params), data.input_shape, data.num_classes)
-        return rebuilt_note(trial.number, records.TrialRecord.of(trial).n_params, model, resumed=True)
+        built = spaces.get(arch).build(model_params(trial.params), data.input_shape, data.num_classes).count_params()
     except Exception as exc:  # noqa: BLE001 - params of an older space: said, and the resume goes on as before
+        if not resumed:
+            raise
         return (f"note: trial {trial.number} no longer builds with this hpsearch ({_reason(exc)}): the architecture "
                 f"changed since; {MIXED}")
     finally:
         keras.backend.clear_session()  # the trials build their own
+    if built == recorded:
+        return ""
+    return (f"note: trial {trial.number} trained a model of {recorded:,} parameters; rebuilt by this hpsearch it has "
+            f"{built:,}, " + (f"as the architecture changed since: {MIXED}" if resumed else
+                              "so it is not the model the trial measured (a new study searches the current "
+                              "architecture)"))
+
+
+def resumed_architecture_note(study: optuna.Study, arch: str, data: Dataset) -> str:
+    """At a resume, rebuilt_note for the study's first complete trial that recorded its size."""
+    trial = next((t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                  if records.TrialRecord.of(t).n_params), None)
+    return "" if trial is None else rebuilt_note(arch, trial, data, resumed=True)
 
 
 def resident_mb() -> float:
